@@ -1,0 +1,282 @@
+//! Wallet-signature auth for the compute API's management endpoints (`X402-COMPUTE-AUTH` v1).
+//!
+//! The client signs nine lines joined by `\n` (no trailing newline):
+//!
+//! ```text
+//! X402-COMPUTE-AUTH
+//! v1
+//! <chain>
+//! <address>            (EVM: lowercased)
+//! <METHOD>
+//! <path>               (no scheme, host or query)
+//! <sha256 hex of the exact body bytes>
+//! <timestamp, unix ms>
+//! <nonce, 32 lowercase hex>
+//! ```
+//!
+//! and sends six headers: `X-Auth-Address`, `X-Auth-Chain`, `X-Auth-Signature`,
+//! `X-Auth-Timestamp`, `X-Auth-Nonce`, `X-Auth-Sig-Encoding`. EVM chains sign with EIP-191
+//! `personal_sign` (hex); Solana with raw ed25519 (standard base64). [`verify`] is the matching
+//! server side; nonce single-use is the server's to enforce with the returned [`AuthIdentity`].
+
+use std::fmt;
+use std::str::FromStr;
+
+use http::HeaderMap;
+use sha2::{Digest, Sha256};
+
+use crate::address::SolanaAddress;
+use crate::clock::{Clock, Entropy};
+use crate::signer::{Redacted, SolanaSigner};
+use crate::{Error, Result};
+
+/// `X-Auth-Address`
+pub const HEADER_ADDRESS: &str = "X-Auth-Address";
+/// `X-Auth-Chain`
+pub const HEADER_CHAIN: &str = "X-Auth-Chain";
+/// `X-Auth-Signature`
+pub const HEADER_SIGNATURE: &str = "X-Auth-Signature";
+/// `X-Auth-Timestamp`
+pub const HEADER_TIMESTAMP: &str = "X-Auth-Timestamp";
+/// `X-Auth-Nonce`
+pub const HEADER_NONCE: &str = "X-Auth-Nonce";
+/// `X-Auth-Sig-Encoding`
+pub const HEADER_SIG_ENCODING: &str = "X-Auth-Sig-Encoding";
+
+/// The chain named in `X-Auth-Chain`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AuthChain {
+    /// `base` (EVM).
+    Base,
+    /// `megaeth` (EVM).
+    Megaeth,
+    /// `robinhood` (EVM).
+    Robinhood,
+    /// `solana`.
+    Solana,
+}
+
+impl AuthChain {
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthChain::Base => "base",
+            AuthChain::Megaeth => "megaeth",
+            AuthChain::Robinhood => "robinhood",
+            AuthChain::Solana => "solana",
+        }
+    }
+
+    /// Whether signatures are EIP-191 (hex) rather than ed25519 (base64).
+    pub fn is_evm(self) -> bool {
+        self != AuthChain::Solana
+    }
+}
+
+impl FromStr for AuthChain {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<AuthChain> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "base" => Ok(AuthChain::Base),
+            "megaeth" => Ok(AuthChain::Megaeth),
+            "robinhood" => Ok(AuthChain::Robinhood),
+            "solana" => Ok(AuthChain::Solana),
+            _ => Err(Error::AuthRejected(format!("unknown auth chain `{text}`: expected base, megaeth, robinhood or solana"))),
+        }
+    }
+}
+
+impl fmt::Display for AuthChain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The six auth headers for one request. `Debug` hides the signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthHeaders {
+    address: String,
+    chain: AuthChain,
+    signature: Redacted,
+    timestamp_ms: u64,
+    nonce: String,
+}
+
+impl AuthHeaders {
+    /// `(name, value)` pairs to add to the request.
+    pub fn pairs(&self) -> [(&'static str, String); 6] {
+        [
+            (HEADER_ADDRESS, self.address.clone()),
+            (HEADER_CHAIN, self.chain.as_str().to_owned()),
+            (HEADER_SIGNATURE, self.signature.expose().to_owned()),
+            (HEADER_TIMESTAMP, self.timestamp_ms.to_string()),
+            (HEADER_NONCE, self.nonce.clone()),
+            (HEADER_SIG_ENCODING, if self.chain.is_evm() { "hex" } else { "base64" }.to_owned()),
+        ]
+    }
+
+    /// The nonce used (public).
+    pub fn nonce(&self) -> &str {
+        &self.nonce
+    }
+}
+
+/// Lowercase hex SHA-256 of the exact body bytes (empty body included).
+pub fn body_sha256_hex(body: &[u8]) -> String {
+    alloy_primitives::hex::encode(Sha256::digest(body))
+}
+
+/// The path as signed: no query string.
+fn signed_path(path: &str) -> &str {
+    path.split_once('?').map_or(path, |(p, _)| p)
+}
+
+/// The nine-line message.
+pub fn message(chain: AuthChain, address: &str, method: &str, path: &str, body: &[u8], timestamp_ms: u64, nonce: &str) -> String {
+    format!(
+        "X402-COMPUTE-AUTH\nv1\n{chain}\n{address}\n{}\n{}\n{}\n{timestamp_ms}\n{nonce}",
+        method.to_ascii_uppercase(),
+        signed_path(path),
+        body_sha256_hex(body)
+    )
+}
+
+fn fresh_nonce(rng: &mut dyn Entropy) -> String {
+    let mut bytes = [0u8; 16];
+    rng.fill(&mut bytes);
+    alloy_primitives::hex::encode(bytes)
+}
+
+/// Signs a request with an EVM key (`personal_sign`, hex).
+///
+/// # Errors
+/// [`Error::AuthRejected`] for `AuthChain::Solana`; [`Error::Signing`] from the signer.
+#[cfg(feature = "evm")]
+pub fn sign_evm(
+    signer: &dyn crate::signer::EvmSigner,
+    chain: AuthChain,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    clock: &dyn Clock,
+    rng: &mut dyn Entropy,
+) -> Result<AuthHeaders> {
+    if !chain.is_evm() {
+        return Err(Error::AuthRejected("an EVM key cannot sign for the solana auth chain".to_owned()));
+    }
+    let address = format!("{:#x}", signer.address());
+    let timestamp_ms = clock.now_unix_ms();
+    let nonce = fresh_nonce(rng);
+    let text = message(chain, &address, method, path, body, timestamp_ms, &nonce);
+    let signature = signer.sign_personal_message(text.as_bytes())?;
+    let signature = alloy_primitives::hex::encode_prefixed(signature.as_bytes());
+    Ok(AuthHeaders { address, chain, signature: Redacted::new(signature), timestamp_ms, nonce })
+}
+
+/// Signs a request with a Solana key (ed25519, base64).
+///
+/// # Errors
+/// [`Error::Signing`] from the signer.
+pub fn sign_solana(signer: &dyn SolanaSigner, method: &str, path: &str, body: &[u8], clock: &dyn Clock, rng: &mut dyn Entropy) -> Result<AuthHeaders> {
+    let address = signer.pubkey().to_string();
+    let timestamp_ms = clock.now_unix_ms();
+    let nonce = fresh_nonce(rng);
+    let text = message(AuthChain::Solana, &address, method, path, body, timestamp_ms, &nonce);
+    let signature = crate::encoding::encode(&signer.sign_message(text.as_bytes())?);
+    Ok(AuthHeaders { address, chain: AuthChain::Solana, signature: Redacted::new(signature), timestamp_ms, nonce })
+}
+
+/// Who signed a request that passed [`verify`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthIdentity {
+    /// The chain.
+    pub chain: AuthChain,
+    /// The address as sent (lowercase hex for EVM, base58 for Solana).
+    pub address: String,
+    /// The request's timestamp.
+    pub timestamp_ms: u64,
+    /// The nonce, which the server must accept only once.
+    pub nonce: String,
+}
+
+/// Verifies the six headers of a request against its method, path and exact body bytes, at
+/// `now_ms`, accepting timestamps within `window_ms` either side.
+///
+/// # Errors
+/// [`Error::AuthRejected`] naming what is missing or wrong (never echoing the signature).
+pub fn verify(headers: &HeaderMap, method: &str, path: &str, body: &[u8], now_ms: u64, window_ms: u64) -> Result<AuthIdentity> {
+    let get = |name: &'static str| -> Result<&str> {
+        headers
+            .get(name)
+            .ok_or_else(|| Error::AuthRejected(format!("missing {name} header")))?
+            .to_str()
+            .map_err(|_| Error::AuthRejected(format!("{name} is not ASCII")))
+    };
+    let chain: AuthChain = get(HEADER_CHAIN)?.parse()?;
+    let address = get(HEADER_ADDRESS)?.trim();
+    let signature = get(HEADER_SIGNATURE)?.trim();
+    let timestamp_ms: u64 = get(HEADER_TIMESTAMP)?
+        .trim()
+        .parse()
+        .map_err(|_| Error::AuthRejected(format!("{HEADER_TIMESTAMP} must be unix milliseconds")))?;
+    let nonce = get(HEADER_NONCE)?.trim();
+    if nonce.len() != 32 || !nonce.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err(Error::AuthRejected(format!("{HEADER_NONCE} must be 32 lowercase hex characters")));
+    }
+    if let Ok(encoding) = get(HEADER_SIG_ENCODING) {
+        let expected = if chain.is_evm() { "hex" } else { "base64" };
+        if !encoding.trim().eq_ignore_ascii_case(expected) {
+            return Err(Error::AuthRejected(format!("{HEADER_SIG_ENCODING} must be {expected} for {chain}")));
+        }
+    }
+    if timestamp_ms.abs_diff(now_ms) > window_ms {
+        return Err(Error::AuthRejected(format!("timestamp is outside the ±{} s window; check the clock", window_ms / 1000)));
+    }
+    let text = message(chain, address, method, path, body, timestamp_ms, nonce);
+    if chain.is_evm() {
+        verify_evm(address, signature, &text)?;
+    } else {
+        verify_solana(address, signature, &text)?;
+    }
+    Ok(AuthIdentity { chain, address: address.to_owned(), timestamp_ms, nonce: nonce.to_owned() })
+}
+
+#[cfg(feature = "evm")]
+fn verify_evm(address: &str, signature: &str, text: &str) -> Result<()> {
+    let reject = |why: &str| Error::AuthRejected(why.to_owned());
+    if address.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(reject("X-Auth-Address must be the lowercased EVM address"));
+    }
+    let expected = crate::address::parse_evm(address).map_err(|_| reject("X-Auth-Address is not an EVM address"))?;
+    let bytes = alloy_primitives::hex::decode(signature).map_err(|_| reject("X-Auth-Signature must be 0x hex"))?;
+    let signature = alloy_primitives::Signature::from_raw(&bytes).map_err(|_| reject("X-Auth-Signature must be 65 bytes"))?;
+    let recovered = signature.recover_address_from_msg(text.as_bytes()).map_err(|_| reject("signature does not recover"))?;
+    if recovered != expected {
+        return Err(reject("signature was not made by X-Auth-Address"));
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "evm"))]
+fn verify_evm(_: &str, _: &str, _: &str) -> Result<()> {
+    Err(Error::AuthRejected("EVM wallet auth needs the `evm` feature".to_owned()))
+}
+
+#[cfg(feature = "solana")]
+fn verify_solana(address: &str, signature: &str, text: &str) -> Result<()> {
+    let reject = |why: &str| Error::AuthRejected(why.to_owned());
+    let key: SolanaAddress = address.parse().map_err(|_| reject("X-Auth-Address is not a Solana address"))?;
+    let bytes = crate::encoding::decode("X-Auth-Signature", signature).map_err(|_| reject("X-Auth-Signature must be base64"))?;
+    let bytes: [u8; 64] = bytes.try_into().map_err(|_| reject("X-Auth-Signature must be 64 bytes"))?;
+    if !solana_signature::Signature::from(bytes).verify(key.as_bytes(), text.as_bytes()) {
+        return Err(reject("signature was not made by X-Auth-Address"));
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "solana"))]
+fn verify_solana(_: &str, _: &str, _: &str) -> Result<()> {
+    let _ = SolanaAddress::new;
+    Err(Error::AuthRejected("Solana wallet auth needs the `solana` feature".to_owned()))
+}
