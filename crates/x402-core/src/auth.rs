@@ -280,3 +280,78 @@ fn verify_solana(_: &str, _: &str, _: &str) -> Result<()> {
     let _ = SolanaAddress::new;
     Err(Error::AuthRejected("Solana wallet auth needs the `solana` feature".to_owned()))
 }
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderName, HeaderValue};
+
+    use super::*;
+    use crate::clock::FixedClock;
+
+    const NOW_MS: u64 = 1_760_000_000_000;
+    const WINDOW_MS: u64 = 300_000;
+
+    fn to_map(headers: &AuthHeaders) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers.pairs() {
+            map.insert(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(&value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn message_is_nine_lines_without_trailing_newline() {
+        let text = message(AuthChain::Base, "0xabc", "post", "/compute/instances/abc/extend?x=1", b"", 1760000000000, "0123456789abcdef0123456789abcdef");
+        assert_eq!(
+            text,
+            "X402-COMPUTE-AUTH\nv1\nbase\n0xabc\nPOST\n/compute/instances/abc/extend\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n1760000000000\n0123456789abcdef0123456789abcdef"
+        );
+    }
+
+    #[cfg(feature = "evm")]
+    #[test]
+    fn evm_round_trip_and_rejections() {
+        let signer = crate::signer::LocalEvmSigner::from_hex("0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80").unwrap();
+        let body = br#"{"label":"x"}"#;
+        let headers = sign_evm(&signer, AuthChain::Base, "POST", "/compute/api-keys", body, &FixedClock::from_unix_ms(NOW_MS), &mut |b: &mut [u8]| b.fill(0x11)).unwrap();
+        assert!(!format!("{headers:?}").contains(headers.pairs()[2].1.as_str()));
+        let map = to_map(&headers);
+        assert_eq!(map.get(HEADER_ADDRESS).unwrap(), "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266");
+        assert_eq!(map.get(HEADER_NONCE).unwrap(), "11111111111111111111111111111111");
+        let identity = verify(&map, "POST", "/compute/api-keys", body, NOW_MS + 1000, WINDOW_MS).unwrap();
+        assert_eq!(identity.address, "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266");
+        assert!(verify(&map, "POST", "/compute/api-keys", b"{}", NOW_MS, WINDOW_MS).is_err());
+        assert!(verify(&map, "DELETE", "/compute/api-keys", body, NOW_MS, WINDOW_MS).is_err());
+        assert!(verify(&map, "POST", "/compute/credits", body, NOW_MS, WINDOW_MS).is_err());
+        assert!(verify(&map, "POST", "/compute/api-keys", body, NOW_MS + WINDOW_MS + 1, WINDOW_MS).is_err());
+        let mut upper = map.clone();
+        upper.insert(HEADER_ADDRESS, HeaderValue::from_static("0xF39FD6E51AAD88F6F4CE6AB8827279CFFFB92266"));
+        assert!(verify(&upper, "POST", "/compute/api-keys", body, NOW_MS, WINDOW_MS).is_err());
+        let mut missing = map.clone();
+        missing.remove(HEADER_NONCE);
+        let err = verify(&missing, "POST", "/compute/api-keys", body, NOW_MS, WINDOW_MS).unwrap_err();
+        assert!(err.to_string().contains("X-Auth-Nonce"));
+        let mut other_chain = map.clone();
+        other_chain.insert(HEADER_CHAIN, HeaderValue::from_static("megaeth"));
+        assert!(verify(&other_chain, "POST", "/compute/api-keys", body, NOW_MS, WINDOW_MS).is_err());
+        assert!(sign_evm(&signer, AuthChain::Solana, "GET", "/", b"", &FixedClock::from_unix_ms(NOW_MS), &mut |b: &mut [u8]| b.fill(1)).is_err());
+    }
+
+    #[cfg(feature = "solana")]
+    #[test]
+    fn solana_round_trip_and_rejections() {
+        let signer = crate::signer::LocalSolanaSigner::from_secret([3; 32]);
+        let headers = sign_solana(&signer, "GET", "/compute/instances", b"", &FixedClock::from_unix_ms(NOW_MS), &mut |b: &mut [u8]| b.fill(0x22)).unwrap();
+        let map = to_map(&headers);
+        assert_eq!(map.get(HEADER_SIG_ENCODING).unwrap(), "base64");
+        let identity = verify(&map, "GET", "/compute/instances", b"", NOW_MS, WINDOW_MS).unwrap();
+        assert_eq!(identity.chain, AuthChain::Solana);
+        assert_eq!(identity.address, signer.pubkey().to_string());
+        let mut wrong_key = map.clone();
+        wrong_key.insert(HEADER_ADDRESS, HeaderValue::from_str(&crate::signer::LocalSolanaSigner::from_secret([4; 32]).pubkey().to_string()).unwrap());
+        assert!(verify(&wrong_key, "GET", "/compute/instances", b"", NOW_MS, WINDOW_MS).is_err());
+        let mut hex = map.clone();
+        hex.insert(HEADER_SIG_ENCODING, HeaderValue::from_static("hex"));
+        assert!(verify(&hex, "GET", "/compute/instances", b"", NOW_MS, WINDOW_MS).is_err());
+    }
+}

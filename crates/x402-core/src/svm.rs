@@ -433,3 +433,137 @@ pub fn verify_payload(payload: &ExactSvmPayload, requirement: &Requirement, conf
         transaction,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::challenge::Challenge;
+    use crate::clock::FixedClock;
+    use crate::policy::PaymentPolicy;
+    use crate::signer::LocalSolanaSigner;
+
+    const USDC_DEVNET: &str = "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU";
+    const PAY_TO: &str = "2wKupLR9q6wXYppw8Gr2NvWxKBUqm4PPJKkQfoxHDBg4";
+
+    fn fee_payer() -> LocalSolanaSigner {
+        LocalSolanaSigner::from_secret([9; 32])
+    }
+
+    fn challenge(amount: u64, memo: Option<&str>) -> Challenge {
+        let memo = memo.map(|m| format!(r#","memo":"{m}""#)).unwrap_or_default();
+        let json = format!(
+            r#"{{"x402Version":2,"resource":{{"url":"u"}},"accepts":[{{"scheme":"exact","network":"solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1","amount":"{amount}","asset":"{USDC_DEVNET}","payTo":"{PAY_TO}","maxTimeoutSeconds":60,"extra":{{"feePayer":"{}"{memo}}}}}]}}"#,
+            fee_payer().pubkey()
+        );
+        Challenge::from_v2_header(&encoding::encode(json.as_bytes())).unwrap()
+    }
+
+    fn chain(program: TokenProgram) -> SolanaChainState {
+        SolanaChainState { recent_blockhash: [5; 32], decimals: 6, token_program: program }
+    }
+
+    fn pay_and_decode(challenge: &Challenge, payer: &LocalSolanaSigner, program: TokenProgram) -> PaymentPayload {
+        let selected = PaymentPolicy::default().select(challenge).unwrap();
+        let header = pay(&selected, payer, &chain(program), &mut |b: &mut [u8]| b.fill(0xab)).unwrap();
+        PaymentPayload::from_header_value(header.value()).unwrap()
+    }
+
+    fn config() -> VerifyConfig {
+        VerifyConfig { decimals: Some(6), ..VerifyConfig::new(vec![fee_payer().pubkey()]) }
+    }
+
+    #[test]
+    fn reference_byte_vectors() {
+        let limit = solana_compute_budget_interface::ComputeBudgetInstruction::set_compute_unit_limit(20_000);
+        assert_eq!(limit.data, [0x02, 0x20, 0x4e, 0x00, 0x00]);
+        let price = solana_compute_budget_interface::ComputeBudgetInstruction::set_compute_unit_price(1);
+        assert_eq!(price.data, [0x03, 1, 0, 0, 0, 0, 0, 0, 0]);
+        let any = Pubkey::new_unique();
+        let transfer = spl_token::instruction::transfer_checked(&spl_token::id(), &any, &any, &any, &any, &[], 1000, 6).unwrap();
+        assert_eq!(transfer.data, [0x0c, 0xe8, 0x03, 0, 0, 0, 0, 0, 0, 0x06]);
+        let owner: SolanaAddress = PAY_TO.parse().unwrap();
+        let mint: SolanaAddress = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v".parse().unwrap();
+        assert_eq!(associated_token_address(&owner, &mint, TokenProgram::Token).to_string(), "3XZXfFJHF5ox3yPop16oqYfSWxLpkjsEuvTe2S67G2rj");
+        assert_eq!(associated_token_address(&owner, &mint, TokenProgram::Token2022).to_string(), "H7BrdQ48x8XkXh3UXs7pvPxxF8Z5Ej1WyBwU2ZryzTBL");
+    }
+
+    #[test]
+    fn builds_the_documented_layout_and_verifies() {
+        let payer = LocalSolanaSigner::from_secret([1; 32]);
+        for program in [TokenProgram::Token, TokenProgram::Token2022] {
+            let c = challenge(1000, None);
+            let payment = pay_and_decode(&c, &payer, program);
+            let verified = verify(&payment, c.offers()[0].requirement().unwrap(), &config()).unwrap();
+            assert_eq!(verified.payer, payer.pubkey());
+            assert_eq!(verified.amount, TokenAmount::from_u64(1000));
+            let message = &verified.transaction.message;
+            assert_eq!(message.static_account_keys()[0], Pubkey::from(fee_payer().pubkey()));
+            assert_eq!(verified.transaction.signatures[0], Signature::default(), "fee payer slot stays empty");
+            let memo = &message.instructions()[3];
+            assert_eq!(memo.data, b"abababababababababababababababab");
+            assert_eq!(message.static_account_keys()[usize::from(message.instructions()[2].program_id_index)], program.id());
+            // The facilitator can complete it.
+            let mut verified = verified;
+            verified.cosign(&fee_payer()).unwrap();
+            assert!(verified.transaction.verify_with_results().iter().all(|ok| *ok));
+            assert!(verified.cosign(&payer).is_err());
+        }
+    }
+
+    #[test]
+    fn extra_memo_is_used_and_enforced() {
+        let payer = LocalSolanaSigner::from_secret([1; 32]);
+        let with_memo = challenge(1000, Some("pi_3abc123def456"));
+        let payment = pay_and_decode(&with_memo, &payer, TokenProgram::Token);
+        assert!(verify(&payment, with_memo.offers()[0].requirement().unwrap(), &config()).is_ok());
+        let other_memo = challenge(1000, Some("pi_other"));
+        let err = verify_payload(&payment.scheme_payload().unwrap(), other_memo.offers()[0].requirement().unwrap(), &config()).unwrap_err();
+        assert_eq!(err.invalid_reason(), Some(InvalidReason::SvmMemoMismatch));
+    }
+
+    #[test]
+    fn rejects_mismatches_and_bad_signatures() {
+        let payer = LocalSolanaSigner::from_secret([1; 32]);
+        let c = challenge(1000, None);
+        let payload: ExactSvmPayload = pay_and_decode(&c, &payer, TokenProgram::Token).scheme_payload().unwrap();
+        let reason = |payload: &ExactSvmPayload, requirement_challenge: &Challenge, config: &VerifyConfig| {
+            verify_payload(payload, requirement_challenge.offers()[0].requirement().unwrap(), config).unwrap_err().invalid_reason().unwrap()
+        };
+        assert_eq!(reason(&payload, &challenge(1001, None), &config()), InvalidReason::SvmAmountMismatch);
+        assert_eq!(reason(&payload, &challenge(999, None), &config()), InvalidReason::SvmAmountMismatch);
+        assert_eq!(reason(&payload, &c, &VerifyConfig::new(vec![payer.pubkey()])), InvalidReason::SvmFeePayerNotManaged);
+        assert_eq!(reason(&payload, &c, &VerifyConfig { decimals: Some(9), ..config() }), InvalidReason::SvmInstructions);
+        assert_eq!(reason(&payload, &c, &VerifyConfig { max_compute_unit_limit: 100, ..config() }), InvalidReason::SvmComputeBudget);
+        let other_pay_to = c.offers()[0].raw_json().replace(PAY_TO, "EwWqGE4ZFKLofuestmU4LDdK7XM1N4ALgdZccwYugwGd");
+        let json = format!(r#"{{"x402Version":2,"resource":{{"url":"u"}},"accepts":[{other_pay_to}]}}"#);
+        let elsewhere = Challenge::from_v2_header(&encoding::encode(json.as_bytes())).unwrap();
+        assert_eq!(reason(&payload, &elsewhere, &config()), InvalidReason::SvmRecipientMismatch);
+        // A flipped bit in the payer's signature.
+        let mut transaction = decode_transaction(&payload.transaction).unwrap();
+        let mut bytes: [u8; 64] = transaction.signatures[1].into();
+        bytes[0] ^= 1;
+        transaction.signatures[1] = Signature::from(bytes);
+        let forged = ExactSvmPayload { transaction: encode_transaction(&transaction).unwrap() };
+        assert_eq!(reason(&forged, &c, &config()), InvalidReason::SvmSignature);
+        // Garbage.
+        for garbage in ["", "AAAA", "!!!", &encoding::encode(&[0x80; 300])] {
+            let bad = ExactSvmPayload { transaction: garbage.to_owned() };
+            assert_eq!(reason(&bad, &c, &config()), InvalidReason::SvmTransaction, "{garbage}");
+        }
+    }
+
+    #[test]
+    fn refuses_to_build_what_it_cannot_pay() {
+        let payer = LocalSolanaSigner::from_secret([1; 32]);
+        let c = challenge(1000, None);
+        let requirement = c.offers()[0].requirement().unwrap();
+        assert!(build_transaction(requirement, fee_payer().pubkey(), &chain(TokenProgram::Token), [0; 16]).is_err());
+        let huge = challenge(1, None).offers()[0].raw_json().replace("\"amount\":\"1\"", "\"amount\":\"18446744073709551616\"");
+        let json = format!(r#"{{"x402Version":2,"resource":{{"url":"u"}},"accepts":[{huge}]}}"#);
+        let huge = Challenge::from_v2_header(&encoding::encode(json.as_bytes())).unwrap();
+        assert!(matches!(build_transaction(huge.offers()[0].requirement().unwrap(), payer.pubkey(), &chain(TokenProgram::Token), [0; 16]), Err(Error::InvalidAmount { .. })));
+        assert!("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA".parse::<TokenProgram>().is_ok());
+        assert!(PAY_TO.parse::<TokenProgram>().is_err());
+        let _ = FixedClock::from_unix(0);
+    }
+}

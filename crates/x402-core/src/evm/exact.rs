@@ -24,8 +24,10 @@ use crate::{Error, Result};
 #[serde(rename_all = "camelCase")]
 pub struct Authorization {
     /// Payer.
+    #[serde(with = "super::checksummed")]
     pub from: Address,
     /// Recipient (`payTo`).
+    #[serde(with = "super::checksummed")]
     pub to: Address,
     /// Atomic amount.
     pub value: TokenAmount,
@@ -109,7 +111,16 @@ pub fn pay(selected: &Selected<'_>, signer: &dyn EvmSigner, clock: &dyn Clock, r
     let authorization = authorization_for(requirement, signer.address(), clock.now_unix(), random_b256(rng))?;
     let digest = signing_hash(requirement, &authorization)?;
     let signature = signer.sign_hash(&digest)?;
-    payload::encode(selected, &ExactEvmPayload { signature: signature_hex(&signature), authorization })
+    payload(selected, authorization, &signature)
+}
+
+/// Wraps an authorization and its signature (made elsewhere, over [`signing_hash`]) into the
+/// payment header of the selected offer.
+///
+/// # Errors
+/// [`Error::Malformed`] if the payload cannot be serialized (it always can).
+pub fn payload(selected: &Selected<'_>, authorization: Authorization, signature: &alloy_primitives::Signature) -> Result<PaymentHeader> {
+    payload::encode(selected, &ExactEvmPayload { signature: signature_hex(signature), authorization })
 }
 
 /// A payment that passed [`verify`]; what settlement needs.

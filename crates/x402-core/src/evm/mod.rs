@@ -157,3 +157,18 @@ pub(crate) mod u64_string {
 
 #[cfg(test)]
 mod tests;
+
+/// Serde for addresses: EIP-55 checksummed out (as the reference clients send), any case in.
+pub(crate) mod checksummed {
+    use alloy_primitives::Address;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(address: &Address, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&address.to_checksum(None))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Address, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        crate::address::parse_evm(&text).map_err(serde::de::Error::custom)
+    }
+}

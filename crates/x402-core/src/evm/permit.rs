@@ -71,8 +71,10 @@ pub const FACILITATOR_KEY: &str = "facilitatorAddress";
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PermitAuthorization {
     /// Token holder (payer).
+    #[serde(with = "super::checksummed")]
     pub owner: Address,
     /// Facilitator allowed to pull the funds.
+    #[serde(with = "super::checksummed")]
     pub spender: Address,
     /// Atomic amount.
     pub value: TokenAmount,
