@@ -37,7 +37,7 @@ impl Clock for FixedClock {
 
 /// A source of cryptographically secure random bytes (EIP-3009 nonces, memos, auth nonces).
 ///
-/// Any `FnMut(&mut [u8])` is one, so callers can pass `|buf| getrandom::fill(buf)…` or a
+/// Any `FnMut(&mut [u8])` is one, so callers can pass a closure over the OS random source or a
 /// seeded generator in tests without this crate depending on a particular `rand` version.
 pub trait Entropy {
     /// Fills `dest` with random bytes.
