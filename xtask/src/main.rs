@@ -36,7 +36,10 @@ fn main() -> anyhow::Result<()> {
 
 fn project_root() -> PathBuf {
     let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir.parent().map(Path::to_path_buf).unwrap_or(manifest_dir)
+    manifest_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or(manifest_dir)
 }
 
 fn cargo() -> Command {
@@ -45,7 +48,9 @@ fn cargo() -> Command {
 
 fn run(command: &mut Command) -> anyhow::Result<()> {
     println!("$ {}", describe(command));
-    let status = command.status().with_context(|| format!("starting {}", describe(command)))?;
+    let status = command
+        .status()
+        .with_context(|| format!("starting {}", describe(command)))?;
     if !status.success() {
         bail!("`{}` failed with {status}", describe(command));
     }
@@ -53,9 +58,15 @@ fn run(command: &mut Command) -> anyhow::Result<()> {
 }
 
 fn output(command: &mut Command) -> anyhow::Result<String> {
-    let out = command.output().with_context(|| format!("starting {}", describe(command)))?;
+    let out = command
+        .output()
+        .with_context(|| format!("starting {}", describe(command)))?;
     if !out.status.success() {
-        bail!("`{}` failed: {}", describe(command), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "`{}` failed: {}",
+            describe(command),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -80,13 +91,39 @@ fn step(name: &str, f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()
 fn ci() -> anyhow::Result<()> {
     let started = Instant::now();
     step("rustfmt", || run(cargo().args(["fmt", "--all", "--check"])))?;
-    step("clippy", || run(cargo().args(["clippy", "--workspace", "--all-targets", "--all-features", "--locked", "--", "-D", "warnings"])))?;
-    step("tests", || run(cargo().args(["test", "--workspace", "--all-features", "--locked"])))?;
-    step("docs", || run(cargo().args(["doc", "--workspace", "--all-features", "--no-deps", "--locked"]).env("RUSTDOCFLAGS", "-D warnings")))?;
+    step("clippy", || {
+        run(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    step("tests", || {
+        run(cargo().args(["test", "--workspace", "--all-features", "--locked"]))
+    })?;
+    step("docs", || {
+        run(cargo()
+            .args([
+                "doc",
+                "--workspace",
+                "--all-features",
+                "--no-deps",
+                "--locked",
+            ])
+            .env("RUSTDOCFLAGS", "-D warnings"))
+    })?;
     step("feature combinations", feature_combinations)?;
     step("dependency invariants", dependency_invariants)?;
     step("interop", interop)?;
-    println!("\ncargo xtask ci: all steps passed in {:.0?}", started.elapsed());
+    println!(
+        "\ncargo xtask ci: all steps passed in {:.0?}",
+        started.elapsed()
+    );
     Ok(())
 }
 
@@ -94,7 +131,13 @@ fn ci() -> anyhow::Result<()> {
 fn feature_combinations() -> anyhow::Result<()> {
     for features in [None, Some("evm"), Some("solana")] {
         let mut command = cargo();
-        command.args(["check", "-p", "x402-core", "--no-default-features", "--locked"]);
+        command.args([
+            "check",
+            "-p",
+            "x402-core",
+            "--no-default-features",
+            "--locked",
+        ]);
         if let Some(features) = features {
             command.args(["--features", features]);
         }
@@ -107,19 +150,43 @@ fn feature_combinations() -> anyhow::Result<()> {
 /// resolved dependency graph.
 fn dependency_invariants() -> anyhow::Result<()> {
     let tree = |features: &str| {
-        output(cargo().args(["tree", "-p", "x402-core", "-e", "normal", "--prefix", "none", "--no-default-features", "--features", features, "--locked"]))
+        output(cargo().args([
+            "tree",
+            "-p",
+            "x402-core",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--no-default-features",
+            "--features",
+            features,
+            "--locked",
+        ]))
     };
     let evm_only = tree("evm")?;
-    if let Some(line) = evm_only.lines().find(|l| l.starts_with("solana-") || l.starts_with("spl-")) {
+    if let Some(line) = evm_only
+        .lines()
+        .find(|l| l.starts_with("solana-") || l.starts_with("spl-"))
+    {
         bail!("x402-core with only `evm` pulls in a Solana crate: {line}");
     }
     let everything = tree("evm,solana")?;
-    for forbidden in ["tokio ", "reqwest ", "hyper ", "mio ", "solana-client ", "solana-rpc-client "] {
+    for forbidden in [
+        "tokio ",
+        "reqwest ",
+        "hyper ",
+        "mio ",
+        "solana-client ",
+        "solana-rpc-client ",
+    ] {
         if let Some(line) = everything.lines().find(|l| l.starts_with(forbidden)) {
             bail!("x402-core depends on an IO crate: {line}");
         }
     }
-    println!("x402-core: no solana crate with only `evm`; no tokio, reqwest, hyper or mio with all features");
+    println!(
+        "x402-core: no solana crate with only `evm`; no tokio, reqwest, hyper or mio with all features"
+    );
     Ok(())
 }
 
@@ -127,25 +194,58 @@ fn dependency_invariants() -> anyhow::Result<()> {
 fn interop() -> anyhow::Result<()> {
     let venv = PathBuf::from("target/interop-venv");
     let python = venv.join("bin/python");
-    let requirements = std::fs::read_to_string("xtask/interop/requirements.txt").context("reading xtask/interop/requirements.txt")?;
+    let requirements = std::fs::read_to_string("xtask/interop/requirements.txt")
+        .context("reading xtask/interop/requirements.txt")?;
     let marker = venv.join(".installed-requirements");
     if std::fs::read_to_string(&marker).ok().as_deref() != Some(requirements.as_str()) {
-        run(Command::new("python3").args(["-m", "venv", "--clear"]).arg(&venv))?;
-        run(Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", "xtask/interop/requirements.txt"]))?;
+        run(Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv))?;
+        run(Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+            "xtask/interop/requirements.txt",
+        ]))?;
         std::fs::write(&marker, &requirements)?;
     }
-    run(cargo().args(["build", "--quiet", "-p", "x402-core", "--features", "solana", "--example", "pay", "--locked"]))?;
+    run(cargo().args([
+        "build",
+        "--quiet",
+        "-p",
+        "x402-core",
+        "--features",
+        "solana",
+        "--example",
+        "pay",
+        "--locked",
+    ]))?;
     let target_dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_owned());
     let pay = PathBuf::from(target_dir).join("debug/examples/pay");
-    run(Command::new(&python).arg("xtask/interop/check.py").arg(&pay))
+    run(Command::new(&python)
+        .arg("xtask/interop/check.py")
+        .arg(&pay))
 }
 
 fn fuzz(seconds: &str) -> anyhow::Result<()> {
-    let has_cargo_fuzz = cargo().args(["fuzz", "--help"]).output().map(|o| o.status.success()).unwrap_or(false);
+    let has_cargo_fuzz = cargo()
+        .args(["fuzz", "--help"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if !has_cargo_fuzz {
-        bail!("cargo-fuzz is not installed: `cargo install cargo-fuzz` (it needs a nightly toolchain)");
+        bail!(
+            "cargo-fuzz is not installed: `cargo install cargo-fuzz` (it needs a nightly toolchain)"
+        );
     }
-    run(cargo()
-        .current_dir("crates/x402-core")
-        .args(["fuzz", "run", "parse", "--", &format!("-max_total_time={seconds}")]))
+    run(cargo().current_dir("crates/x402-core").args([
+        "fuzz",
+        "run",
+        "parse",
+        "--",
+        &format!("-max_total_time={seconds}"),
+    ]))
 }

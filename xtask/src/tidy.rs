@@ -7,14 +7,28 @@ mod tests {
     use std::fs;
     use std::path::{Path, PathBuf};
 
-    const WORKSPACE_CRATES: [&str; 6] = ["x402-core", "compute-api", "grid-api", "sgl-node", "cli", "xtask"];
+    const WORKSPACE_CRATES: [&str; 6] = [
+        "x402-core",
+        "compute-api",
+        "grid-api",
+        "sgl-node",
+        "cli",
+        "xtask",
+    ];
 
     fn root() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_path_buf()
     }
 
     fn manifest_dir(name: &str) -> PathBuf {
-        if name == "xtask" { root().join("xtask") } else { root().join("crates").join(name) }
+        if name == "xtask" {
+            root().join("xtask")
+        } else {
+            root().join("crates").join(name)
+        }
     }
 
     /// Workspace crates each crate depends on, in any dependency section.
@@ -50,7 +64,10 @@ mod tests {
         ]);
         for (name, allowed) in allowed {
             for dependency in workspace_dependencies(name) {
-                assert!(allowed.contains(&dependency.as_str()), "{name} must not depend on {dependency} (see ARCHITECTURE.md)");
+                assert!(
+                    allowed.contains(&dependency.as_str()),
+                    "{name} must not depend on {dependency} (see ARCHITECTURE.md)"
+                );
             }
         }
     }
@@ -76,7 +93,11 @@ mod tests {
                     continue;
                 }
                 let text = fs::read_to_string(&file).unwrap();
-                assert!(text.starts_with("//!"), "{} must start with a `//!` module doc", file.display());
+                assert!(
+                    text.starts_with("//!"),
+                    "{} must start with a `//!` module doc",
+                    file.display()
+                );
             }
         }
     }
@@ -85,11 +106,27 @@ mod tests {
     fn x402_core_does_no_io() {
         let mut files = Vec::new();
         rust_files(&manifest_dir("x402-core").join("src"), &mut files);
-        let forbidden = ["std::env", "std::fs", "std::net", "std::process", "SystemTime", "Instant::now", "tokio", "reqwest", "getrandom", "OsRng", "thread_rng"];
+        let forbidden = [
+            "std::env",
+            "std::fs",
+            "std::net",
+            "std::process",
+            "SystemTime",
+            "Instant::now",
+            "tokio",
+            "reqwest",
+            "getrandom",
+            "OsRng",
+            "thread_rng",
+        ];
         for file in files {
             let text = fs::read_to_string(&file).unwrap();
             for word in forbidden {
-                assert!(!text.contains(word), "{} mentions `{word}`: x402-core performs no IO", file.display());
+                assert!(
+                    !text.contains(word),
+                    "{} mentions `{word}`: x402-core performs no IO",
+                    file.display()
+                );
             }
         }
     }
@@ -102,8 +139,14 @@ mod tests {
             for file in files {
                 let text = fs::read_to_string(&file).unwrap();
                 for word in ["println!", "eprintln!", "dbg!"] {
-                    let in_code = text.lines().any(|l| l.contains(word) && !l.trim_start().starts_with("//"));
-                    assert!(!in_code, "{} uses {word}: libraries emit tracing events, binaries print", file.display());
+                    let in_code = text
+                        .lines()
+                        .any(|l| l.contains(word) && !l.trim_start().starts_with("//"));
+                    assert!(
+                        !in_code,
+                        "{} uses {word}: libraries emit tracing events, binaries print",
+                        file.display()
+                    );
                 }
             }
         }

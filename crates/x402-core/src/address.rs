@@ -36,7 +36,10 @@ impl FromStr for SolanaAddress {
     type Err = Error;
 
     fn from_str(input: &str) -> Result<SolanaAddress> {
-        let invalid = || Error::InvalidAddress { input: input.to_owned(), kind: "Solana" };
+        let invalid = || Error::InvalidAddress {
+            input: input.to_owned(),
+            kind: "Solana",
+        };
         if input.len() > 44 {
             return Err(invalid());
         }
@@ -148,8 +151,14 @@ impl fmt::Debug for PayTo {
 
 /// Parses an EVM address in any letter case (`0x` + 40 hex digits).
 pub(crate) fn parse_evm(input: &str) -> Result<Address> {
-    let invalid = || Error::InvalidAddress { input: input.to_owned(), kind: "EVM" };
-    let hex = input.strip_prefix("0x").or_else(|| input.strip_prefix("0X")).ok_or_else(invalid)?;
+    let invalid = || Error::InvalidAddress {
+        input: input.to_owned(),
+        kind: "EVM",
+    };
+    let hex = input
+        .strip_prefix("0x")
+        .or_else(|| input.strip_prefix("0X"))
+        .ok_or_else(invalid)?;
     if hex.len() != 40 {
         return Err(invalid());
     }
@@ -164,10 +173,22 @@ mod tests {
 
     #[test]
     fn evm_addresses_parse_in_any_case_and_print_checksummed() {
-        let lower: PayTo = "0x209693bc6afc0c5328ba36faf03c514ef312287c".parse().unwrap();
-        assert_eq!(lower.to_string(), "0x209693Bc6afc0C5328bA36FaF03C514EF312287C");
-        for bad in ["0x123", "209693bc6afc0c5328ba36faf03c514ef312287c", "0xzz9693bc6afc0c5328ba36faf03c514ef312287c"] {
-            assert!(matches!(bad.parse::<PayTo>(), Err(Error::InvalidAddress { .. })), "{bad}");
+        let lower: PayTo = "0x209693bc6afc0c5328ba36faf03c514ef312287c"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            lower.to_string(),
+            "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
+        );
+        for bad in [
+            "0x123",
+            "209693bc6afc0c5328ba36faf03c514ef312287c",
+            "0xzz9693bc6afc0c5328ba36faf03c514ef312287c",
+        ] {
+            assert!(
+                matches!(bad.parse::<PayTo>(), Err(Error::InvalidAddress { .. })),
+                "{bad}"
+            );
         }
     }
 
@@ -176,7 +197,12 @@ mod tests {
         let text = "2wKupLR9q6wXYppw8Gr2NvWxKBUqm4PPJKkQfoxHDBg4";
         let address: SolanaAddress = text.parse().unwrap();
         assert_eq!(address.to_string(), text);
-        for bad in ["", "0OIl", "2wKupLR9q6wXYppw8Gr2NvWxKBUqm4PPJKkQfoxHDBg", "2wKupLR9q6wXYppw8Gr2NvWxKBUqm4PPJKkQfoxHDBg4zz"] {
+        for bad in [
+            "",
+            "0OIl",
+            "2wKupLR9q6wXYppw8Gr2NvWxKBUqm4PPJKkQfoxHDBg",
+            "2wKupLR9q6wXYppw8Gr2NvWxKBUqm4PPJKkQfoxHDBg4zz",
+        ] {
             assert!(bad.parse::<SolanaAddress>().is_err(), "{bad}");
         }
     }

@@ -82,7 +82,9 @@ impl FromStr for AuthChain {
             "megaeth" => Ok(AuthChain::Megaeth),
             "robinhood" => Ok(AuthChain::Robinhood),
             "solana" => Ok(AuthChain::Solana),
-            _ => Err(Error::AuthRejected(format!("unknown auth chain `{text}`: expected base, megaeth, robinhood or solana"))),
+            _ => Err(Error::AuthRejected(format!(
+                "unknown auth chain `{text}`: expected base, megaeth, robinhood or solana"
+            ))),
         }
     }
 }
@@ -112,7 +114,10 @@ impl AuthHeaders {
             (HEADER_SIGNATURE, self.signature.expose().to_owned()),
             (HEADER_TIMESTAMP, self.timestamp_ms.to_string()),
             (HEADER_NONCE, self.nonce.clone()),
-            (HEADER_SIG_ENCODING, if self.chain.is_evm() { "hex" } else { "base64" }.to_owned()),
+            (
+                HEADER_SIG_ENCODING,
+                if self.chain.is_evm() { "hex" } else { "base64" }.to_owned(),
+            ),
         ]
     }
 
@@ -133,7 +138,15 @@ fn signed_path(path: &str) -> &str {
 }
 
 /// The nine-line message.
-pub fn message(chain: AuthChain, address: &str, method: &str, path: &str, body: &[u8], timestamp_ms: u64, nonce: &str) -> String {
+pub fn message(
+    chain: AuthChain,
+    address: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    timestamp_ms: u64,
+    nonce: &str,
+) -> String {
     format!(
         "X402-COMPUTE-AUTH\nv1\n{chain}\n{address}\n{}\n{}\n{}\n{timestamp_ms}\n{nonce}",
         method.to_ascii_uppercase(),
@@ -163,7 +176,9 @@ pub fn sign_evm(
     rng: &mut dyn Entropy,
 ) -> Result<AuthHeaders> {
     if !chain.is_evm() {
-        return Err(Error::AuthRejected("an EVM key cannot sign for the solana auth chain".to_owned()));
+        return Err(Error::AuthRejected(
+            "an EVM key cannot sign for the solana auth chain".to_owned(),
+        ));
     }
     let address = format!("{:#x}", signer.address());
     let timestamp_ms = clock.now_unix_ms();
@@ -171,20 +186,47 @@ pub fn sign_evm(
     let text = message(chain, &address, method, path, body, timestamp_ms, &nonce);
     let signature = signer.sign_personal_message(text.as_bytes())?;
     let signature = alloy_primitives::hex::encode_prefixed(signature.as_bytes());
-    Ok(AuthHeaders { address, chain, signature: Redacted::new(signature), timestamp_ms, nonce })
+    Ok(AuthHeaders {
+        address,
+        chain,
+        signature: Redacted::new(signature),
+        timestamp_ms,
+        nonce,
+    })
 }
 
 /// Signs a request with a Solana key (ed25519, base64).
 ///
 /// # Errors
 /// [`Error::Signing`] from the signer.
-pub fn sign_solana(signer: &dyn SolanaSigner, method: &str, path: &str, body: &[u8], clock: &dyn Clock, rng: &mut dyn Entropy) -> Result<AuthHeaders> {
+pub fn sign_solana(
+    signer: &dyn SolanaSigner,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    clock: &dyn Clock,
+    rng: &mut dyn Entropy,
+) -> Result<AuthHeaders> {
     let address = signer.pubkey().to_string();
     let timestamp_ms = clock.now_unix_ms();
     let nonce = fresh_nonce(rng);
-    let text = message(AuthChain::Solana, &address, method, path, body, timestamp_ms, &nonce);
+    let text = message(
+        AuthChain::Solana,
+        &address,
+        method,
+        path,
+        body,
+        timestamp_ms,
+        &nonce,
+    );
     let signature = crate::encoding::encode(&signer.sign_message(text.as_bytes())?);
-    Ok(AuthHeaders { address, chain: AuthChain::Solana, signature: Redacted::new(signature), timestamp_ms, nonce })
+    Ok(AuthHeaders {
+        address,
+        chain: AuthChain::Solana,
+        signature: Redacted::new(signature),
+        timestamp_ms,
+        nonce,
+    })
 }
 
 /// Who signed a request that passed [`verify`].
@@ -205,7 +247,14 @@ pub struct AuthIdentity {
 ///
 /// # Errors
 /// [`Error::AuthRejected`] naming what is missing or wrong (never echoing the signature).
-pub fn verify(headers: &HeaderMap, method: &str, path: &str, body: &[u8], now_ms: u64, window_ms: u64) -> Result<AuthIdentity> {
+pub fn verify(
+    headers: &HeaderMap,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    now_ms: u64,
+    window_ms: u64,
+) -> Result<AuthIdentity> {
     let get = |name: &'static str| -> Result<&str> {
         headers
             .get(name)
@@ -216,22 +265,32 @@ pub fn verify(headers: &HeaderMap, method: &str, path: &str, body: &[u8], now_ms
     let chain: AuthChain = get(HEADER_CHAIN)?.parse()?;
     let address = get(HEADER_ADDRESS)?.trim();
     let signature = get(HEADER_SIGNATURE)?.trim();
-    let timestamp_ms: u64 = get(HEADER_TIMESTAMP)?
-        .trim()
-        .parse()
-        .map_err(|_| Error::AuthRejected(format!("{HEADER_TIMESTAMP} must be unix milliseconds")))?;
+    let timestamp_ms: u64 = get(HEADER_TIMESTAMP)?.trim().parse().map_err(|_| {
+        Error::AuthRejected(format!("{HEADER_TIMESTAMP} must be unix milliseconds"))
+    })?;
     let nonce = get(HEADER_NONCE)?.trim();
-    if nonce.len() != 32 || !nonce.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-        return Err(Error::AuthRejected(format!("{HEADER_NONCE} must be 32 lowercase hex characters")));
+    if nonce.len() != 32
+        || !nonce
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(Error::AuthRejected(format!(
+            "{HEADER_NONCE} must be 32 lowercase hex characters"
+        )));
     }
     if let Ok(encoding) = get(HEADER_SIG_ENCODING) {
         let expected = if chain.is_evm() { "hex" } else { "base64" };
         if !encoding.trim().eq_ignore_ascii_case(expected) {
-            return Err(Error::AuthRejected(format!("{HEADER_SIG_ENCODING} must be {expected} for {chain}")));
+            return Err(Error::AuthRejected(format!(
+                "{HEADER_SIG_ENCODING} must be {expected} for {chain}"
+            )));
         }
     }
     if timestamp_ms.abs_diff(now_ms) > window_ms {
-        return Err(Error::AuthRejected(format!("timestamp is outside the ±{} s window; check the clock", window_ms / 1000)));
+        return Err(Error::AuthRejected(format!(
+            "timestamp is outside the ±{} s window; check the clock",
+            window_ms / 1000
+        )));
     }
     let text = message(chain, address, method, path, body, timestamp_ms, nonce);
     if chain.is_evm() {
@@ -239,7 +298,12 @@ pub fn verify(headers: &HeaderMap, method: &str, path: &str, body: &[u8], now_ms
     } else {
         verify_solana(address, signature, &text)?;
     }
-    Ok(AuthIdentity { chain, address: address.to_owned(), timestamp_ms, nonce: nonce.to_owned() })
+    Ok(AuthIdentity {
+        chain,
+        address: address.to_owned(),
+        timestamp_ms,
+        nonce: nonce.to_owned(),
+    })
 }
 
 #[cfg(feature = "evm")]
@@ -248,10 +312,15 @@ fn verify_evm(address: &str, signature: &str, text: &str) -> Result<()> {
     if address.bytes().any(|b| b.is_ascii_uppercase()) {
         return Err(reject("X-Auth-Address must be the lowercased EVM address"));
     }
-    let expected = crate::address::parse_evm(address).map_err(|_| reject("X-Auth-Address is not an EVM address"))?;
-    let bytes = alloy_primitives::hex::decode(signature).map_err(|_| reject("X-Auth-Signature must be 0x hex"))?;
-    let signature = alloy_primitives::Signature::from_raw(&bytes).map_err(|_| reject("X-Auth-Signature must be 65 bytes"))?;
-    let recovered = signature.recover_address_from_msg(text.as_bytes()).map_err(|_| reject("signature does not recover"))?;
+    let expected = crate::address::parse_evm(address)
+        .map_err(|_| reject("X-Auth-Address is not an EVM address"))?;
+    let bytes = alloy_primitives::hex::decode(signature)
+        .map_err(|_| reject("X-Auth-Signature must be 0x hex"))?;
+    let signature = alloy_primitives::Signature::from_raw(&bytes)
+        .map_err(|_| reject("X-Auth-Signature must be 65 bytes"))?;
+    let recovered = signature
+        .recover_address_from_msg(text.as_bytes())
+        .map_err(|_| reject("signature does not recover"))?;
     if recovered != expected {
         return Err(reject("signature was not made by X-Auth-Address"));
     }
@@ -260,15 +329,22 @@ fn verify_evm(address: &str, signature: &str, text: &str) -> Result<()> {
 
 #[cfg(not(feature = "evm"))]
 fn verify_evm(_: &str, _: &str, _: &str) -> Result<()> {
-    Err(Error::AuthRejected("EVM wallet auth needs the `evm` feature".to_owned()))
+    Err(Error::AuthRejected(
+        "EVM wallet auth needs the `evm` feature".to_owned(),
+    ))
 }
 
 #[cfg(feature = "solana")]
 fn verify_solana(address: &str, signature: &str, text: &str) -> Result<()> {
     let reject = |why: &str| Error::AuthRejected(why.to_owned());
-    let key: SolanaAddress = address.parse().map_err(|_| reject("X-Auth-Address is not a Solana address"))?;
-    let bytes = crate::encoding::decode("X-Auth-Signature", signature).map_err(|_| reject("X-Auth-Signature must be base64"))?;
-    let bytes: [u8; 64] = bytes.try_into().map_err(|_| reject("X-Auth-Signature must be 64 bytes"))?;
+    let key: SolanaAddress = address
+        .parse()
+        .map_err(|_| reject("X-Auth-Address is not a Solana address"))?;
+    let bytes = crate::encoding::decode("X-Auth-Signature", signature)
+        .map_err(|_| reject("X-Auth-Signature must be base64"))?;
+    let bytes: [u8; 64] = bytes
+        .try_into()
+        .map_err(|_| reject("X-Auth-Signature must be 64 bytes"))?;
     if !solana_signature::Signature::from(bytes).verify(key.as_bytes(), text.as_bytes()) {
         return Err(reject("signature was not made by X-Auth-Address"));
     }
@@ -278,7 +354,9 @@ fn verify_solana(address: &str, signature: &str, text: &str) -> Result<()> {
 #[cfg(not(feature = "solana"))]
 fn verify_solana(_: &str, _: &str, _: &str) -> Result<()> {
     let _ = SolanaAddress::new;
-    Err(Error::AuthRejected("Solana wallet auth needs the `solana` feature".to_owned()))
+    Err(Error::AuthRejected(
+        "Solana wallet auth needs the `solana` feature".to_owned(),
+    ))
 }
 
 #[cfg(test)]
@@ -294,14 +372,25 @@ mod tests {
     fn to_map(headers: &AuthHeaders) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in headers.pairs() {
-            map.insert(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(&value).unwrap());
+            map.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(&value).unwrap(),
+            );
         }
         map
     }
 
     #[test]
     fn message_is_nine_lines_without_trailing_newline() {
-        let text = message(AuthChain::Base, "0xabc", "post", "/compute/instances/abc/extend?x=1", b"", 1760000000000, "0123456789abcdef0123456789abcdef");
+        let text = message(
+            AuthChain::Base,
+            "0xabc",
+            "post",
+            "/compute/instances/abc/extend?x=1",
+            b"",
+            1760000000000,
+            "0123456789abcdef0123456789abcdef",
+        );
         assert_eq!(
             text,
             "X402-COMPUTE-AUTH\nv1\nbase\n0xabc\nPOST\n/compute/instances/abc/extend\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n1760000000000\n0123456789abcdef0123456789abcdef"
@@ -311,45 +400,142 @@ mod tests {
     #[cfg(feature = "evm")]
     #[test]
     fn evm_round_trip_and_rejections() {
-        let signer = crate::signer::LocalEvmSigner::from_hex("0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80").unwrap();
+        let signer = crate::signer::LocalEvmSigner::from_hex(
+            "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+        )
+        .unwrap();
         let body = br#"{"label":"x"}"#;
-        let headers = sign_evm(&signer, AuthChain::Base, "POST", "/compute/api-keys", body, &FixedClock::from_unix_ms(NOW_MS), &mut |b: &mut [u8]| b.fill(0x11)).unwrap();
+        let headers = sign_evm(
+            &signer,
+            AuthChain::Base,
+            "POST",
+            "/compute/api-keys",
+            body,
+            &FixedClock::from_unix_ms(NOW_MS),
+            &mut |b: &mut [u8]| b.fill(0x11),
+        )
+        .unwrap();
         assert!(!format!("{headers:?}").contains(headers.pairs()[2].1.as_str()));
         let map = to_map(&headers);
-        assert_eq!(map.get(HEADER_ADDRESS).unwrap(), "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266");
-        assert_eq!(map.get(HEADER_NONCE).unwrap(), "11111111111111111111111111111111");
-        let identity = verify(&map, "POST", "/compute/api-keys", body, NOW_MS + 1000, WINDOW_MS).unwrap();
-        assert_eq!(identity.address, "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266");
+        assert_eq!(
+            map.get(HEADER_ADDRESS).unwrap(),
+            "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"
+        );
+        assert_eq!(
+            map.get(HEADER_NONCE).unwrap(),
+            "11111111111111111111111111111111"
+        );
+        let identity = verify(
+            &map,
+            "POST",
+            "/compute/api-keys",
+            body,
+            NOW_MS + 1000,
+            WINDOW_MS,
+        )
+        .unwrap();
+        assert_eq!(
+            identity.address,
+            "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"
+        );
         assert!(verify(&map, "POST", "/compute/api-keys", b"{}", NOW_MS, WINDOW_MS).is_err());
         assert!(verify(&map, "DELETE", "/compute/api-keys", body, NOW_MS, WINDOW_MS).is_err());
         assert!(verify(&map, "POST", "/compute/credits", body, NOW_MS, WINDOW_MS).is_err());
-        assert!(verify(&map, "POST", "/compute/api-keys", body, NOW_MS + WINDOW_MS + 1, WINDOW_MS).is_err());
+        assert!(
+            verify(
+                &map,
+                "POST",
+                "/compute/api-keys",
+                body,
+                NOW_MS + WINDOW_MS + 1,
+                WINDOW_MS
+            )
+            .is_err()
+        );
         let mut upper = map.clone();
-        upper.insert(HEADER_ADDRESS, HeaderValue::from_static("0xF39FD6E51AAD88F6F4CE6AB8827279CFFFB92266"));
+        upper.insert(
+            HEADER_ADDRESS,
+            HeaderValue::from_static("0xF39FD6E51AAD88F6F4CE6AB8827279CFFFB92266"),
+        );
         assert!(verify(&upper, "POST", "/compute/api-keys", body, NOW_MS, WINDOW_MS).is_err());
         let mut missing = map.clone();
         missing.remove(HEADER_NONCE);
-        let err = verify(&missing, "POST", "/compute/api-keys", body, NOW_MS, WINDOW_MS).unwrap_err();
+        let err = verify(
+            &missing,
+            "POST",
+            "/compute/api-keys",
+            body,
+            NOW_MS,
+            WINDOW_MS,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("X-Auth-Nonce"));
         let mut other_chain = map.clone();
         other_chain.insert(HEADER_CHAIN, HeaderValue::from_static("megaeth"));
-        assert!(verify(&other_chain, "POST", "/compute/api-keys", body, NOW_MS, WINDOW_MS).is_err());
-        assert!(sign_evm(&signer, AuthChain::Solana, "GET", "/", b"", &FixedClock::from_unix_ms(NOW_MS), &mut |b: &mut [u8]| b.fill(1)).is_err());
+        assert!(
+            verify(
+                &other_chain,
+                "POST",
+                "/compute/api-keys",
+                body,
+                NOW_MS,
+                WINDOW_MS
+            )
+            .is_err()
+        );
+        assert!(
+            sign_evm(
+                &signer,
+                AuthChain::Solana,
+                "GET",
+                "/",
+                b"",
+                &FixedClock::from_unix_ms(NOW_MS),
+                &mut |b: &mut [u8]| b.fill(1)
+            )
+            .is_err()
+        );
     }
 
     #[cfg(feature = "solana")]
     #[test]
     fn solana_round_trip_and_rejections() {
         let signer = crate::signer::LocalSolanaSigner::from_secret([3; 32]);
-        let headers = sign_solana(&signer, "GET", "/compute/instances", b"", &FixedClock::from_unix_ms(NOW_MS), &mut |b: &mut [u8]| b.fill(0x22)).unwrap();
+        let headers = sign_solana(
+            &signer,
+            "GET",
+            "/compute/instances",
+            b"",
+            &FixedClock::from_unix_ms(NOW_MS),
+            &mut |b: &mut [u8]| b.fill(0x22),
+        )
+        .unwrap();
         let map = to_map(&headers);
         assert_eq!(map.get(HEADER_SIG_ENCODING).unwrap(), "base64");
         let identity = verify(&map, "GET", "/compute/instances", b"", NOW_MS, WINDOW_MS).unwrap();
         assert_eq!(identity.chain, AuthChain::Solana);
         assert_eq!(identity.address, signer.pubkey().to_string());
         let mut wrong_key = map.clone();
-        wrong_key.insert(HEADER_ADDRESS, HeaderValue::from_str(&crate::signer::LocalSolanaSigner::from_secret([4; 32]).pubkey().to_string()).unwrap());
-        assert!(verify(&wrong_key, "GET", "/compute/instances", b"", NOW_MS, WINDOW_MS).is_err());
+        wrong_key.insert(
+            HEADER_ADDRESS,
+            HeaderValue::from_str(
+                &crate::signer::LocalSolanaSigner::from_secret([4; 32])
+                    .pubkey()
+                    .to_string(),
+            )
+            .unwrap(),
+        );
+        assert!(
+            verify(
+                &wrong_key,
+                "GET",
+                "/compute/instances",
+                b"",
+                NOW_MS,
+                WINDOW_MS
+            )
+            .is_err()
+        );
         let mut hex = map.clone();
         hex.insert(HEADER_SIG_ENCODING, HeaderValue::from_static("hex"));
         assert!(verify(&hex, "GET", "/compute/instances", b"", NOW_MS, WINDOW_MS).is_err());

@@ -166,14 +166,18 @@ impl Requirement {
         let raw_box = raw.to_owned();
         match version {
             X402Version::V1 => {
-                let wire: WireRequirementV1 = serde_json::from_str(raw.get()).map_err(|e| Error::malformed(what, e))?;
+                let wire: WireRequirementV1 =
+                    serde_json::from_str(raw.get()).map_err(|e| Error::malformed(what, e))?;
                 let network: Network = wire.network.parse()?;
                 let asset = match wire.asset {
                     Some(asset) => parse_asset(&network, &asset)?,
-                    None => AssetRegistry::known().default_for(&network).map(|a| a.id()).ok_or(Error::MissingField {
-                        field: "asset",
-                        hint: "the offer names no asset and the network has no default asset",
-                    })?,
+                    None => AssetRegistry::known()
+                        .default_for(&network)
+                        .map(|a| a.id())
+                        .ok_or(Error::MissingField {
+                            field: "asset",
+                            hint: "the offer names no asset and the network has no default asset",
+                        })?,
                 };
                 Ok(Requirement {
                     version,
@@ -183,7 +187,9 @@ impl Requirement {
                     network,
                     amount: wire.max_amount_required,
                     asset,
-                    max_timeout_seconds: wire.max_timeout_seconds.unwrap_or(DEFAULT_MAX_TIMEOUT_SECONDS),
+                    max_timeout_seconds: wire
+                        .max_timeout_seconds
+                        .unwrap_or(DEFAULT_MAX_TIMEOUT_SECONDS),
                     resource: wire.resource,
                     description: wire.description,
                     extra: wire.extra.unwrap_or_default(),
@@ -191,7 +197,8 @@ impl Requirement {
                 })
             }
             X402Version::V2 => {
-                let wire: WireRequirementV2 = serde_json::from_str(raw.get()).map_err(|e| Error::malformed(what, e))?;
+                let wire: WireRequirementV2 =
+                    serde_json::from_str(raw.get()).map_err(|e| Error::malformed(what, e))?;
                 let network: Network = wire.network.parse()?;
                 Ok(Requirement {
                     version,
@@ -270,7 +277,10 @@ impl Requirement {
             Some(asset) => asset.display_amount(self.amount),
             None => format!("{} atomic units of {}", self.amount, self.asset),
         };
-        format!("{} on {}: {} to {}", self.scheme, self.network, amount, self.pay_to)
+        format!(
+            "{} on {}: {} to {}",
+            self.scheme, self.network, amount, self.pay_to
+        )
     }
 }
 
@@ -357,7 +367,9 @@ impl Challenge {
             return Err(Error::NotPaymentRequired { status });
         }
         if let Some(value) = headers.get(PAYMENT_REQUIRED) {
-            let text = value.to_str().map_err(|_| Error::malformed(PAYMENT_REQUIRED, "header is not ASCII"))?;
+            let text = value
+                .to_str()
+                .map_err(|_| Error::malformed(PAYMENT_REQUIRED, "header is not ASCII"))?;
             return Challenge::from_v2_header(text);
         }
         let body = &body[..body.len().min(MAX_BODY_LEN)];
@@ -365,13 +377,22 @@ impl Challenge {
             if json.contains_key("x402Version") {
                 return Challenge::from_body(body);
             }
-            return Err(Error::NoChallenge { status, message: message_from_json(&json).unwrap_or_else(|| text_message(body)) });
+            return Err(Error::NoChallenge {
+                status,
+                message: message_from_json(&json).unwrap_or_else(|| text_message(body)),
+            });
         }
-        if body.windows(b"x402Version".len()).any(|w| w == b"x402Version") {
+        if body
+            .windows(b"x402Version".len())
+            .any(|w| w == b"x402Version")
+        {
             // Looks like a challenge but is not valid JSON: say what is wrong with it.
             return Challenge::from_body(body);
         }
-        Err(Error::NoChallenge { status, message: text_message(body) })
+        Err(Error::NoChallenge {
+            status,
+            message: text_message(body),
+        })
     }
 
     /// Reads the value of a `PAYMENT-REQUIRED` header (base64 JSON, `x402Version: 2`).
@@ -382,7 +403,10 @@ impl Challenge {
         let bytes = encoding::decode(PAYMENT_REQUIRED, value)?;
         let challenge = Challenge::parse(PAYMENT_REQUIRED, &bytes)?;
         if challenge.version != X402Version::V2 {
-            return Err(Error::malformed(PAYMENT_REQUIRED, "the header must carry x402Version 2"));
+            return Err(Error::malformed(
+                PAYMENT_REQUIRED,
+                "the header must carry x402Version 2",
+            ));
         }
         Ok(challenge)
     }
@@ -396,7 +420,8 @@ impl Challenge {
     }
 
     fn parse(what: &str, bytes: &[u8]) -> Result<Challenge> {
-        let wire: WireChallenge = serde_json::from_slice(bytes).map_err(|e| Error::malformed(what, e))?;
+        let wire: WireChallenge =
+            serde_json::from_slice(bytes).map_err(|e| Error::malformed(what, e))?;
         let version = X402Version::from_number(wire.x402_version)?;
         if let Some(resource) = &wire.resource {
             if version == X402Version::V2 {
@@ -410,12 +435,19 @@ impl Challenge {
             .enumerate()
             .map(|(index, raw)| {
                 let requirement = Requirement::parse(version, &raw);
-                Offer { index, raw, requirement }
+                Offer {
+                    index,
+                    raw,
+                    requirement,
+                }
             })
             .collect();
         Ok(Challenge {
             version,
-            error: wire.error.as_ref().and_then(|e| e.as_str().map(str::to_owned)),
+            error: wire
+                .error
+                .as_ref()
+                .and_then(|e| e.as_str().map(str::to_owned)),
             resource: wire.resource,
             extensions: wire.extensions,
             offers,
@@ -440,7 +472,9 @@ impl Challenge {
     }
     /// The v2 `resource`, typed.
     pub fn resource(&self) -> Option<ResourceInfo> {
-        self.resource.as_ref().and_then(|r| serde_json::from_str(r.get()).ok())
+        self.resource
+            .as_ref()
+            .and_then(|r| serde_json::from_str(r.get()).ok())
     }
     /// The v2 `extensions` object, as received.
     pub fn extensions_json(&self) -> Option<&RawValue> {
@@ -554,7 +588,11 @@ impl PaymentRequired {
                 max_amount_required: spec.amount,
                 resource: &self.resource.url,
                 description: self.resource.description.as_deref().unwrap_or(""),
-                mime_type: self.resource.mime_type.as_deref().unwrap_or("application/json"),
+                mime_type: self
+                    .resource
+                    .mime_type
+                    .as_deref()
+                    .unwrap_or("application/json"),
                 pay_to: spec.pay_to.to_string(),
                 max_timeout_seconds: spec.max_timeout_seconds,
                 asset: spec.asset.to_string(),

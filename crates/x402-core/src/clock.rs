@@ -20,7 +20,9 @@ pub struct FixedClock {
 impl FixedClock {
     /// At `unix` seconds.
     pub const fn from_unix(unix: u64) -> FixedClock {
-        FixedClock { unix_ms: unix.saturating_mul(1000) }
+        FixedClock {
+            unix_ms: unix.saturating_mul(1000),
+        }
     }
 
     /// At `unix_ms` milliseconds.

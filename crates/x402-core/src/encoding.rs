@@ -26,10 +26,19 @@ pub fn encode(bytes: &[u8]) -> String {
 pub fn decode(what: &str, text: &str) -> Result<Vec<u8>> {
     let text = text.trim();
     if text.len() > MAX_HEADER_LEN {
-        return Err(Error::malformed(what, format_args!("longer than {MAX_HEADER_LEN} bytes")));
+        return Err(Error::malformed(
+            what,
+            format_args!("longer than {MAX_HEADER_LEN} bytes"),
+        ));
     }
-    let engine = if text.contains(['-', '_']) { &URL_SAFE_LENIENT } else { &STANDARD_LENIENT };
-    engine.decode(text).map_err(|e| Error::malformed(what, format_args!("not base64: {e}")))
+    let engine = if text.contains(['-', '_']) {
+        &URL_SAFE_LENIENT
+    } else {
+        &STANDARD_LENIENT
+    };
+    engine
+        .decode(text)
+        .map_err(|e| Error::malformed(what, format_args!("not base64: {e}")))
 }
 
 #[cfg(test)]
@@ -41,10 +50,18 @@ mod tests {
         let bytes = b"{\"a\":\"\xfb\xff\"}";
         let standard = encode(bytes);
         assert!(standard.ends_with('='));
-        for variant in [standard.clone(), standard.trim_end_matches('=').to_owned(), standard.replace('+', "-").replace('/', "_"), format!(" {standard}\n")] {
+        for variant in [
+            standard.clone(),
+            standard.trim_end_matches('=').to_owned(),
+            standard.replace('+', "-").replace('/', "_"),
+            format!(" {standard}\n"),
+        ] {
             assert_eq!(decode("x", &variant).unwrap(), bytes, "{variant}");
         }
-        assert!(matches!(decode("x", "not base64!"), Err(Error::Malformed { .. })));
+        assert!(matches!(
+            decode("x", "not base64!"),
+            Err(Error::Malformed { .. })
+        ));
         assert!(decode("x", &"A".repeat(MAX_HEADER_LEN + 4)).is_err());
     }
 }

@@ -11,7 +11,9 @@ use std::fmt;
 #[non_exhaustive]
 pub enum Error {
     /// The response status is neither 402 nor 412, so there is nothing to pay.
-    #[error("status {status} is not a payment challenge (x402 uses 402, and 412 with PAYMENT-REQUIRED)")]
+    #[error(
+        "status {status} is not a payment challenge (x402 uses 402, and 412 with PAYMENT-REQUIRED)"
+    )]
     NotPaymentRequired {
         /// The HTTP status that was given.
         status: u16,
@@ -36,7 +38,9 @@ pub enum Error {
     #[error("unsupported x402Version {0}: this implementation speaks versions 1 and 2")]
     UnsupportedVersion(u64),
     /// A network name that is neither valid CAIP-2 nor a known v1 name.
-    #[error("unknown network `{0}`: use a CAIP-2 id such as `eip155:8453` or a known v1 name such as `base`")]
+    #[error(
+        "unknown network `{0}`: use a CAIP-2 id such as `eip155:8453` or a known v1 name such as `base`"
+    )]
     UnknownNetwork(String),
     /// A network that is valid but that this operation cannot use.
     #[error("network {network} is not supported here: {hint}")]
@@ -111,11 +115,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn malformed(what: impl Into<String>, detail: impl fmt::Display) -> Self {
-        Error::Malformed { what: what.into(), detail: detail.to_string() }
+        Error::Malformed {
+            what: what.into(),
+            detail: detail.to_string(),
+        }
     }
 
     pub(crate) fn invalid(reason: InvalidReason, detail: impl Into<String>) -> Self {
-        Error::InvalidPayment { reason, detail: detail.into() }
+        Error::InvalidPayment {
+            reason,
+            detail: detail.into(),
+        }
     }
 
     /// The verification reason code, if this error is a failed verification.
@@ -159,7 +169,11 @@ impl fmt::Display for Refusals<'_> {
             if i > 0 {
                 f.write_str("; ")?;
             }
-            write!(f, "accepts[{}] ({}): {}", refusal.index, refusal.offer, refusal.reason)?;
+            write!(
+                f,
+                "accepts[{}] ({}): {}",
+                refusal.index, refusal.offer, refusal.reason
+            )?;
         }
         Ok(())
     }

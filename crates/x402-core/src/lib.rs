@@ -75,7 +75,10 @@ pub mod signer;
 pub mod svm;
 
 pub use address::{Address, PayTo, SolanaAddress};
-pub use challenge::{Challenge, Offer, PaymentRequired, Requirement, RequirementSpec, ResourceInfo, Scheme, X402Version};
+pub use challenge::{
+    Challenge, Offer, PaymentRequired, Requirement, RequirementSpec, ResourceInfo, Scheme,
+    X402Version,
+};
 pub use clock::{Clock, Entropy, FixedClock};
 pub use error::{Error, InvalidReason, Refusal, Result};
 pub use money::{Asset, AssetId, AssetRegistry, TokenAmount, TransferMethod, UsdMicros};

@@ -79,17 +79,24 @@ impl FromStr for TokenAmount {
 
     /// Parses a decimal integer of atomic units (the wire form): digits only.
     fn from_str(text: &str) -> Result<TokenAmount> {
-        let invalid = |reason| Error::InvalidAmount { input: truncate(text), reason };
+        let invalid = |reason| Error::InvalidAmount {
+            input: truncate(text),
+            reason,
+        };
         if text.is_empty() {
             return Err(invalid("empty"));
         }
         if !text.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(invalid("atomic amounts are integers of digits only, without sign, decimal point or exponent"));
+            return Err(invalid(
+                "atomic amounts are integers of digits only, without sign, decimal point or exponent",
+            ));
         }
         if text.len() > 78 {
             return Err(invalid("does not fit in 256 bits"));
         }
-        U256::from_str_radix(text, 10).map(TokenAmount).map_err(|_| invalid("does not fit in 256 bits"))
+        U256::from_str_radix(text, 10)
+            .map(TokenAmount)
+            .map_err(|_| invalid("does not fit in 256 bits"))
     }
 }
 
@@ -127,10 +134,14 @@ impl<'de> serde::Deserialize<'de> for TokenAmount {
                 Ok(TokenAmount::from_u64(v))
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<TokenAmount, E> {
-                u64::try_from(v).map(TokenAmount::from_u64).map_err(|_| E::custom("amount is negative"))
+                u64::try_from(v)
+                    .map(TokenAmount::from_u64)
+                    .map_err(|_| E::custom("amount is negative"))
             }
             fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<TokenAmount, E> {
-                Err(E::custom("amount must be an integer of atomic units, not a fractional number"))
+                Err(E::custom(
+                    "amount must be an integer of atomic units, not a fractional number",
+                ))
             }
         }
         deserializer.deserialize_any(Visitor)
@@ -147,13 +158,18 @@ fn truncate(text: &str) -> String {
 
 /// Parses human decimal text into atomic units; exact, never rounds.
 fn parse_units(text: &str, decimals: u8) -> Result<U256> {
-    let invalid = |reason| Error::InvalidAmount { input: truncate(text), reason };
+    let invalid = |reason| Error::InvalidAmount {
+        input: truncate(text),
+        reason,
+    };
     let (whole, fraction) = match text.split_once('.') {
         Some((whole, fraction)) => (whole, fraction),
         None => (text, ""),
     };
     if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid("expected digits, optionally followed by `.` and more digits"));
+        return Err(invalid(
+            "expected digits, optionally followed by `.` and more digits",
+        ));
     }
     if text.contains('.') && fraction.is_empty() {
         return Err(invalid("expected digits after the decimal point"));
@@ -163,13 +179,17 @@ fn parse_units(text: &str, decimals: u8) -> Result<U256> {
     }
     let significant = fraction.trim_end_matches('0');
     if significant.len() > usize::from(decimals) {
-        return Err(invalid("more fractional digits than the asset's decimals; amounts are never rounded"));
+        return Err(invalid(
+            "more fractional digits than the asset's decimals; amounts are never rounded",
+        ));
     }
     if whole.len() > 78 {
         return Err(invalid("does not fit in 256 bits"));
     }
     let overflow = || invalid("does not fit in 256 bits");
-    let scale = U256::from(10u8).checked_pow(U256::from(decimals)).ok_or_else(overflow)?;
+    let scale = U256::from(10u8)
+        .checked_pow(U256::from(decimals))
+        .ok_or_else(overflow)?;
     let whole = U256::from_str_radix(whole, 10).map_err(|_| overflow())?;
     let mut fraction_units = U256::ZERO;
     if !significant.is_empty() {
@@ -179,7 +199,10 @@ fn parse_units(text: &str, decimals: u8) -> Result<U256> {
             .ok_or_else(overflow)?;
         fraction_units = digits.checked_mul(pad).ok_or_else(overflow)?;
     }
-    whole.checked_mul(scale).and_then(|w| w.checked_add(fraction_units)).ok_or_else(overflow)
+    whole
+        .checked_mul(scale)
+        .and_then(|w| w.checked_add(fraction_units))
+        .ok_or_else(overflow)
 }
 
 /// Formats atomic units as exact decimal text, trailing fractional zeros trimmed.
@@ -196,7 +219,11 @@ fn format_units(atomic: U256, decimals: u8) -> String {
         ("0".to_owned(), format!("{digits:0>decimals$}"))
     };
     let fraction = fraction.trim_end_matches('0');
-    if fraction.is_empty() { whole } else { format!("{whole}.{fraction}") }
+    if fraction.is_empty() {
+        whole
+    } else {
+        format!("{whole}.{fraction}")
+    }
 }
 
 /// An amount of US dollars in millionths (`UsdMicros(1_500_000)` is $1.50).
@@ -221,7 +248,10 @@ impl FromStr for UsdMicros {
         let atomic = parse_units(digits, 6)?;
         u64::try_from(atomic)
             .map(UsdMicros)
-            .map_err(|_| Error::InvalidAmount { input: truncate(text), reason: "dollar amount is too large" })
+            .map_err(|_| Error::InvalidAmount {
+                input: truncate(text),
+                reason: "dollar amount is too large",
+            })
     }
 }
 
@@ -325,7 +355,11 @@ impl Asset {
         let micros = if self.decimals >= 6 {
             let divisor = U256::from(10u8).pow(U256::from(self.decimals - 6));
             let (quotient, remainder) = atomic.div_rem(divisor);
-            if remainder.is_zero() { quotient } else { quotient.checked_add(U256::from(1u8))? }
+            if remainder.is_zero() {
+                quotient
+            } else {
+                quotient.checked_add(U256::from(1u8))?
+            }
         } else {
             atomic.checked_mul(U256::from(10u8).pow(U256::from(6 - self.decimals)))?
         };
@@ -334,7 +368,11 @@ impl Asset {
 
     /// Human text for an amount of this asset: `"1.5 USDC"`.
     pub fn display_amount(&self, amount: TokenAmount) -> String {
-        format!("{} {}", amount.to_decimal_string(self.decimals), self.symbol)
+        format!(
+            "{} {}",
+            amount.to_decimal_string(self.decimals),
+            self.symbol
+        )
     }
 }
 
@@ -348,12 +386,16 @@ impl AssetRegistry {
     /// The built-in registry.
     pub fn known() -> &'static AssetRegistry {
         static REGISTRY: OnceLock<AssetRegistry> = OnceLock::new();
-        REGISTRY.get_or_init(|| AssetRegistry { assets: builtin_assets() })
+        REGISTRY.get_or_init(|| AssetRegistry {
+            assets: builtin_assets(),
+        })
     }
 
     /// The asset with this id on this network.
     pub fn find(&self, network: &Network, id: &AssetId) -> Option<&Asset> {
-        self.assets.iter().find(|a| &a.network == network && &a.id == id)
+        self.assets
+            .iter()
+            .find(|a| &a.network == network && &a.id == id)
     }
 
     /// The default payment asset of a network (its USDC, or MegaUSD on MegaETH).
@@ -376,7 +418,15 @@ fn builtin_assets() -> Vec<Asset> {
         eip712: (&'static str, &'static str),
         transfer: TransferMethod,
     ) -> Asset {
-        Asset { network, id: AssetId::Evm(id), symbol, decimals, eip712: Some(eip712), usd_stable: true, transfer }
+        Asset {
+            network,
+            id: AssetId::Evm(id),
+            symbol,
+            decimals,
+            eip712: Some(eip712),
+            usd_stable: true,
+            transfer,
+        }
     }
     fn solana(network: Network, mint: &str) -> Asset {
         let mint: SolanaAddress = match mint.parse() {
@@ -396,22 +446,126 @@ fn builtin_assets() -> Vec<Asset> {
     }
     use TransferMethod::{Eip3009, Permit};
     vec![
-        evm(Network::BASE, address!("833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"), "USDC", 6, ("USD Coin", "2"), Eip3009),
-        evm(Network::BASE_SEPOLIA, address!("036CbD53842c5426634e7929541eC2318f3dCF7e"), "USDC", 6, ("USDC", "2"), Eip3009),
-        evm(Network::AVALANCHE, address!("B97EF9Ef8734C71904D8002F8b6Bc66Dd9c48a6E"), "USDC", 6, ("USD Coin", "2"), Eip3009),
-        evm(Network::AVALANCHE_FUJI, address!("5425890298aed601595a70AB815c96711a31Bc65"), "USDC", 6, ("USD Coin", "2"), Eip3009),
-        evm(Network::POLYGON, address!("3c499c542cEF5E3811e1192ce70d8cC03d5c3359"), "USDC", 6, ("USD Coin", "2"), Eip3009),
-        evm(Network::POLYGON_AMOY, address!("41E94Eb019C0762f9Bfcf9Fb1E58725BfB0e7582"), "USDC", 6, ("USDC", "2"), Eip3009),
-        evm(Network::evm(42161), address!("af88d065e77c8cC2239327C5EDb3A432268e5831"), "USDC", 6, ("USD Coin", "2"), Eip3009),
-        evm(Network::evm(421614), address!("75faf114eafb1BDbe2F0316DF893fd58CE46AA4d"), "USDC", 6, ("USD Coin", "2"), Eip3009),
-        evm(Network::MONAD, address!("754704Bc059F8C67012fEd69BC8A327a5aafb603"), "USDC", 6, ("USDC", "2"), Eip3009),
-        evm(Network::STABLE, address!("779Ded0c9e1022225f8E0630b35a9b54bE713736"), "USDT0", 6, ("USDT0", "1"), Eip3009),
-        evm(Network::STABLE_TESTNET, address!("78Cf24370174180738C5B8E352B6D14c83a6c9A9"), "USDT0", 6, ("USDT0", "1"), Eip3009),
-        evm(Network::MEGAETH, address!("FAfDdbb3FC7688494971a79cc65DCa3EF82079E7"), "USDM", 18, ("MegaUSD", "1"), Permit),
-        evm(Network::evm(31611), address!("118917a40FAF1CD7a13dB0Ef56C86De7973Ac503"), "mUSD", 18, ("Mezo USD", "1"), Permit),
-        evm(Network::ROBINHOOD, address!("5fc5360D0400a0Fd4f2af552ADD042D716F1d168"), "USDG", 6, ("Global Dollar", "1"), Eip3009),
-        solana(Network::SOLANA, "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"),
-        solana(Network::SOLANA_DEVNET, "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU"),
+        evm(
+            Network::BASE,
+            address!("833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"),
+            "USDC",
+            6,
+            ("USD Coin", "2"),
+            Eip3009,
+        ),
+        evm(
+            Network::BASE_SEPOLIA,
+            address!("036CbD53842c5426634e7929541eC2318f3dCF7e"),
+            "USDC",
+            6,
+            ("USDC", "2"),
+            Eip3009,
+        ),
+        evm(
+            Network::AVALANCHE,
+            address!("B97EF9Ef8734C71904D8002F8b6Bc66Dd9c48a6E"),
+            "USDC",
+            6,
+            ("USD Coin", "2"),
+            Eip3009,
+        ),
+        evm(
+            Network::AVALANCHE_FUJI,
+            address!("5425890298aed601595a70AB815c96711a31Bc65"),
+            "USDC",
+            6,
+            ("USD Coin", "2"),
+            Eip3009,
+        ),
+        evm(
+            Network::POLYGON,
+            address!("3c499c542cEF5E3811e1192ce70d8cC03d5c3359"),
+            "USDC",
+            6,
+            ("USD Coin", "2"),
+            Eip3009,
+        ),
+        evm(
+            Network::POLYGON_AMOY,
+            address!("41E94Eb019C0762f9Bfcf9Fb1E58725BfB0e7582"),
+            "USDC",
+            6,
+            ("USDC", "2"),
+            Eip3009,
+        ),
+        evm(
+            Network::evm(42161),
+            address!("af88d065e77c8cC2239327C5EDb3A432268e5831"),
+            "USDC",
+            6,
+            ("USD Coin", "2"),
+            Eip3009,
+        ),
+        evm(
+            Network::evm(421614),
+            address!("75faf114eafb1BDbe2F0316DF893fd58CE46AA4d"),
+            "USDC",
+            6,
+            ("USD Coin", "2"),
+            Eip3009,
+        ),
+        evm(
+            Network::MONAD,
+            address!("754704Bc059F8C67012fEd69BC8A327a5aafb603"),
+            "USDC",
+            6,
+            ("USDC", "2"),
+            Eip3009,
+        ),
+        evm(
+            Network::STABLE,
+            address!("779Ded0c9e1022225f8E0630b35a9b54bE713736"),
+            "USDT0",
+            6,
+            ("USDT0", "1"),
+            Eip3009,
+        ),
+        evm(
+            Network::STABLE_TESTNET,
+            address!("78Cf24370174180738C5B8E352B6D14c83a6c9A9"),
+            "USDT0",
+            6,
+            ("USDT0", "1"),
+            Eip3009,
+        ),
+        evm(
+            Network::MEGAETH,
+            address!("FAfDdbb3FC7688494971a79cc65DCa3EF82079E7"),
+            "USDM",
+            18,
+            ("MegaUSD", "1"),
+            Permit,
+        ),
+        evm(
+            Network::evm(31611),
+            address!("118917a40FAF1CD7a13dB0Ef56C86De7973Ac503"),
+            "mUSD",
+            18,
+            ("Mezo USD", "1"),
+            Permit,
+        ),
+        evm(
+            Network::ROBINHOOD,
+            address!("5fc5360D0400a0Fd4f2af552ADD042D716F1d168"),
+            "USDG",
+            6,
+            ("Global Dollar", "1"),
+            Eip3009,
+        ),
+        solana(
+            Network::SOLANA,
+            "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v",
+        ),
+        solana(
+            Network::SOLANA_DEVNET,
+            "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU",
+        ),
     ]
 }
 
@@ -436,20 +590,48 @@ mod tests {
 
     #[test]
     fn decimal_conversions() {
-        let cases = [("1.5", 6, "1500000"), ("0.000001", 6, "1"), ("90", 6, "90000000"), ("0.001", 18, "1000000000000000"), ("7", 0, "7"), ("1.50000000", 6, "1500000")];
+        let cases = [
+            ("1.5", 6, "1500000"),
+            ("0.000001", 6, "1"),
+            ("90", 6, "90000000"),
+            ("0.001", 18, "1000000000000000"),
+            ("7", 0, "7"),
+            ("1.50000000", 6, "1500000"),
+        ];
         for (text, decimals, atomic) in cases {
             let amount = TokenAmount::from_decimal_str(text, decimals).unwrap();
             assert_eq!(amount.to_string(), atomic, "{text}");
         }
         assert_eq!(TokenAmount::from_u64(1_500_000).to_decimal_string(6), "1.5");
-        assert_eq!(TokenAmount::from_u64(1).to_decimal_string(18), "0.000000000000000001");
+        assert_eq!(
+            TokenAmount::from_u64(1).to_decimal_string(18),
+            "0.000000000000000001"
+        );
         assert_eq!(TokenAmount::ZERO.to_decimal_string(6), "0");
     }
 
     #[test]
     fn bad_decimal_text_is_refused_not_rounded() {
-        for bad in ["", ".5", "1.", "-1", "+1", "1e6", "1.0000001", "1,5", " 1", "0x10", "1.2.3"] {
-            assert!(matches!(TokenAmount::from_decimal_str(bad, 6), Err(Error::InvalidAmount { .. })), "{bad:?}");
+        for bad in [
+            "",
+            ".5",
+            "1.",
+            "-1",
+            "+1",
+            "1e6",
+            "1.0000001",
+            "1,5",
+            " 1",
+            "0x10",
+            "1.2.3",
+        ] {
+            assert!(
+                matches!(
+                    TokenAmount::from_decimal_str(bad, 6),
+                    Err(Error::InvalidAmount { .. })
+                ),
+                "{bad:?}"
+            );
         }
         let huge = "9".repeat(80);
         assert!(TokenAmount::from_decimal_str(&huge, 0).is_err());
@@ -458,13 +640,27 @@ mod tests {
 
     #[test]
     fn atomic_wire_form_is_strict() {
-        assert_eq!("10000".parse::<TokenAmount>().unwrap(), TokenAmount::from_u64(10000));
-        for bad in ["", "1.5", "-1", "1e3", "0x10", &"1".repeat(79), "115792089237316195423570985008687907853269984665640564039457584007913129639936"] {
+        assert_eq!(
+            "10000".parse::<TokenAmount>().unwrap(),
+            TokenAmount::from_u64(10000)
+        );
+        for bad in [
+            "",
+            "1.5",
+            "-1",
+            "1e3",
+            "0x10",
+            &"1".repeat(79),
+            "115792089237316195423570985008687907853269984665640564039457584007913129639936",
+        ] {
             assert!(bad.parse::<TokenAmount>().is_err(), "{bad}");
         }
         let max = "115792089237316195423570985008687907853269984665640564039457584007913129639935";
         assert_eq!(max.parse::<TokenAmount>().unwrap().atomic(), U256::MAX);
-        assert_eq!(serde_json::from_str::<TokenAmount>("12").unwrap(), TokenAmount::from_u64(12));
+        assert_eq!(
+            serde_json::from_str::<TokenAmount>("12").unwrap(),
+            TokenAmount::from_u64(12)
+        );
         assert!(serde_json::from_str::<TokenAmount>("1.5").is_err());
         assert!(serde_json::from_str::<TokenAmount>("-3").is_err());
         assert!(serde_json::from_str::<TokenAmount>("true").is_err());
@@ -474,13 +670,22 @@ mod tests {
     fn usd_value_rounds_up_and_respects_decimals() {
         let registry = AssetRegistry::known();
         let usdc = registry.default_for(&Network::BASE).unwrap();
-        assert_eq!(usdc.usd_value(TokenAmount::from_u64(1_500_000)), Some(UsdMicros(1_500_000)));
+        assert_eq!(
+            usdc.usd_value(TokenAmount::from_u64(1_500_000)),
+            Some(UsdMicros(1_500_000))
+        );
         let megausd = registry.default_for(&Network::MEGAETH).unwrap();
         let one_dollar = TokenAmount::from_decimal_str("1", 18).unwrap();
         assert_eq!(megausd.usd_value(one_dollar), Some(UsdMicros(1_000_000)));
-        assert_eq!(megausd.usd_value(TokenAmount::from_u64(1)), Some(UsdMicros(1)));
+        assert_eq!(
+            megausd.usd_value(TokenAmount::from_u64(1)),
+            Some(UsdMicros(1))
+        );
         assert_eq!("$12.5".parse::<UsdMicros>().unwrap().to_string(), "$12.50");
-        assert_eq!("500".parse::<UsdMicros>().unwrap(), UsdMicros::from_dollars(500));
+        assert_eq!(
+            "500".parse::<UsdMicros>().unwrap(),
+            UsdMicros::from_dollars(500)
+        );
     }
 
     proptest! {

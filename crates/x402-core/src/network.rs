@@ -112,7 +112,10 @@ networks! {
 impl Network {
     /// An EVM network by chain id.
     pub fn evm(chain_id: u64) -> Network {
-        Network { caip2: Cow::Owned(format!("eip155:{chain_id}")), kind: Kind::Evm(chain_id) }
+        Network {
+            caip2: Cow::Owned(format!("eip155:{chain_id}")),
+            kind: Kind::Evm(chain_id),
+        }
     }
 
     /// The CAIP-2 form.
@@ -122,7 +125,10 @@ impl Network {
 
     /// The x402 v1 name, if the reference table has one.
     pub fn v1_name(&self) -> Option<&'static str> {
-        V1_NAMES.iter().find(|(_, caip2)| *caip2 == self.caip2).map(|(name, _)| *name)
+        V1_NAMES
+            .iter()
+            .find(|(_, caip2)| *caip2 == self.caip2)
+            .map(|(name, _)| *name)
     }
 
     /// The EVM chain id, for `eip155:*` networks.
@@ -157,9 +163,13 @@ impl Network {
         let (namespace, reference) = input.split_once(':').ok_or_else(unknown)?;
         // CAIP-2: namespace [-a-z0-9]{3,8}, reference [-_a-zA-Z0-9]{1,32}.
         let namespace_ok = (3..=8).contains(&namespace.len())
-            && namespace.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && namespace
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         let reference_ok = (1..=32).contains(&reference.len())
-            && reference.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && reference
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !namespace_ok || !reference_ok {
             return Err(unknown());
         }
@@ -179,7 +189,10 @@ impl Network {
             "solana" => Kind::Solana,
             _ => Kind::Other,
         };
-        Ok(Network { caip2: Cow::Owned(input.to_owned()), kind })
+        Ok(Network {
+            caip2: Cow::Owned(input.to_owned()),
+            kind,
+        })
     }
 
     fn parse_known(caip2: &'static str) -> Option<Network> {
@@ -189,7 +202,10 @@ impl Network {
             "solana" => Kind::Solana,
             _ => Kind::Other,
         };
-        Some(Network { caip2: Cow::Borrowed(caip2), kind })
+        Some(Network {
+            caip2: Cow::Borrowed(caip2),
+            kind,
+        })
     }
 }
 
@@ -253,7 +269,10 @@ mod tests {
     fn constants_match_the_table() {
         assert_eq!("base".parse::<Network>().unwrap(), Network::BASE);
         assert_eq!(Network::BASE_SEPOLIA.chain_id(), Some(84532));
-        assert_eq!("BASE-SEPOLIA".parse::<Network>().unwrap(), Network::BASE_SEPOLIA);
+        assert_eq!(
+            "BASE-SEPOLIA".parse::<Network>().unwrap(),
+            Network::BASE_SEPOLIA
+        );
         assert_eq!(Network::evm(4326), Network::MEGAETH);
         assert!(Network::SOLANA_DEVNET.is_solana());
         assert_eq!(Network::SOLANA_DEVNET.v1_name(), Some("solana-devnet"));
@@ -261,8 +280,21 @@ mod tests {
 
     #[test]
     fn unknown_and_malformed_networks_are_errors() {
-        for bad in ["", "basee", "eip155:", "eip155:abc", "eip155:08453", "EIP155:1", "x:1", ":", "eip155:99999999999999999999999"] {
-            assert!(matches!(bad.parse::<Network>(), Err(Error::UnknownNetwork(_))), "{bad}");
+        for bad in [
+            "",
+            "basee",
+            "eip155:",
+            "eip155:abc",
+            "eip155:08453",
+            "EIP155:1",
+            "x:1",
+            ":",
+            "eip155:99999999999999999999999",
+        ] {
+            assert!(
+                matches!(bad.parse::<Network>(), Err(Error::UnknownNetwork(_))),
+                "{bad}"
+            );
         }
         let unknown_chain: Network = "eip155:42161".parse().unwrap();
         assert_eq!(unknown_chain.chain_id(), Some(42161));

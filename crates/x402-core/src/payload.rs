@@ -90,7 +90,10 @@ pub(crate) fn encode<P: Serialize>(selected: &Selected<'_>, payload: &P) -> Resu
         X402Version::V1 => X_PAYMENT,
         X402Version::V2 => PAYMENT_SIGNATURE,
     };
-    Ok(PaymentHeader { name, value: Redacted::new(encoding::encode(&json)) })
+    Ok(PaymentHeader {
+        name,
+        value: Redacted::new(encoding::encode(&json)),
+    })
 }
 
 #[derive(Deserialize)]
@@ -135,7 +138,9 @@ impl PaymentPayload {
     pub fn from_headers(headers: &HeaderMap) -> Result<Option<PaymentPayload>> {
         for name in [PAYMENT_SIGNATURE, X_PAYMENT] {
             if let Some(value) = headers.get(name) {
-                let text = value.to_str().map_err(|_| Error::malformed(name, "header is not ASCII"))?;
+                let text = value
+                    .to_str()
+                    .map_err(|_| Error::malformed(name, "header is not ASCII"))?;
                 return PaymentPayload::from_header_value(text).map(Some);
             }
         }
@@ -157,17 +162,23 @@ impl PaymentPayload {
     /// As [`PaymentPayload::from_header_value`].
     pub fn from_json(bytes: &[u8]) -> Result<PaymentPayload> {
         let what = "payment payload";
-        let wire: InPayload = serde_json::from_slice(&bytes).map_err(|e| Error::malformed(what, e))?;
+        let wire: InPayload =
+            serde_json::from_slice(&bytes).map_err(|e| Error::malformed(what, e))?;
         let version = X402Version::from_number(wire.x402_version)?;
         let (scheme, network) = match version {
             X402Version::V1 => (
-                wire.scheme.ok_or_else(|| Error::malformed(what, "v1 payload lacks `scheme`"))?,
-                wire.network.ok_or_else(|| Error::malformed(what, "v1 payload lacks `network`"))?,
+                wire.scheme
+                    .ok_or_else(|| Error::malformed(what, "v1 payload lacks `scheme`"))?,
+                wire.network
+                    .ok_or_else(|| Error::malformed(what, "v1 payload lacks `network`"))?,
             ),
             X402Version::V2 => {
-                let accepted = wire.accepted.as_ref().ok_or_else(|| Error::malformed(what, "v2 payload lacks `accepted`"))?;
-                let head: AcceptedHead =
-                    serde_json::from_str(accepted.get()).map_err(|e| Error::malformed("payment header `accepted`", e))?;
+                let accepted = wire
+                    .accepted
+                    .as_ref()
+                    .ok_or_else(|| Error::malformed(what, "v2 payload lacks `accepted`"))?;
+                let head: AcceptedHead = serde_json::from_str(accepted.get())
+                    .map_err(|e| Error::malformed("payment header `accepted`", e))?;
                 (head.scheme, head.network)
             }
         };
@@ -211,18 +222,46 @@ impl PaymentPayload {
     /// `invalid_network` or `invalid_payment_requirements`.
     pub fn check_answers(&self, requirement: &Requirement) -> Result<()> {
         if self.version != requirement.version() {
-            return Err(Error::invalid(InvalidReason::Version, format!("payment is x402 v{} but the offer is v{}", self.version.number(), requirement.version().number())));
+            return Err(Error::invalid(
+                InvalidReason::Version,
+                format!(
+                    "payment is x402 v{} but the offer is v{}",
+                    self.version.number(),
+                    requirement.version().number()
+                ),
+            ));
         }
         if &self.scheme != requirement.scheme() {
-            return Err(Error::invalid(InvalidReason::Scheme, format!("payment scheme `{}` does not match the offer's `{}`", self.scheme, requirement.scheme())));
+            return Err(Error::invalid(
+                InvalidReason::Scheme,
+                format!(
+                    "payment scheme `{}` does not match the offer's `{}`",
+                    self.scheme,
+                    requirement.scheme()
+                ),
+            ));
         }
         if &self.network != requirement.network() {
-            return Err(Error::invalid(InvalidReason::Network, format!("payment network {} does not match the offer's {}", self.network, requirement.network())));
+            return Err(Error::invalid(
+                InvalidReason::Network,
+                format!(
+                    "payment network {} does not match the offer's {}",
+                    self.network,
+                    requirement.network()
+                ),
+            ));
         }
         if let Some(accepted) = &self.accepted {
-            let mismatch = |detail: &str| Error::invalid(InvalidReason::Requirements, format!("`accepted` does not match the offer: {detail}"));
-            let accepted: Map<String, Value> = serde_json::from_str(accepted.get()).map_err(|_| mismatch("not an object"))?;
-            let offered: Map<String, Value> = serde_json::from_str(requirement.raw_json().get()).map_err(|_| mismatch("offer is not an object"))?;
+            let mismatch = |detail: &str| {
+                Error::invalid(
+                    InvalidReason::Requirements,
+                    format!("`accepted` does not match the offer: {detail}"),
+                )
+            };
+            let accepted: Map<String, Value> =
+                serde_json::from_str(accepted.get()).map_err(|_| mismatch("not an object"))?;
+            let offered: Map<String, Value> = serde_json::from_str(requirement.raw_json().get())
+                .map_err(|_| mismatch("offer is not an object"))?;
             for (key, value) in &offered {
                 if key == "extra" {
                     continue;
@@ -231,13 +270,25 @@ impl PaymentPayload {
                     return Err(mismatch(&format!("field `{key}` differs")));
                 }
             }
-            if let Some(key) = accepted.keys().find(|k| *k != "extra" && !offered.contains_key(*k)) {
+            if let Some(key) = accepted
+                .keys()
+                .find(|k| *k != "extra" && !offered.contains_key(*k))
+            {
                 return Err(mismatch(&format!("unexpected field `{key}`")));
             }
             let empty = Map::new();
-            let offered_extra = offered.get("extra").and_then(Value::as_object).unwrap_or(&empty);
-            let accepted_extra = accepted.get("extra").and_then(Value::as_object).unwrap_or(&empty);
-            if let Some((key, _)) = offered_extra.iter().find(|(k, v)| accepted_extra.get(*k) != Some(*v)) {
+            let offered_extra = offered
+                .get("extra")
+                .and_then(Value::as_object)
+                .unwrap_or(&empty);
+            let accepted_extra = accepted
+                .get("extra")
+                .and_then(Value::as_object)
+                .unwrap_or(&empty);
+            if let Some((key, _)) = offered_extra
+                .iter()
+                .find(|(k, v)| accepted_extra.get(*k) != Some(*v))
+            {
                 return Err(mismatch(&format!("extra.{key} differs")));
             }
         }
@@ -246,6 +297,7 @@ impl PaymentPayload {
 
     /// Deserializes the scheme payload into `T`.
     pub(crate) fn scheme_payload<T: for<'de> Deserialize<'de>>(&self) -> Result<T> {
-        serde_json::from_str(self.payload.get()).map_err(|e| Error::invalid(InvalidReason::Payload, format!("scheme payload: {e}")))
+        serde_json::from_str(self.payload.get())
+            .map_err(|e| Error::invalid(InvalidReason::Payload, format!("scheme payload: {e}")))
     }
 }

@@ -87,27 +87,47 @@ impl PaymentPolicy {
             let requirement = match offer.requirement() {
                 Ok(requirement) => requirement,
                 Err(error) => {
-                    refusals.push(Refusal { index: offer.index(), offer: short_raw(offer.raw_json()), reason: error.to_string() });
+                    refusals.push(Refusal {
+                        index: offer.index(),
+                        offer: short_raw(offer.raw_json()),
+                        reason: error.to_string(),
+                    });
                     continue;
                 }
             };
             match self.evaluate(requirement) {
                 Ok((rank, asset)) => {
                     if best.as_ref().is_none_or(|(best_rank, _)| rank < *best_rank) {
-                        best = Some((rank, Selected { challenge, requirement, index: offer.index(), asset }));
+                        best = Some((
+                            rank,
+                            Selected {
+                                challenge,
+                                requirement,
+                                index: offer.index(),
+                                asset,
+                            },
+                        ));
                     }
                 }
-                Err(reason) => refusals.push(Refusal { index: offer.index(), offer: requirement.summary(), reason }),
+                Err(reason) => refusals.push(Refusal {
+                    index: offer.index(),
+                    offer: requirement.summary(),
+                    reason,
+                }),
             }
         }
-        best.map(|(_, selected)| selected).ok_or(Error::NoAcceptableOffer { refusals })
+        best.map(|(_, selected)| selected)
+            .ok_or(Error::NoAcceptableOffer { refusals })
     }
 
     /// `Ok((preference rank, known asset))` or the refusal reason.
     fn evaluate(&self, requirement: &Requirement) -> Result<(usize, Option<Asset>), String> {
         let network = requirement.network();
         if !scheme_supported(requirement.scheme(), network) {
-            return Err(format!("scheme `{}` on {network} is not supported by this build", requirement.scheme()));
+            return Err(format!(
+                "scheme `{}` on {network} is not supported by this build",
+                requirement.scheme()
+            ));
         }
         let rank = if self.networks.is_empty() {
             0
@@ -119,7 +139,10 @@ impl PaymentPolicy {
         };
         if let Some(allowlist) = &self.pay_to_allowlist {
             if !allowlist.contains(&requirement.pay_to()) {
-                return Err(format!("recipient {} is not on the payTo allowlist", requirement.pay_to()));
+                return Err(format!(
+                    "recipient {} is not on the payTo allowlist",
+                    requirement.pay_to()
+                ));
             }
         }
         let asset_id = requirement.asset();
@@ -129,19 +152,29 @@ impl PaymentPolicy {
             }
         }
         let amount = requirement.amount();
-        let asset_cap = self.asset_caps.iter().find(|(n, a, _)| n == network && *a == asset_id).map(|(_, _, cap)| *cap);
+        let asset_cap = self
+            .asset_caps
+            .iter()
+            .find(|(n, a, _)| n == network && *a == asset_id)
+            .map(|(_, _, cap)| *cap);
         if let Some(cap) = asset_cap {
             if amount > cap {
-                return Err(format!("amount {amount} is above the cap of {cap} atomic units for this asset"));
+                return Err(format!(
+                    "amount {amount} is above the cap of {cap} atomic units for this asset"
+                ));
             }
         }
         let known = AssetRegistry::known().find(network, &asset_id).cloned();
         match &known {
             None if !self.allow_unknown_assets => {
-                return Err(format!("asset {asset_id} is not a known asset on {network}; allow unknown assets explicitly to pay it"));
+                return Err(format!(
+                    "asset {asset_id} is not a known asset on {network}; allow unknown assets explicitly to pay it"
+                ));
             }
             None if asset_cap.is_none() => {
-                return Err(format!("asset {asset_id} is unknown, so it needs an explicit per-asset cap"));
+                return Err(format!(
+                    "asset {asset_id} is unknown, so it needs an explicit per-asset cap"
+                ));
             }
             None => {}
             Some(asset) => {
@@ -149,11 +182,24 @@ impl PaymentPolicy {
                     if asset.is_usd_stable() {
                         match asset.usd_value(amount) {
                             Some(value) if value <= cap => {}
-                            Some(value) => return Err(format!("{} ({value}) is above the cap of {cap}", asset.display_amount(amount))),
-                            None => return Err(format!("{} is above the cap of {cap}", asset.display_amount(amount))),
+                            Some(value) => {
+                                return Err(format!(
+                                    "{} ({value}) is above the cap of {cap}",
+                                    asset.display_amount(amount)
+                                ));
+                            }
+                            None => {
+                                return Err(format!(
+                                    "{} is above the cap of {cap}",
+                                    asset.display_amount(amount)
+                                ));
+                            }
                         }
                     } else if asset_cap.is_none() {
-                        return Err(format!("{} has no dollar value and no per-asset cap", asset.symbol()));
+                        return Err(format!(
+                            "{} has no dollar value and no per-asset cap",
+                            asset.symbol()
+                        ));
                     }
                 }
             }
@@ -215,25 +261,50 @@ mod tests {
     fn spec(network: Network, amount: u64) -> RequirementSpec {
         let asset = AssetRegistry::known().default_for(&network).unwrap().id();
         let pay_to = match network.family() {
-            ChainFamily::Solana => "2wKupLR9q6wXYppw8Gr2NvWxKBUqm4PPJKkQfoxHDBg4".parse().unwrap(),
-            _ => "0x209693Bc6afc0C5328bA36FaF03C514EF312287C".parse().unwrap(),
+            ChainFamily::Solana => "2wKupLR9q6wXYppw8Gr2NvWxKBUqm4PPJKkQfoxHDBg4"
+                .parse()
+                .unwrap(),
+            _ => "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
+                .parse()
+                .unwrap(),
         };
-        RequirementSpec { scheme: Scheme::Exact, network, amount: TokenAmount::from_u64(amount), asset, pay_to, max_timeout_seconds: 60, extra: Map::new() }
+        RequirementSpec {
+            scheme: Scheme::Exact,
+            network,
+            amount: TokenAmount::from_u64(amount),
+            asset,
+            pay_to,
+            max_timeout_seconds: 60,
+            extra: Map::new(),
+        }
     }
 
     fn challenge(specs: Vec<RequirementSpec>) -> Challenge {
-        let required = PaymentRequired { resource: ResourceInfo { url: "http://x/".into(), description: None, mime_type: None }, error: String::new(), accepts: specs };
+        let required = PaymentRequired {
+            resource: ResourceInfo {
+                url: "http://x/".into(),
+                description: None,
+                mime_type: None,
+            },
+            error: String::new(),
+            accepts: specs,
+        };
         Challenge::from_v2_header(&required.to_v2_header()).unwrap()
     }
 
     #[test]
     fn prefers_networks_in_order_and_explains_refusals() {
-        let c = challenge(vec![spec(Network::BASE, 1_000_000), spec(Network::BASE_SEPOLIA, 1_000_000)]);
+        let c = challenge(vec![
+            spec(Network::BASE, 1_000_000),
+            spec(Network::BASE_SEPOLIA, 1_000_000),
+        ]);
         let policy = PaymentPolicy::default().networks([Network::BASE_SEPOLIA, Network::BASE]);
         assert_eq!(policy.select(&c).unwrap().index(), 1);
         let policy = PaymentPolicy::default().usd_cap(Some(UsdMicros::from_dollars(0)));
         let err = policy.select(&c).unwrap_err();
-        let Error::NoAcceptableOffer { refusals } = &err else { panic!("{err}") };
+        let Error::NoAcceptableOffer { refusals } = &err else {
+            panic!("{err}")
+        };
         assert_eq!(refusals.len(), 2);
         assert!(err.to_string().contains("above the cap of $0.00"), "{err}");
     }
@@ -241,23 +312,50 @@ mod tests {
     #[test]
     fn unknown_assets_need_opt_in_and_a_cap() {
         let mut odd = spec(Network::BASE, 5);
-        odd.asset = AssetId::Evm("0x1111111111111111111111111111111111111111".parse().unwrap());
+        odd.asset = AssetId::Evm(
+            "0x1111111111111111111111111111111111111111"
+                .parse()
+                .unwrap(),
+        );
         let c = challenge(vec![odd.clone()]);
-        assert!(PaymentPolicy::default().select(&c).unwrap_err().to_string().contains("not a known asset"));
-        assert!(PaymentPolicy::default().allow_unknown_assets(true).select(&c).is_err());
-        let ok = PaymentPolicy::default().allow_unknown_assets(true).cap_asset(Network::BASE, odd.asset, TokenAmount::from_u64(5));
+        assert!(
+            PaymentPolicy::default()
+                .select(&c)
+                .unwrap_err()
+                .to_string()
+                .contains("not a known asset")
+        );
+        assert!(
+            PaymentPolicy::default()
+                .allow_unknown_assets(true)
+                .select(&c)
+                .is_err()
+        );
+        let ok = PaymentPolicy::default()
+            .allow_unknown_assets(true)
+            .cap_asset(Network::BASE, odd.asset, TokenAmount::from_u64(5));
         assert!(ok.select(&c).is_ok());
     }
 
     #[test]
     fn pay_to_allowlist_and_bad_offers_are_reported() {
         let c = challenge(vec![spec(Network::BASE, 1)]);
-        let other: PayTo = "0x0000000000000000000000000000000000000001".parse().unwrap();
-        assert!(PaymentPolicy::default().allow_pay_to([other]).select(&c).is_err());
+        let other: PayTo = "0x0000000000000000000000000000000000000001"
+            .parse()
+            .unwrap();
+        assert!(
+            PaymentPolicy::default()
+                .allow_pay_to([other])
+                .select(&c)
+                .is_err()
+        );
         let body = br#"{"x402Version":1,"accepts":[{"scheme":"exact","network":"nowhere","maxAmountRequired":"1","payTo":"0x0000000000000000000000000000000000000001"}]}"#;
         let c = Challenge::from_body(body).unwrap();
         let err = PaymentPolicy::default().select(&c).unwrap_err();
-        assert!(err.to_string().contains("unknown network `nowhere`"), "{err}");
+        assert!(
+            err.to_string().contains("unknown network `nowhere`"),
+            "{err}"
+        );
     }
 
     proptest! {

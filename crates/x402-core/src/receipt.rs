@@ -45,7 +45,9 @@ impl Receipt {
     pub fn from_headers(headers: &HeaderMap) -> Result<Option<Receipt>> {
         for name in [PAYMENT_RESPONSE, X_PAYMENT_RESPONSE] {
             if let Some(value) = headers.get(name) {
-                let text = value.to_str().map_err(|_| Error::malformed(name, "header is not ASCII"))?;
+                let text = value
+                    .to_str()
+                    .map_err(|_| Error::malformed(name, "header is not ASCII"))?;
                 return Receipt::from_header_value(text).map(Some);
             }
         }

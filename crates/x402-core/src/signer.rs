@@ -61,7 +61,9 @@ mod evm {
             let hex = text.strip_prefix("0x").unwrap_or(text);
             let mut bytes = Zeroizing::new([0u8; 32]);
             if hex.len() != 64 {
-                return Err(Error::InvalidKey("an EVM private key is 32 bytes: 64 hex digits, optionally 0x-prefixed"));
+                return Err(Error::InvalidKey(
+                    "an EVM private key is 32 bytes: 64 hex digits, optionally 0x-prefixed",
+                ));
             }
             alloy_primitives::hex::decode_to_slice(hex, bytes.as_mut_slice())
                 .map_err(|_| Error::InvalidKey("an EVM private key must be hex"))?;
@@ -85,13 +87,17 @@ mod evm {
         }
 
         fn sign_hash(&self, digest: &B256) -> Result<Signature> {
-            self.inner.sign_hash_sync(digest).map_err(|e| Error::Signing(e.to_string()))
+            self.inner
+                .sign_hash_sync(digest)
+                .map_err(|e| Error::Signing(e.to_string()))
         }
     }
 
     impl fmt::Debug for LocalEvmSigner {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.debug_struct("LocalEvmSigner").field("address", &self.address()).finish_non_exhaustive()
+            f.debug_struct("LocalEvmSigner")
+                .field("address", &self.address())
+                .finish_non_exhaustive()
         }
     }
 }
@@ -126,18 +132,24 @@ impl LocalSolanaSigner {
         let text = text.trim();
         let mut bytes = Zeroizing::new([0u8; 64]);
         if text.starts_with('[') {
-            let parsed: Zeroizing<Vec<u8>> = Zeroizing::new(
-                serde_json::from_str(text)
-                    .map_err(|_| Error::InvalidKey("a Solana keypair JSON must be an array of 64 byte values"))?,
-            );
+            let parsed: Zeroizing<Vec<u8>> =
+                Zeroizing::new(serde_json::from_str(text).map_err(|_| {
+                    Error::InvalidKey("a Solana keypair JSON must be an array of 64 byte values")
+                })?);
             if parsed.len() != 64 {
-                return Err(Error::InvalidKey("a Solana keypair JSON must be an array of 64 byte values"));
+                return Err(Error::InvalidKey(
+                    "a Solana keypair JSON must be an array of 64 byte values",
+                ));
             }
             bytes.copy_from_slice(&parsed);
         } else {
             match bs58::decode(text).onto(bytes.as_mut_slice()) {
                 Ok(64) => {}
-                _ => return Err(Error::InvalidKey("a base58 Solana keypair must decode to 64 bytes")),
+                _ => {
+                    return Err(Error::InvalidKey(
+                        "a base58 Solana keypair must decode to 64 bytes",
+                    ));
+                }
             }
         }
         LocalSolanaSigner::from_keypair_bytes(&bytes)
@@ -148,15 +160,20 @@ impl LocalSolanaSigner {
     /// # Errors
     /// [`Error::InvalidKey`] when the public half does not belong to the secret half.
     pub fn from_keypair_bytes(bytes: &[u8; 64]) -> Result<LocalSolanaSigner> {
-        let keypair = solana_keypair::Keypair::try_from(&bytes[..])
-            .map_err(|_| Error::InvalidKey("the public half of the Solana keypair does not match its secret half"))?;
+        let keypair = solana_keypair::Keypair::try_from(&bytes[..]).map_err(|_| {
+            Error::InvalidKey(
+                "the public half of the Solana keypair does not match its secret half",
+            )
+        })?;
         Ok(LocalSolanaSigner { keypair })
     }
 
     /// From a 32-byte secret seed.
     pub fn from_secret(secret: [u8; 32]) -> LocalSolanaSigner {
         let mut secret = zeroize::Zeroizing::new(secret);
-        LocalSolanaSigner { keypair: solana_keypair::Keypair::new_from_array(std::mem::take(&mut *secret)) }
+        LocalSolanaSigner {
+            keypair: solana_keypair::Keypair::new_from_array(std::mem::take(&mut *secret)),
+        }
     }
 }
 
@@ -169,7 +186,10 @@ impl SolanaSigner for LocalSolanaSigner {
 
     fn sign_message(&self, message: &[u8]) -> Result<[u8; 64]> {
         use solana_signer::Signer;
-        let signature = self.keypair.try_sign_message(message).map_err(|e| Error::Signing(e.to_string()))?;
+        let signature = self
+            .keypair
+            .try_sign_message(message)
+            .map_err(|e| Error::Signing(e.to_string()))?;
         Ok(signature.into())
     }
 }
@@ -177,7 +197,9 @@ impl SolanaSigner for LocalSolanaSigner {
 #[cfg(feature = "solana")]
 impl fmt::Debug for LocalSolanaSigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LocalSolanaSigner").field("pubkey", &self.pubkey()).finish_non_exhaustive()
+        f.debug_struct("LocalSolanaSigner")
+            .field("pubkey", &self.pubkey())
+            .finish_non_exhaustive()
     }
 }
 
@@ -217,10 +239,18 @@ mod tests {
     fn evm_keys_never_show() {
         let key = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
         let signer = LocalEvmSigner::from_hex(key).unwrap();
-        assert_eq!(signer.address().to_string(), "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
+        assert_eq!(
+            signer.address().to_string(),
+            "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+        );
         let debug = format!("{signer:?}");
         assert!(!debug.contains("ac0974"), "{debug}");
-        for bad in ["", "0x12", "zz0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80", "0x0000000000000000000000000000000000000000000000000000000000000000"] {
+        for bad in [
+            "",
+            "0x12",
+            "zz0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+            "0x0000000000000000000000000000000000000000000000000000000000000000",
+        ] {
             let err = LocalEvmSigner::from_hex(bad).unwrap_err();
             assert!(matches!(err, Error::InvalidKey(_)));
             assert!(!err.to_string().contains("0974bec"));
@@ -234,8 +264,14 @@ mod tests {
         let bytes = signer.keypair.to_bytes();
         let json = serde_json::to_string(&bytes.to_vec()).unwrap();
         let base58 = bs58::encode(bytes).into_string();
-        assert_eq!(LocalSolanaSigner::from_text(&json).unwrap().pubkey(), signer.pubkey());
-        assert_eq!(LocalSolanaSigner::from_text(&base58).unwrap().pubkey(), signer.pubkey());
+        assert_eq!(
+            LocalSolanaSigner::from_text(&json).unwrap().pubkey(),
+            signer.pubkey()
+        );
+        assert_eq!(
+            LocalSolanaSigner::from_text(&base58).unwrap().pubkey(),
+            signer.pubkey()
+        );
         assert!(!format!("{signer:?}").contains(&base58[..10]));
         let mut mismatched = bytes;
         mismatched[40] ^= 1;

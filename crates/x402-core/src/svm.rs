@@ -38,15 +38,20 @@ use crate::signer::SolanaSigner;
 use crate::{Error, Result};
 
 /// SPL Token program.
-pub const TOKEN_PROGRAM: Pubkey = Pubkey::from_str_const("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA");
+pub const TOKEN_PROGRAM: Pubkey =
+    Pubkey::from_str_const("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA");
 /// SPL Token-2022 program.
-pub const TOKEN_2022_PROGRAM: Pubkey = Pubkey::from_str_const("TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb");
+pub const TOKEN_2022_PROGRAM: Pubkey =
+    Pubkey::from_str_const("TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb");
 /// Compute Budget program.
-pub const COMPUTE_BUDGET_PROGRAM: Pubkey = Pubkey::from_str_const("ComputeBudget111111111111111111111111111111");
+pub const COMPUTE_BUDGET_PROGRAM: Pubkey =
+    Pubkey::from_str_const("ComputeBudget111111111111111111111111111111");
 /// SPL Memo program (v3).
-pub const MEMO_PROGRAM: Pubkey = Pubkey::from_str_const("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr");
+pub const MEMO_PROGRAM: Pubkey =
+    Pubkey::from_str_const("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr");
 /// Lighthouse, whose guard instructions some wallets append.
-pub const LIGHTHOUSE_PROGRAM: Pubkey = Pubkey::from_str_const("L2TExMFKdjpN9kozasaurPirfHy9P8sbXoAN1qA3S95");
+pub const LIGHTHOUSE_PROGRAM: Pubkey =
+    Pubkey::from_str_const("L2TExMFKdjpN9kozasaurPirfHy9P8sbXoAN1qA3S95");
 
 /// Compute unit limit the client requests.
 pub const COMPUTE_UNIT_LIMIT: u32 = 20_000;
@@ -88,7 +93,10 @@ impl FromStr for TokenProgram {
     /// The program id in base58.
     fn from_str(text: &str) -> Result<TokenProgram> {
         let address: SolanaAddress = text.parse()?;
-        TokenProgram::from_id(&address.into()).ok_or_else(|| Error::InvalidAddress { input: text.to_owned(), kind: "SPL token program" })
+        TokenProgram::from_id(&address.into()).ok_or_else(|| Error::InvalidAddress {
+            input: text.to_owned(),
+            kind: "SPL token program",
+        })
     }
 }
 
@@ -108,7 +116,9 @@ pub struct SolanaChainState {
 /// # Errors
 /// [`Error::Malformed`] unless it is 32 bytes of base58.
 pub fn parse_blockhash(text: &str) -> Result<[u8; 32]> {
-    let address: SolanaAddress = text.parse().map_err(|_| Error::malformed("blockhash", "expected 32 bytes of base58"))?;
+    let address: SolanaAddress = text
+        .parse()
+        .map_err(|_| Error::malformed("blockhash", "expected 32 bytes of base58"))?;
     Ok(address.to_bytes())
 }
 
@@ -125,7 +135,11 @@ pub struct ExactSvmPayload {
 /// about 11 µs: as much as half the cost of a payment. A client pays from the same wallet to
 /// the same few recipients again and again, so results are kept in a small bounded memo (pure
 /// computation, no IO; cleared when it reaches [`ATA_MEMO_CAPACITY`] entries).
-pub fn associated_token_address(owner: &SolanaAddress, mint: &SolanaAddress, program: TokenProgram) -> SolanaAddress {
+pub fn associated_token_address(
+    owner: &SolanaAddress,
+    mint: &SolanaAddress,
+    program: TokenProgram,
+) -> SolanaAddress {
     type Memo = Mutex<HashMap<([u8; 32], [u8; 32], TokenProgram), SolanaAddress>>;
     static MEMO: OnceLock<Memo> = OnceLock::new();
     let memo = MEMO.get_or_init(Memo::default);
@@ -147,7 +161,11 @@ pub fn associated_token_address(owner: &SolanaAddress, mint: &SolanaAddress, pro
 pub const ATA_MEMO_CAPACITY: usize = 1024;
 
 /// [`associated_token_address`] without the memo.
-pub fn derive_associated_token_address(owner: &SolanaAddress, mint: &SolanaAddress, program: TokenProgram) -> SolanaAddress {
+pub fn derive_associated_token_address(
+    owner: &SolanaAddress,
+    mint: &SolanaAddress,
+    program: TokenProgram,
+) -> SolanaAddress {
     spl_associated_token_account_interface::address::get_associated_token_address_with_program_id(
         &Pubkey::from(*owner),
         &Pubkey::from(*mint),
@@ -166,28 +184,56 @@ struct Offer {
 
 fn read_offer(requirement: &Requirement) -> Result<Offer> {
     if requirement.scheme() != &Scheme::Exact || !requirement.network().is_solana() {
-        return Err(Error::UnsupportedScheme { scheme: requirement.scheme().to_string(), network: requirement.network().to_string() });
+        return Err(Error::UnsupportedScheme {
+            scheme: requirement.scheme().to_string(),
+            network: requirement.network().to_string(),
+        });
     }
     let fee_payer: SolanaAddress = requirement
         .extra_str("feePayer")
-        .ok_or(Error::MissingField { field: "extra.feePayer", hint: "a Solana offer must name the facilitator's fee payer" })?
+        .ok_or(Error::MissingField {
+            field: "extra.feePayer",
+            hint: "a Solana offer must name the facilitator's fee payer",
+        })?
         .parse()?;
     let PayTo::Solana(pay_to) = requirement.pay_to() else {
-        return Err(Error::InvalidAddress { input: requirement.pay_to().to_string(), kind: "Solana" });
+        return Err(Error::InvalidAddress {
+            input: requirement.pay_to().to_string(),
+            kind: "Solana",
+        });
     };
     let AssetId::Solana(mint) = requirement.asset() else {
-        return Err(Error::InvalidAddress { input: requirement.asset().to_string(), kind: "Solana mint" });
+        return Err(Error::InvalidAddress {
+            input: requirement.asset().to_string(),
+            kind: "Solana mint",
+        });
     };
-    let amount = requirement.amount().to_u64().ok_or_else(|| Error::InvalidAmount {
-        input: requirement.amount().to_string(),
-        reason: "SPL token amounts must fit in 64 bits",
-    })?;
+    let amount = requirement
+        .amount()
+        .to_u64()
+        .ok_or_else(|| Error::InvalidAmount {
+            input: requirement.amount().to_string(),
+            reason: "SPL token amounts must fit in 64 bits",
+        })?;
     let memo = match requirement.extra().get("memo") {
         None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(memo)) if memo.len() <= MAX_MEMO_LEN => Some(memo.as_bytes().to_vec()),
-        Some(_) => return Err(Error::MissingField { field: "extra.memo", hint: "a memo must be a string of at most 256 bytes" }),
+        Some(serde_json::Value::String(memo)) if memo.len() <= MAX_MEMO_LEN => {
+            Some(memo.as_bytes().to_vec())
+        }
+        Some(_) => {
+            return Err(Error::MissingField {
+                field: "extra.memo",
+                hint: "a memo must be a string of at most 256 bytes",
+            });
+        }
     };
-    Ok(Offer { fee_payer: fee_payer.into(), pay_to: pay_to.into(), mint: mint.into(), amount, memo })
+    Ok(Offer {
+        fee_payer: fee_payer.into(),
+        pay_to: pay_to.into(),
+        mint: mint.into(),
+        amount,
+        memo,
+    })
 }
 
 /// Builds the unsigned payment transaction for `requirement` paid by `payer`.
@@ -195,11 +241,19 @@ fn read_offer(requirement: &Requirement) -> Result<Offer> {
 /// # Errors
 /// [`Error::UnsupportedScheme`], [`Error::MissingField`] (`extra.feePayer`, `extra.memo`),
 /// [`Error::InvalidAmount`] above `u64`.
-pub fn build_transaction(requirement: &Requirement, payer: SolanaAddress, chain: &SolanaChainState, random_memo: [u8; 16]) -> Result<VersionedTransaction> {
+pub fn build_transaction(
+    requirement: &Requirement,
+    payer: SolanaAddress,
+    chain: &SolanaChainState,
+    random_memo: [u8; 16],
+) -> Result<VersionedTransaction> {
     let offer = read_offer(requirement)?;
     let payer = Pubkey::from(payer);
     if payer == offer.fee_payer {
-        return Err(Error::MissingField { field: "extra.feePayer", hint: "the fee payer must be the facilitator, not the paying wallet" });
+        return Err(Error::MissingField {
+            field: "extra.feePayer",
+            hint: "the fee payer must be the facilitator, not the paying wallet",
+        });
     }
     let program = chain.token_program;
     let source = associated_token_address(&payer.into(), &offer.mint.into(), program);
@@ -216,31 +270,54 @@ pub fn build_transaction(requirement: &Requirement, payer: SolanaAddress, chain:
     )
     .map_err(|e| Error::Signing(format!("building TransferChecked: {e}")))?;
     transfer.program_id = program.id();
-    let memo = offer.memo.unwrap_or_else(|| alloy_primitives::hex::encode(random_memo).into_bytes());
+    let memo = offer
+        .memo
+        .unwrap_or_else(|| alloy_primitives::hex::encode(random_memo).into_bytes());
     let instructions = [
-        solana_compute_budget_interface::ComputeBudgetInstruction::set_compute_unit_limit(COMPUTE_UNIT_LIMIT),
-        solana_compute_budget_interface::ComputeBudgetInstruction::set_compute_unit_price(COMPUTE_UNIT_PRICE),
+        solana_compute_budget_interface::ComputeBudgetInstruction::set_compute_unit_limit(
+            COMPUTE_UNIT_LIMIT,
+        ),
+        solana_compute_budget_interface::ComputeBudgetInstruction::set_compute_unit_price(
+            COMPUTE_UNIT_PRICE,
+        ),
         transfer,
         spl_memo_interface::instruction::build_memo(&MEMO_PROGRAM, &memo, &[]),
     ];
-    let message = v0::Message::try_compile(&offer.fee_payer, &instructions, &[], Hash::new_from_array(chain.recent_blockhash))
-        .map_err(|e| Error::Signing(format!("compiling the message: {e}")))?;
+    let message = v0::Message::try_compile(
+        &offer.fee_payer,
+        &instructions,
+        &[],
+        Hash::new_from_array(chain.recent_blockhash),
+    )
+    .map_err(|e| Error::Signing(format!("compiling the message: {e}")))?;
     let message = VersionedMessage::V0(message);
-    let signatures = vec![Signature::default(); usize::from(message.header().num_required_signatures)];
-    Ok(VersionedTransaction { signatures, message })
+    let signatures =
+        vec![Signature::default(); usize::from(message.header().num_required_signatures)];
+    Ok(VersionedTransaction {
+        signatures,
+        message,
+    })
 }
 
 /// Signs `transaction` as `signer`, in `signer`'s slot; the other slots are untouched.
 ///
 /// # Errors
 /// [`Error::Signing`] when `signer` is not a required signer, or the signer fails.
-pub fn sign_transaction(transaction: &mut VersionedTransaction, signer: &dyn SolanaSigner) -> Result<()> {
+pub fn sign_transaction(
+    transaction: &mut VersionedTransaction,
+    signer: &dyn SolanaSigner,
+) -> Result<()> {
     let key = Pubkey::from(signer.pubkey());
     let required = usize::from(transaction.message.header().num_required_signatures);
-    let slot = transaction.message.static_account_keys()[..required.min(transaction.message.static_account_keys().len())]
+    let slot = transaction.message.static_account_keys()
+        [..required.min(transaction.message.static_account_keys().len())]
         .iter()
         .position(|k| *k == key)
-        .ok_or_else(|| Error::Signing(format!("{key} is not a required signer of this transaction")))?;
+        .ok_or_else(|| {
+            Error::Signing(format!(
+                "{key} is not a required signer of this transaction"
+            ))
+        })?;
     let signature = signer.sign_message(&transaction.message.serialize())?;
     transaction.signatures[slot] = Signature::from(signature);
     Ok(())
@@ -250,12 +327,23 @@ pub fn sign_transaction(transaction: &mut VersionedTransaction, signer: &dyn Sol
 ///
 /// # Errors
 /// As [`build_transaction`] and [`sign_transaction`].
-pub fn pay(selected: &Selected<'_>, signer: &dyn SolanaSigner, chain: &SolanaChainState, rng: &mut dyn Entropy) -> Result<PaymentHeader> {
+pub fn pay(
+    selected: &Selected<'_>,
+    signer: &dyn SolanaSigner,
+    chain: &SolanaChainState,
+    rng: &mut dyn Entropy,
+) -> Result<PaymentHeader> {
     let mut random_memo = [0u8; 16];
     rng.fill(&mut random_memo);
-    let mut transaction = build_transaction(selected.requirement(), signer.pubkey(), chain, random_memo)?;
+    let mut transaction =
+        build_transaction(selected.requirement(), signer.pubkey(), chain, random_memo)?;
     sign_transaction(&mut transaction, signer)?;
-    payload::encode(selected, &ExactSvmPayload { transaction: encode_transaction(&transaction)? })
+    payload::encode(
+        selected,
+        &ExactSvmPayload {
+            transaction: encode_transaction(&transaction)?,
+        },
+    )
 }
 
 /// Standard base64 of the transaction's wire bytes.
@@ -275,9 +363,13 @@ pub fn decode_transaction(text: &str) -> Result<VersionedTransaction> {
     let invalid = |detail: String| Error::invalid(InvalidReason::SvmTransaction, detail);
     let bytes = encoding::decode("transaction", text).map_err(|e| invalid(e.to_string()))?;
     if bytes.len() > 1232 {
-        return Err(invalid(format!("{} bytes is larger than a Solana packet", bytes.len())));
+        return Err(invalid(format!(
+            "{} bytes is larger than a Solana packet",
+            bytes.len()
+        )));
     }
-    let transaction: VersionedTransaction = bincode::deserialize(&bytes).map_err(|e| invalid(format!("not a versioned transaction: {e}")))?;
+    let transaction: VersionedTransaction = bincode::deserialize(&bytes)
+        .map_err(|e| invalid(format!("not a versioned transaction: {e}")))?;
     if bincode::serialized_size(&transaction).ok() != Some(bytes.len() as u64) {
         return Err(invalid("trailing bytes after the transaction".to_owned()));
     }
@@ -300,7 +392,12 @@ pub struct VerifyConfig {
 impl VerifyConfig {
     /// Defaults: 400,000 CU and 5,000,000 µL (the reference caps) for these fee payers.
     pub fn new(fee_payers: Vec<SolanaAddress>) -> VerifyConfig {
-        VerifyConfig { fee_payers, decimals: None, max_compute_unit_limit: 400_000, max_compute_unit_price: 5_000_000 }
+        VerifyConfig {
+            fee_payers,
+            decimals: None,
+            max_compute_unit_limit: 400_000,
+            max_compute_unit_price: 5_000_000,
+        }
     }
 }
 
@@ -324,7 +421,9 @@ impl Verified {
     /// [`Error::Signing`] when `fee_payer` is not this transaction's fee payer.
     pub fn cosign(&mut self, fee_payer: &dyn SolanaSigner) -> Result<()> {
         if fee_payer.pubkey() != self.fee_payer {
-            return Err(Error::Signing("that key is not this transaction's fee payer".to_owned()));
+            return Err(Error::Signing(
+                "that key is not this transaction's fee payer".to_owned(),
+            ));
         }
         sign_transaction(&mut self.transaction, fee_payer)
     }
@@ -334,7 +433,11 @@ impl Verified {
 ///
 /// # Errors
 /// [`Error::InvalidPayment`] with the matching [`InvalidReason`].
-pub fn verify(payment: &PaymentPayload, requirement: &Requirement, config: &VerifyConfig) -> Result<Verified> {
+pub fn verify(
+    payment: &PaymentPayload,
+    requirement: &Requirement,
+    config: &VerifyConfig,
+) -> Result<Verified> {
     payment.check_answers(requirement)?;
     let payload: ExactSvmPayload = payment.scheme_payload()?;
     verify_payload(&payload, requirement, config)
@@ -351,81 +454,172 @@ pub fn verify(payment: &PaymentPayload, requirement: &Requirement, config: &Veri
 ///
 /// # Errors
 /// As [`verify`].
-pub fn verify_payload(payload: &ExactSvmPayload, requirement: &Requirement, config: &VerifyConfig) -> Result<Verified> {
+pub fn verify_payload(
+    payload: &ExactSvmPayload,
+    requirement: &Requirement,
+    config: &VerifyConfig,
+) -> Result<Verified> {
     use InvalidReason::*;
     let offer = read_offer(requirement).map_err(|e| Error::invalid(Requirements, e.to_string()))?;
-    if !config.fee_payers.iter().any(|k| Pubkey::from(*k) == offer.fee_payer) {
-        return Err(Error::invalid(SvmFeePayerNotManaged, format!("fee payer {} is not managed by this facilitator", offer.fee_payer)));
+    if !config
+        .fee_payers
+        .iter()
+        .any(|k| Pubkey::from(*k) == offer.fee_payer)
+    {
+        return Err(Error::invalid(
+            SvmFeePayerNotManaged,
+            format!(
+                "fee payer {} is not managed by this facilitator",
+                offer.fee_payer
+            ),
+        ));
     }
     let transaction = decode_transaction(&payload.transaction)?;
     let VersionedMessage::V0(message) = &transaction.message else {
-        return Err(Error::invalid(SvmTransaction, "the message must be a v0 message"));
+        return Err(Error::invalid(
+            SvmTransaction,
+            "the message must be a v0 message",
+        ));
     };
     if !message.address_table_lookups.is_empty() {
-        return Err(Error::invalid(SvmTransaction, "address lookup tables are not accepted"));
+        return Err(Error::invalid(
+            SvmTransaction,
+            "address lookup tables are not accepted",
+        ));
     }
     let keys = &message.account_keys;
     let required = usize::from(message.header.num_required_signatures);
     if transaction.signatures.len() != required || required > keys.len() || required < 2 {
-        return Err(Error::invalid(SvmTransaction, "signature count does not match the message header"));
+        return Err(Error::invalid(
+            SvmTransaction,
+            "signature count does not match the message header",
+        ));
     }
     if keys.first() != Some(&offer.fee_payer) {
-        return Err(Error::invalid(SvmFeePayerNotManaged, "account 0 (fee payer) is not the offer's feePayer"));
+        return Err(Error::invalid(
+            SvmFeePayerNotManaged,
+            "account 0 (fee payer) is not the offer's feePayer",
+        ));
     }
     let instructions = &message.instructions;
     if !(3..=7).contains(&instructions.len()) {
-        return Err(Error::invalid(SvmInstructionsLength, format!("{} instructions; expected 3 to 7", instructions.len())));
+        return Err(Error::invalid(
+            SvmInstructionsLength,
+            format!("{} instructions; expected 3 to 7", instructions.len()),
+        ));
     }
-    let key = |index: u8| keys.get(usize::from(index)).ok_or_else(|| Error::invalid(SvmTransaction, "instruction refers to a missing account"));
+    let key = |index: u8| {
+        keys.get(usize::from(index)).ok_or_else(|| {
+            Error::invalid(SvmTransaction, "instruction refers to a missing account")
+        })
+    };
     for instruction in instructions {
         for account in &instruction.accounts {
             if key(*account)? == &offer.fee_payer {
-                return Err(Error::invalid(SvmFeePayerTransferring, "the fee payer appears in an instruction's accounts"));
+                return Err(Error::invalid(
+                    SvmFeePayerTransferring,
+                    "the fee payer appears in an instruction's accounts",
+                ));
             }
         }
     }
     // 1 and 2: compute budget.
     let limit = &instructions[0];
     let price = &instructions[1];
-    if key(limit.program_id_index)? != &COMPUTE_BUDGET_PROGRAM || limit.data.len() != 5 || limit.data[0] != 2 {
-        return Err(Error::invalid(SvmInstructions, "instruction 1 must be SetComputeUnitLimit"));
+    if key(limit.program_id_index)? != &COMPUTE_BUDGET_PROGRAM
+        || limit.data.len() != 5
+        || limit.data[0] != 2
+    {
+        return Err(Error::invalid(
+            SvmInstructions,
+            "instruction 1 must be SetComputeUnitLimit",
+        ));
     }
-    if key(price.program_id_index)? != &COMPUTE_BUDGET_PROGRAM || price.data.len() != 9 || price.data[0] != 3 {
-        return Err(Error::invalid(SvmInstructions, "instruction 2 must be SetComputeUnitPrice"));
+    if key(price.program_id_index)? != &COMPUTE_BUDGET_PROGRAM
+        || price.data.len() != 9
+        || price.data[0] != 3
+    {
+        return Err(Error::invalid(
+            SvmInstructions,
+            "instruction 2 must be SetComputeUnitPrice",
+        ));
     }
     let units = u32::from_le_bytes([limit.data[1], limit.data[2], limit.data[3], limit.data[4]]);
     let mut price_bytes = [0u8; 8];
     price_bytes.copy_from_slice(&price.data[1..9]);
     let micro_lamports = u64::from_le_bytes(price_bytes);
     if units > config.max_compute_unit_limit || micro_lamports > config.max_compute_unit_price {
-        return Err(Error::invalid(SvmComputeBudget, format!("compute budget {units} CU at {micro_lamports} µL is above the caps")));
+        return Err(Error::invalid(
+            SvmComputeBudget,
+            format!("compute budget {units} CU at {micro_lamports} µL is above the caps"),
+        ));
     }
     // 3: the transfer.
     let transfer = &instructions[2];
-    let program = TokenProgram::from_id(key(transfer.program_id_index)?)
-        .ok_or_else(|| Error::invalid(SvmInstructions, "instruction 3 must be on SPL Token or Token-2022"))?;
+    let program = TokenProgram::from_id(key(transfer.program_id_index)?).ok_or_else(|| {
+        Error::invalid(
+            SvmInstructions,
+            "instruction 3 must be on SPL Token or Token-2022",
+        )
+    })?;
     let spl_token::instruction::TokenInstruction::TransferChecked { amount, decimals } =
-        spl_token::instruction::TokenInstruction::unpack(&transfer.data).map_err(|_| Error::invalid(SvmInstructions, "instruction 3 is not a token instruction"))?
+        spl_token::instruction::TokenInstruction::unpack(&transfer.data).map_err(|_| {
+            Error::invalid(SvmInstructions, "instruction 3 is not a token instruction")
+        })?
     else {
-        return Err(Error::invalid(SvmInstructions, "instruction 3 must be TransferChecked"));
+        return Err(Error::invalid(
+            SvmInstructions,
+            "instruction 3 must be TransferChecked",
+        ));
     };
     if transfer.accounts.len() != 4 {
-        return Err(Error::invalid(SvmInstructions, "TransferChecked must have exactly source, mint, destination and owner"));
+        return Err(Error::invalid(
+            SvmInstructions,
+            "TransferChecked must have exactly source, mint, destination and owner",
+        ));
     }
-    let (mint, destination, authority) = (key(transfer.accounts[1])?, key(transfer.accounts[2])?, key(transfer.accounts[3])?);
+    let (mint, destination, authority) = (
+        key(transfer.accounts[1])?,
+        key(transfer.accounts[2])?,
+        key(transfer.accounts[3])?,
+    );
     if mint != &offer.mint {
-        return Err(Error::invalid(SvmMintMismatch, format!("transfer mint {mint} is not the offer's asset {}", offer.mint)));
+        return Err(Error::invalid(
+            SvmMintMismatch,
+            format!(
+                "transfer mint {mint} is not the offer's asset {}",
+                offer.mint
+            ),
+        ));
     }
-    let expected_destination = Pubkey::from(associated_token_address(&offer.pay_to.into(), &offer.mint.into(), program));
+    let expected_destination = Pubkey::from(associated_token_address(
+        &offer.pay_to.into(),
+        &offer.mint.into(),
+        program,
+    ));
     if destination != &expected_destination {
-        return Err(Error::invalid(SvmRecipientMismatch, format!("transfer destination {destination} is not payTo's token account {expected_destination}")));
+        return Err(Error::invalid(
+            SvmRecipientMismatch,
+            format!(
+                "transfer destination {destination} is not payTo's token account {expected_destination}"
+            ),
+        ));
     }
     if amount != offer.amount {
-        return Err(Error::invalid(SvmAmountMismatch, format!("transfer moves {amount} atomic units, the offer asks exactly {}", offer.amount)));
+        return Err(Error::invalid(
+            SvmAmountMismatch,
+            format!(
+                "transfer moves {amount} atomic units, the offer asks exactly {}",
+                offer.amount
+            ),
+        ));
     }
     if let Some(expected) = config.decimals {
         if decimals != expected {
-            return Err(Error::invalid(SvmInstructions, format!("transfer says {decimals} decimals, the mint has {expected}")));
+            return Err(Error::invalid(
+                SvmInstructions,
+                format!("transfer says {decimals} decimals, the mint has {expected}"),
+            ));
         }
     }
     // 4..: memo and wallet guards only.
@@ -435,12 +629,18 @@ pub fn verify_payload(payload: &ExactSvmPayload, requirement: &Requirement, conf
         if program == &MEMO_PROGRAM {
             memos.push(instruction.data.as_slice());
         } else if program != &LIGHTHOUSE_PROGRAM {
-            return Err(Error::invalid(SvmInstructions, format!("unexpected instruction on program {program}")));
+            return Err(Error::invalid(
+                SvmInstructions,
+                format!("unexpected instruction on program {program}"),
+            ));
         }
     }
     if let Some(expected) = &offer.memo {
         if memos.len() != 1 || memos[0] != expected.as_slice() {
-            return Err(Error::invalid(SvmMemoMismatch, "the transaction must carry exactly one memo equal to extra.memo"));
+            return Err(Error::invalid(
+                SvmMemoMismatch,
+                "the transaction must carry exactly one memo equal to extra.memo",
+            ));
         }
     }
     // The payer's signature.
@@ -449,11 +649,17 @@ pub fn verify_payload(payload: &ExactSvmPayload, requirement: &Requirement, conf
         .position(|k| k == authority)
         .ok_or_else(|| Error::invalid(SvmSignature, "the transfer owner is not a signer"))?;
     if slot == 0 {
-        return Err(Error::invalid(SvmFeePayerTransferring, "the fee payer is the transfer owner"));
+        return Err(Error::invalid(
+            SvmFeePayerTransferring,
+            "the fee payer is the transfer owner",
+        ));
     }
     let message_bytes = transaction.message.serialize();
     if !transaction.signatures[slot].verify(authority.as_ref(), &message_bytes) {
-        return Err(Error::invalid(SvmSignature, "the payer's signature does not verify"));
+        return Err(Error::invalid(
+            SvmSignature,
+            "the payer's signature does not verify",
+        ));
     }
     Ok(Verified {
         payer: (*authority).into(),
@@ -479,7 +685,9 @@ mod tests {
     }
 
     fn challenge(amount: u64, memo: Option<&str>) -> Challenge {
-        let memo = memo.map(|m| format!(r#","memo":"{m}""#)).unwrap_or_default();
+        let memo = memo
+            .map(|m| format!(r#","memo":"{m}""#))
+            .unwrap_or_default();
         let json = format!(
             r#"{{"x402Version":2,"resource":{{"url":"u"}},"accepts":[{{"scheme":"exact","network":"solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1","amount":"{amount}","asset":"{USDC_DEVNET}","payTo":"{PAY_TO}","maxTimeoutSeconds":60,"extra":{{"feePayer":"{}"{memo}}}}}]}}"#,
             fee_payer().pubkey()
@@ -488,32 +696,68 @@ mod tests {
     }
 
     fn chain(program: TokenProgram) -> SolanaChainState {
-        SolanaChainState { recent_blockhash: [5; 32], decimals: 6, token_program: program }
+        SolanaChainState {
+            recent_blockhash: [5; 32],
+            decimals: 6,
+            token_program: program,
+        }
     }
 
-    fn pay_and_decode(challenge: &Challenge, payer: &LocalSolanaSigner, program: TokenProgram) -> PaymentPayload {
+    fn pay_and_decode(
+        challenge: &Challenge,
+        payer: &LocalSolanaSigner,
+        program: TokenProgram,
+    ) -> PaymentPayload {
         let selected = PaymentPolicy::default().select(challenge).unwrap();
-        let header = pay(&selected, payer, &chain(program), &mut |b: &mut [u8]| b.fill(0xab)).unwrap();
+        let header = pay(&selected, payer, &chain(program), &mut |b: &mut [u8]| {
+            b.fill(0xab)
+        })
+        .unwrap();
         PaymentPayload::from_header_value(header.value()).unwrap()
     }
 
     fn config() -> VerifyConfig {
-        VerifyConfig { decimals: Some(6), ..VerifyConfig::new(vec![fee_payer().pubkey()]) }
+        VerifyConfig {
+            decimals: Some(6),
+            ..VerifyConfig::new(vec![fee_payer().pubkey()])
+        }
     }
 
     #[test]
     fn reference_byte_vectors() {
-        let limit = solana_compute_budget_interface::ComputeBudgetInstruction::set_compute_unit_limit(20_000);
+        let limit =
+            solana_compute_budget_interface::ComputeBudgetInstruction::set_compute_unit_limit(
+                20_000,
+            );
         assert_eq!(limit.data, [0x02, 0x20, 0x4e, 0x00, 0x00]);
-        let price = solana_compute_budget_interface::ComputeBudgetInstruction::set_compute_unit_price(1);
+        let price =
+            solana_compute_budget_interface::ComputeBudgetInstruction::set_compute_unit_price(1);
         assert_eq!(price.data, [0x03, 1, 0, 0, 0, 0, 0, 0, 0]);
         let any = Pubkey::new_unique();
-        let transfer = spl_token::instruction::transfer_checked(&spl_token::id(), &any, &any, &any, &any, &[], 1000, 6).unwrap();
+        let transfer = spl_token::instruction::transfer_checked(
+            &spl_token::id(),
+            &any,
+            &any,
+            &any,
+            &any,
+            &[],
+            1000,
+            6,
+        )
+        .unwrap();
         assert_eq!(transfer.data, [0x0c, 0xe8, 0x03, 0, 0, 0, 0, 0, 0, 0x06]);
         let owner: SolanaAddress = PAY_TO.parse().unwrap();
-        let mint: SolanaAddress = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v".parse().unwrap();
-        assert_eq!(associated_token_address(&owner, &mint, TokenProgram::Token).to_string(), "3XZXfFJHF5ox3yPop16oqYfSWxLpkjsEuvTe2S67G2rj");
-        assert_eq!(associated_token_address(&owner, &mint, TokenProgram::Token2022).to_string(), "H7BrdQ48x8XkXh3UXs7pvPxxF8Z5Ej1WyBwU2ZryzTBL");
+        let mint: SolanaAddress = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            associated_token_address(&owner, &mint, TokenProgram::Token).to_string(),
+            "3XZXfFJHF5ox3yPop16oqYfSWxLpkjsEuvTe2S67G2rj"
+        );
+        assert_eq!(
+            associated_token_address(&owner, &mint, TokenProgram::Token2022).to_string(),
+            "H7BrdQ48x8XkXh3UXs7pvPxxF8Z5Ej1WyBwU2ZryzTBL"
+        );
     }
 
     #[test]
@@ -522,19 +766,37 @@ mod tests {
         for program in [TokenProgram::Token, TokenProgram::Token2022] {
             let c = challenge(1000, None);
             let payment = pay_and_decode(&c, &payer, program);
-            let verified = verify(&payment, c.offers()[0].requirement().unwrap(), &config()).unwrap();
+            let verified =
+                verify(&payment, c.offers()[0].requirement().unwrap(), &config()).unwrap();
             assert_eq!(verified.payer, payer.pubkey());
             assert_eq!(verified.amount, TokenAmount::from_u64(1000));
             let message = &verified.transaction.message;
-            assert_eq!(message.static_account_keys()[0], Pubkey::from(fee_payer().pubkey()));
-            assert_eq!(verified.transaction.signatures[0], Signature::default(), "fee payer slot stays empty");
+            assert_eq!(
+                message.static_account_keys()[0],
+                Pubkey::from(fee_payer().pubkey())
+            );
+            assert_eq!(
+                verified.transaction.signatures[0],
+                Signature::default(),
+                "fee payer slot stays empty"
+            );
             let memo = &message.instructions()[3];
             assert_eq!(memo.data, b"abababababababababababababababab");
-            assert_eq!(message.static_account_keys()[usize::from(message.instructions()[2].program_id_index)], program.id());
+            assert_eq!(
+                message.static_account_keys()
+                    [usize::from(message.instructions()[2].program_id_index)],
+                program.id()
+            );
             // The facilitator can complete it.
             let mut verified = verified;
             verified.cosign(&fee_payer()).unwrap();
-            assert!(verified.transaction.verify_with_results().iter().all(|ok| *ok));
+            assert!(
+                verified
+                    .transaction
+                    .verify_with_results()
+                    .iter()
+                    .all(|ok| *ok)
+            );
             assert!(verified.cosign(&payer).is_err());
         }
     }
@@ -544,9 +806,21 @@ mod tests {
         let payer = LocalSolanaSigner::from_secret([1; 32]);
         let with_memo = challenge(1000, Some("pi_3abc123def456"));
         let payment = pay_and_decode(&with_memo, &payer, TokenProgram::Token);
-        assert!(verify(&payment, with_memo.offers()[0].requirement().unwrap(), &config()).is_ok());
+        assert!(
+            verify(
+                &payment,
+                with_memo.offers()[0].requirement().unwrap(),
+                &config()
+            )
+            .is_ok()
+        );
         let other_memo = challenge(1000, Some("pi_other"));
-        let err = verify_payload(&payment.scheme_payload().unwrap(), other_memo.offers()[0].requirement().unwrap(), &config()).unwrap_err();
+        let err = verify_payload(
+            &payment.scheme_payload().unwrap(),
+            other_memo.offers()[0].requirement().unwrap(),
+            &config(),
+        )
+        .unwrap_err();
         assert_eq!(err.invalid_reason(), Some(InvalidReason::SvmMemoMismatch));
     }
 
@@ -554,30 +828,84 @@ mod tests {
     fn rejects_mismatches_and_bad_signatures() {
         let payer = LocalSolanaSigner::from_secret([1; 32]);
         let c = challenge(1000, None);
-        let payload: ExactSvmPayload = pay_and_decode(&c, &payer, TokenProgram::Token).scheme_payload().unwrap();
-        let reason = |payload: &ExactSvmPayload, requirement_challenge: &Challenge, config: &VerifyConfig| {
-            verify_payload(payload, requirement_challenge.offers()[0].requirement().unwrap(), config).unwrap_err().invalid_reason().unwrap()
+        let payload: ExactSvmPayload = pay_and_decode(&c, &payer, TokenProgram::Token)
+            .scheme_payload()
+            .unwrap();
+        let reason = |payload: &ExactSvmPayload,
+                      requirement_challenge: &Challenge,
+                      config: &VerifyConfig| {
+            verify_payload(
+                payload,
+                requirement_challenge.offers()[0].requirement().unwrap(),
+                config,
+            )
+            .unwrap_err()
+            .invalid_reason()
+            .unwrap()
         };
-        assert_eq!(reason(&payload, &challenge(1001, None), &config()), InvalidReason::SvmAmountMismatch);
-        assert_eq!(reason(&payload, &challenge(999, None), &config()), InvalidReason::SvmAmountMismatch);
-        assert_eq!(reason(&payload, &c, &VerifyConfig::new(vec![payer.pubkey()])), InvalidReason::SvmFeePayerNotManaged);
-        assert_eq!(reason(&payload, &c, &VerifyConfig { decimals: Some(9), ..config() }), InvalidReason::SvmInstructions);
-        assert_eq!(reason(&payload, &c, &VerifyConfig { max_compute_unit_limit: 100, ..config() }), InvalidReason::SvmComputeBudget);
-        let other_pay_to = c.offers()[0].raw_json().replace(PAY_TO, "EwWqGE4ZFKLofuestmU4LDdK7XM1N4ALgdZccwYugwGd");
-        let json = format!(r#"{{"x402Version":2,"resource":{{"url":"u"}},"accepts":[{other_pay_to}]}}"#);
+        assert_eq!(
+            reason(&payload, &challenge(1001, None), &config()),
+            InvalidReason::SvmAmountMismatch
+        );
+        assert_eq!(
+            reason(&payload, &challenge(999, None), &config()),
+            InvalidReason::SvmAmountMismatch
+        );
+        assert_eq!(
+            reason(&payload, &c, &VerifyConfig::new(vec![payer.pubkey()])),
+            InvalidReason::SvmFeePayerNotManaged
+        );
+        assert_eq!(
+            reason(
+                &payload,
+                &c,
+                &VerifyConfig {
+                    decimals: Some(9),
+                    ..config()
+                }
+            ),
+            InvalidReason::SvmInstructions
+        );
+        assert_eq!(
+            reason(
+                &payload,
+                &c,
+                &VerifyConfig {
+                    max_compute_unit_limit: 100,
+                    ..config()
+                }
+            ),
+            InvalidReason::SvmComputeBudget
+        );
+        let other_pay_to = c.offers()[0]
+            .raw_json()
+            .replace(PAY_TO, "EwWqGE4ZFKLofuestmU4LDdK7XM1N4ALgdZccwYugwGd");
+        let json =
+            format!(r#"{{"x402Version":2,"resource":{{"url":"u"}},"accepts":[{other_pay_to}]}}"#);
         let elsewhere = Challenge::from_v2_header(&encoding::encode(json.as_bytes())).unwrap();
-        assert_eq!(reason(&payload, &elsewhere, &config()), InvalidReason::SvmRecipientMismatch);
+        assert_eq!(
+            reason(&payload, &elsewhere, &config()),
+            InvalidReason::SvmRecipientMismatch
+        );
         // A flipped bit in the payer's signature.
         let mut transaction = decode_transaction(&payload.transaction).unwrap();
         let mut bytes: [u8; 64] = transaction.signatures[1].into();
         bytes[0] ^= 1;
         transaction.signatures[1] = Signature::from(bytes);
-        let forged = ExactSvmPayload { transaction: encode_transaction(&transaction).unwrap() };
+        let forged = ExactSvmPayload {
+            transaction: encode_transaction(&transaction).unwrap(),
+        };
         assert_eq!(reason(&forged, &c, &config()), InvalidReason::SvmSignature);
         // Garbage.
         for garbage in ["", "AAAA", "!!!", &encoding::encode(&[0x80; 300])] {
-            let bad = ExactSvmPayload { transaction: garbage.to_owned() };
-            assert_eq!(reason(&bad, &c, &config()), InvalidReason::SvmTransaction, "{garbage}");
+            let bad = ExactSvmPayload {
+                transaction: garbage.to_owned(),
+            };
+            assert_eq!(
+                reason(&bad, &c, &config()),
+                InvalidReason::SvmTransaction,
+                "{garbage}"
+            );
         }
     }
 
@@ -586,12 +914,34 @@ mod tests {
         let payer = LocalSolanaSigner::from_secret([1; 32]);
         let c = challenge(1000, None);
         let requirement = c.offers()[0].requirement().unwrap();
-        assert!(build_transaction(requirement, fee_payer().pubkey(), &chain(TokenProgram::Token), [0; 16]).is_err());
-        let huge = challenge(1, None).offers()[0].raw_json().replace("\"amount\":\"1\"", "\"amount\":\"18446744073709551616\"");
+        assert!(
+            build_transaction(
+                requirement,
+                fee_payer().pubkey(),
+                &chain(TokenProgram::Token),
+                [0; 16]
+            )
+            .is_err()
+        );
+        let huge = challenge(1, None).offers()[0]
+            .raw_json()
+            .replace("\"amount\":\"1\"", "\"amount\":\"18446744073709551616\"");
         let json = format!(r#"{{"x402Version":2,"resource":{{"url":"u"}},"accepts":[{huge}]}}"#);
         let huge = Challenge::from_v2_header(&encoding::encode(json.as_bytes())).unwrap();
-        assert!(matches!(build_transaction(huge.offers()[0].requirement().unwrap(), payer.pubkey(), &chain(TokenProgram::Token), [0; 16]), Err(Error::InvalidAmount { .. })));
-        assert!("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA".parse::<TokenProgram>().is_ok());
+        assert!(matches!(
+            build_transaction(
+                huge.offers()[0].requirement().unwrap(),
+                payer.pubkey(),
+                &chain(TokenProgram::Token),
+                [0; 16]
+            ),
+            Err(Error::InvalidAmount { .. })
+        ));
+        assert!(
+            "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
+                .parse::<TokenProgram>()
+                .is_ok()
+        );
         assert!(PAY_TO.parse::<TokenProgram>().is_err());
         let _ = FixedClock::from_unix(0);
     }

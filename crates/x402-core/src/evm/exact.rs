@@ -9,7 +9,10 @@ use alloy_sol_types::SolStruct;
 use serde::{Deserialize, Serialize};
 
 use super::types::TransferWithAuthorization;
-use super::{CLOCK_SKEW_SECONDS, VALIDITY_BUFFER_SECONDS, check_signer, parse_signature, pay_to_evm, random_b256, signature_hex, token_domain};
+use super::{
+    CLOCK_SKEW_SECONDS, VALIDITY_BUFFER_SECONDS, check_signer, parse_signature, pay_to_evm,
+    random_b256, signature_hex, token_domain,
+};
 use crate::challenge::{Requirement, Scheme};
 use crate::clock::{Clock, Entropy};
 use crate::error::InvalidReason;
@@ -52,7 +55,10 @@ pub struct ExactEvmPayload {
 
 impl std::fmt::Debug for ExactEvmPayload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExactEvmPayload").field("signature", &"<redacted>").field("authorization", &self.authorization).finish()
+        f.debug_struct("ExactEvmPayload")
+            .field("signature", &"<redacted>")
+            .field("authorization", &self.authorization)
+            .finish()
     }
 }
 
@@ -71,7 +77,10 @@ impl Authorization {
 
 fn check_offer(requirement: &Requirement) -> Result<()> {
     if requirement.scheme() != &Scheme::Exact || !requirement.network().is_evm() {
-        return Err(Error::UnsupportedScheme { scheme: requirement.scheme().to_string(), network: requirement.network().to_string() });
+        return Err(Error::UnsupportedScheme {
+            scheme: requirement.scheme().to_string(),
+            network: requirement.network().to_string(),
+        });
     }
     Ok(())
 }
@@ -82,7 +91,12 @@ fn check_offer(requirement: &Requirement) -> Result<()> {
 /// # Errors
 /// [`Error::UnsupportedScheme`] unless the offer is `exact` on EVM;
 /// [`Error::InvalidAddress`] when `payTo` is not an EVM address.
-pub fn authorization_for(requirement: &Requirement, from: Address, now: u64, nonce: B256) -> Result<Authorization> {
+pub fn authorization_for(
+    requirement: &Requirement,
+    from: Address,
+    now: u64,
+    nonce: B256,
+) -> Result<Authorization> {
     check_offer(requirement)?;
     Ok(Authorization {
         from,
@@ -99,16 +113,28 @@ pub fn authorization_for(requirement: &Requirement, from: Address, now: u64, non
 /// # Errors
 /// As [`token_domain`].
 pub fn signing_hash(requirement: &Requirement, authorization: &Authorization) -> Result<B256> {
-    Ok(authorization.typed().eip712_signing_hash(&token_domain(requirement)?))
+    Ok(authorization
+        .typed()
+        .eip712_signing_hash(&token_domain(requirement)?))
 }
 
 /// Builds and signs the payment header for a selected `exact` EVM offer.
 ///
 /// # Errors
 /// As [`authorization_for`] and [`signing_hash`]; [`Error::Signing`] from the signer.
-pub fn pay(selected: &Selected<'_>, signer: &dyn EvmSigner, clock: &dyn Clock, rng: &mut dyn Entropy) -> Result<PaymentHeader> {
+pub fn pay(
+    selected: &Selected<'_>,
+    signer: &dyn EvmSigner,
+    clock: &dyn Clock,
+    rng: &mut dyn Entropy,
+) -> Result<PaymentHeader> {
     let requirement = selected.requirement();
-    let authorization = authorization_for(requirement, signer.address(), clock.now_unix(), random_b256(rng))?;
+    let authorization = authorization_for(
+        requirement,
+        signer.address(),
+        clock.now_unix(),
+        random_b256(rng),
+    )?;
     let digest = signing_hash(requirement, &authorization)?;
     let signature = signer.sign_hash(&digest)?;
     payload(selected, authorization, &signature)
@@ -119,8 +145,18 @@ pub fn pay(selected: &Selected<'_>, signer: &dyn EvmSigner, clock: &dyn Clock, r
 ///
 /// # Errors
 /// [`Error::Malformed`] if the payload cannot be serialized (it always can).
-pub fn payload(selected: &Selected<'_>, authorization: Authorization, signature: &alloy_primitives::Signature) -> Result<PaymentHeader> {
-    payload::encode(selected, &ExactEvmPayload { signature: signature_hex(signature), authorization })
+pub fn payload(
+    selected: &Selected<'_>,
+    authorization: Authorization,
+    signature: &alloy_primitives::Signature,
+) -> Result<PaymentHeader> {
+    payload::encode(
+        selected,
+        &ExactEvmPayload {
+            signature: signature_hex(signature),
+            authorization,
+        },
+    )
 }
 
 /// A payment that passed [`verify`]; what settlement needs.
@@ -145,7 +181,8 @@ pub struct Verified {
 /// [`Error::InvalidPayment`] with the matching [`InvalidReason`].
 pub fn verify(payment: &PaymentPayload, requirement: &Requirement, now: u64) -> Result<Verified> {
     payment.check_answers(requirement)?;
-    check_offer(requirement).map_err(|e| Error::invalid(InvalidReason::UnsupportedScheme, e.to_string()))?;
+    check_offer(requirement)
+        .map_err(|e| Error::invalid(InvalidReason::UnsupportedScheme, e.to_string()))?;
     let payload: ExactEvmPayload = payment.scheme_payload()?;
     verify_payload(&payload, requirement, now)
 }
@@ -154,23 +191,63 @@ pub fn verify(payment: &PaymentPayload, requirement: &Requirement, now: u64) -> 
 ///
 /// # Errors
 /// As [`verify`].
-pub fn verify_payload(payload: &ExactEvmPayload, requirement: &Requirement, now: u64) -> Result<Verified> {
+pub fn verify_payload(
+    payload: &ExactEvmPayload,
+    requirement: &Requirement,
+    now: u64,
+) -> Result<Verified> {
     let authorization = &payload.authorization;
     let signature = parse_signature(&payload.signature, InvalidReason::EvmSignature)?;
-    let digest = signing_hash(requirement, authorization).map_err(|e| Error::invalid(InvalidReason::Requirements, e.to_string()))?;
-    check_signer(&signature, &digest, authorization.from, InvalidReason::EvmSignature)?;
-    let pay_to = pay_to_evm(requirement).map_err(|e| Error::invalid(InvalidReason::Requirements, e.to_string()))?;
+    let digest = signing_hash(requirement, authorization)
+        .map_err(|e| Error::invalid(InvalidReason::Requirements, e.to_string()))?;
+    check_signer(
+        &signature,
+        &digest,
+        authorization.from,
+        InvalidReason::EvmSignature,
+    )?;
+    let pay_to = pay_to_evm(requirement)
+        .map_err(|e| Error::invalid(InvalidReason::Requirements, e.to_string()))?;
     if authorization.to != pay_to {
-        return Err(Error::invalid(InvalidReason::RecipientMismatch, format!("authorization pays {}, the offer's payTo is {pay_to}", authorization.to)));
+        return Err(Error::invalid(
+            InvalidReason::RecipientMismatch,
+            format!(
+                "authorization pays {}, the offer's payTo is {pay_to}",
+                authorization.to
+            ),
+        ));
     }
     if authorization.valid_before < now.saturating_add(VALIDITY_BUFFER_SECONDS) {
-        return Err(Error::invalid(InvalidReason::ValidBefore, format!("authorization expired or expires within {VALIDITY_BUFFER_SECONDS} s (validBefore {}, now {now})", authorization.valid_before)));
+        return Err(Error::invalid(
+            InvalidReason::ValidBefore,
+            format!(
+                "authorization expired or expires within {VALIDITY_BUFFER_SECONDS} s (validBefore {}, now {now})",
+                authorization.valid_before
+            ),
+        ));
     }
     if authorization.valid_after > now {
-        return Err(Error::invalid(InvalidReason::ValidAfter, format!("authorization is not valid yet (validAfter {}, now {now})", authorization.valid_after)));
+        return Err(Error::invalid(
+            InvalidReason::ValidAfter,
+            format!(
+                "authorization is not valid yet (validAfter {}, now {now})",
+                authorization.valid_after
+            ),
+        ));
     }
     if authorization.value != requirement.amount() {
-        return Err(Error::invalid(InvalidReason::ValueMismatch, format!("authorization is for {} atomic units, the offer asks exactly {}", authorization.value, requirement.amount())));
+        return Err(Error::invalid(
+            InvalidReason::ValueMismatch,
+            format!(
+                "authorization is for {} atomic units, the offer asks exactly {}",
+                authorization.value,
+                requirement.amount()
+            ),
+        ));
     }
-    Ok(Verified { payer: authorization.from, authorization: authorization.clone(), signature })
+    Ok(Verified {
+        payer: authorization.from,
+        authorization: authorization.clone(),
+        signature,
+    })
 }

@@ -59,16 +59,27 @@ pub const CLOCK_SKEW_SECONDS: u64 = 600;
 /// [`Error::UnsupportedNetwork`] off EVM, [`Error::MissingField`] without a domain.
 pub fn token_domain(requirement: &Requirement) -> Result<Eip712Domain> {
     let network = requirement.network();
-    let chain_id = network.chain_id().ok_or_else(|| Error::UnsupportedNetwork {
-        network: network.to_string(),
-        hint: "EVM schemes need an eip155:* network",
-    })?;
+    let chain_id = network
+        .chain_id()
+        .ok_or_else(|| Error::UnsupportedNetwork {
+            network: network.to_string(),
+            hint: "EVM schemes need an eip155:* network",
+        })?;
     let AssetId::Evm(token) = requirement.asset() else {
-        return Err(Error::MissingField { field: "asset", hint: "an EVM offer needs a token contract address" });
+        return Err(Error::MissingField {
+            field: "asset",
+            hint: "an EVM offer needs a token contract address",
+        });
     };
-    let (name, version) = match (requirement.extra_str("name"), requirement.extra_str("version")) {
+    let (name, version) = match (
+        requirement.extra_str("name"),
+        requirement.extra_str("version"),
+    ) {
         (Some(name), Some(version)) => (name.to_owned(), version.to_owned()),
-        _ => match AssetRegistry::known().find(network, &requirement.asset()).and_then(|a| a.eip712()) {
+        _ => match AssetRegistry::known()
+            .find(network, &requirement.asset())
+            .and_then(|a| a.eip712())
+        {
             Some((name, version)) => (name.to_owned(), version.to_owned()),
             None => {
                 return Err(Error::MissingField {
@@ -78,13 +89,22 @@ pub fn token_domain(requirement: &Requirement) -> Result<Eip712Domain> {
             }
         },
     };
-    Ok(Eip712Domain::new(Some(name.into()), Some(version.into()), Some(U256::from(chain_id)), Some(token), None))
+    Ok(Eip712Domain::new(
+        Some(name.into()),
+        Some(version.into()),
+        Some(U256::from(chain_id)),
+        Some(token),
+        None,
+    ))
 }
 
 pub(crate) fn pay_to_evm(requirement: &Requirement) -> Result<Address> {
     match requirement.pay_to() {
         PayTo::Evm(address) => Ok(address),
-        PayTo::Solana(_) => Err(Error::InvalidAddress { input: requirement.pay_to().to_string(), kind: "EVM" }),
+        PayTo::Solana(_) => Err(Error::InvalidAddress {
+            input: requirement.pay_to().to_string(),
+            kind: "EVM",
+        }),
     }
 }
 
@@ -102,14 +122,18 @@ pub(crate) fn signature_hex(signature: &Signature) -> String {
 /// Parses a 65-byte (or ERC-2098 64-byte) EOA signature and refuses high-s values, which
 /// token contracts reject.
 pub(crate) fn parse_signature(text: &str, reason: InvalidReason) -> Result<Signature> {
-    let bytes = alloy_primitives::hex::decode(text).map_err(|_| Error::invalid(reason, "signature is not hex"))?;
+    let bytes = alloy_primitives::hex::decode(text)
+        .map_err(|_| Error::invalid(reason, "signature is not hex"))?;
     let signature = match bytes.len() {
-        65 => Signature::from_raw(&bytes).map_err(|_| Error::invalid(reason, "signature has an invalid v byte"))?,
+        65 => Signature::from_raw(&bytes)
+            .map_err(|_| Error::invalid(reason, "signature has an invalid v byte"))?,
         64 => Signature::from_erc2098(&bytes),
         n => {
             return Err(Error::invalid(
                 reason,
-                format!("signature is {n} bytes; only 65-byte and 64-byte EOA signatures are supported (no ERC-1271/6492 smart wallets)"),
+                format!(
+                    "signature is {n} bytes; only 65-byte and 64-byte EOA signatures are supported (no ERC-1271/6492 smart wallets)"
+                ),
             ));
         }
     };
@@ -120,12 +144,20 @@ pub(crate) fn parse_signature(text: &str, reason: InvalidReason) -> Result<Signa
 }
 
 /// Recovers the signer of `digest` and compares it with `expected`.
-pub(crate) fn check_signer(signature: &Signature, digest: &B256, expected: Address, reason: InvalidReason) -> Result<()> {
+pub(crate) fn check_signer(
+    signature: &Signature,
+    digest: &B256,
+    expected: Address,
+    reason: InvalidReason,
+) -> Result<()> {
     let recovered = signature
         .recover_address_from_prehash(digest)
         .map_err(|_| Error::invalid(reason, "signature does not recover to any address"))?;
     if recovered != expected {
-        return Err(Error::invalid(reason, format!("signature recovers to {recovered}, not to {expected}")));
+        return Err(Error::invalid(
+            reason,
+            format!("signature recovers to {recovered}, not to {expected}"),
+        ));
     }
     Ok(())
 }
@@ -147,10 +179,12 @@ pub(crate) mod u64_string {
         }
         match Either::deserialize(deserializer)? {
             Either::Number(n) => Ok(n),
-            Either::Text(t) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => {
-                t.parse().map_err(|_| serde::de::Error::custom("timestamp does not fit in 64 bits"))
-            }
-            Either::Text(_) => Err(serde::de::Error::custom("expected a decimal integer string")),
+            Either::Text(t) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => t
+                .parse()
+                .map_err(|_| serde::de::Error::custom("timestamp does not fit in 64 bits")),
+            Either::Text(_) => Err(serde::de::Error::custom(
+                "expected a decimal integer string",
+            )),
         }
     }
 }
@@ -163,11 +197,16 @@ pub(crate) mod checksummed {
     use alloy_primitives::Address;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(crate) fn serialize<S: Serializer>(address: &Address, serializer: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(
+        address: &Address,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&address.to_checksum(None))
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Address, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Address, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         crate::address::parse_evm(&text).map_err(serde::de::Error::custom)
     }

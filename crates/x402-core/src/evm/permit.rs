@@ -96,7 +96,10 @@ pub struct PermitEvmPayload {
 
 impl std::fmt::Debug for PermitEvmPayload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PermitEvmPayload").field("signature", &"<redacted>").field("permit", &self.permit).finish()
+        f.debug_struct("PermitEvmPayload")
+            .field("signature", &"<redacted>")
+            .field("permit", &self.permit)
+            .finish()
     }
 }
 
@@ -119,12 +122,17 @@ impl PermitAuthorization {
 /// without a valid `extra.facilitatorAddress`.
 pub fn spender(requirement: &Requirement) -> Result<Address> {
     if requirement.scheme() != &Scheme::Permit || !requirement.network().is_evm() {
-        return Err(Error::UnsupportedScheme { scheme: requirement.scheme().to_string(), network: requirement.network().to_string() });
+        return Err(Error::UnsupportedScheme {
+            scheme: requirement.scheme().to_string(),
+            network: requirement.network().to_string(),
+        });
     }
-    let text = requirement.extra_str(FACILITATOR_KEY).ok_or(Error::MissingField {
-        field: "extra.facilitatorAddress",
-        hint: "a permit offer must name the facilitator that will spend the permit",
-    })?;
+    let text = requirement
+        .extra_str(FACILITATOR_KEY)
+        .ok_or(Error::MissingField {
+            field: "extra.facilitatorAddress",
+            hint: "a permit offer must name the facilitator that will spend the permit",
+        })?;
     parse_evm(text)
 }
 
@@ -133,7 +141,12 @@ pub fn spender(requirement: &Requirement) -> Result<Address> {
 ///
 /// # Errors
 /// As [`spender`].
-pub fn authorization_for(requirement: &Requirement, owner: Address, nonce: U256, now: u64) -> Result<PermitAuthorization> {
+pub fn authorization_for(
+    requirement: &Requirement,
+    owner: Address,
+    nonce: U256,
+    now: u64,
+) -> Result<PermitAuthorization> {
     Ok(PermitAuthorization {
         owner,
         spender: spender(requirement)?,
@@ -147,8 +160,13 @@ pub fn authorization_for(requirement: &Requirement, owner: Address, nonce: U256,
 ///
 /// # Errors
 /// As [`token_domain`].
-pub fn signing_hash(requirement: &Requirement, permit: &PermitAuthorization) -> Result<alloy_primitives::B256> {
-    Ok(permit.typed().eip712_signing_hash(&token_domain(requirement)?))
+pub fn signing_hash(
+    requirement: &Requirement,
+    permit: &PermitAuthorization,
+) -> Result<alloy_primitives::B256> {
+    Ok(permit
+        .typed()
+        .eip712_signing_hash(&token_domain(requirement)?))
 }
 
 /// Builds and signs the payment header for a selected `permit` offer; `nonce` is the token's
@@ -156,11 +174,22 @@ pub fn signing_hash(requirement: &Requirement, permit: &PermitAuthorization) -> 
 ///
 /// # Errors
 /// As [`authorization_for`] and [`signing_hash`]; [`Error::Signing`] from the signer.
-pub fn pay(selected: &Selected<'_>, signer: &dyn EvmSigner, nonce: U256, clock: &dyn Clock) -> Result<PaymentHeader> {
+pub fn pay(
+    selected: &Selected<'_>,
+    signer: &dyn EvmSigner,
+    nonce: U256,
+    clock: &dyn Clock,
+) -> Result<PaymentHeader> {
     let requirement = selected.requirement();
     let permit = authorization_for(requirement, signer.address(), nonce, clock.now_unix())?;
     let signature = signer.sign_hash(&signing_hash(requirement, &permit)?)?;
-    payload::encode(selected, &PermitEvmPayload { signature: signature_hex(&signature), permit })
+    payload::encode(
+        selected,
+        &PermitEvmPayload {
+            signature: signature_hex(&signature),
+            permit,
+        },
+    )
 }
 
 /// A permit payment that passed [`verify`].
@@ -179,7 +208,12 @@ pub struct Verified {
 ///
 /// # Errors
 /// [`Error::InvalidPayment`] with the matching [`InvalidReason`].
-pub fn verify(payment: &PaymentPayload, requirement: &Requirement, now: u64, onchain_nonce: Option<U256>) -> Result<Verified> {
+pub fn verify(
+    payment: &PaymentPayload,
+    requirement: &Requirement,
+    now: u64,
+    onchain_nonce: Option<U256>,
+) -> Result<Verified> {
     payment.check_answers(requirement)?;
     let payload: PermitEvmPayload = payment.scheme_payload()?;
     verify_payload(&payload, requirement, now, onchain_nonce)
@@ -189,25 +223,66 @@ pub fn verify(payment: &PaymentPayload, requirement: &Requirement, now: u64, onc
 ///
 /// # Errors
 /// As [`verify`].
-pub fn verify_payload(payload: &PermitEvmPayload, requirement: &Requirement, now: u64, onchain_nonce: Option<U256>) -> Result<Verified> {
-    let expected_spender = spender(requirement).map_err(|e| Error::invalid(InvalidReason::Requirements, e.to_string()))?;
+pub fn verify_payload(
+    payload: &PermitEvmPayload,
+    requirement: &Requirement,
+    now: u64,
+    onchain_nonce: Option<U256>,
+) -> Result<Verified> {
+    let expected_spender = spender(requirement)
+        .map_err(|e| Error::invalid(InvalidReason::Requirements, e.to_string()))?;
     let permit = &payload.permit;
     let signature = parse_signature(&payload.signature, InvalidReason::PermitSignature)?;
-    let digest = signing_hash(requirement, permit).map_err(|e| Error::invalid(InvalidReason::Requirements, e.to_string()))?;
-    check_signer(&signature, &digest, permit.owner, InvalidReason::PermitSignature)?;
+    let digest = signing_hash(requirement, permit)
+        .map_err(|e| Error::invalid(InvalidReason::Requirements, e.to_string()))?;
+    check_signer(
+        &signature,
+        &digest,
+        permit.owner,
+        InvalidReason::PermitSignature,
+    )?;
     if permit.spender != expected_spender {
-        return Err(Error::invalid(InvalidReason::PermitSpenderMismatch, format!("permit spender is {}, the offer's facilitator is {expected_spender}", permit.spender)));
+        return Err(Error::invalid(
+            InvalidReason::PermitSpenderMismatch,
+            format!(
+                "permit spender is {}, the offer's facilitator is {expected_spender}",
+                permit.spender
+            ),
+        ));
     }
     if permit.value != requirement.amount() {
-        return Err(Error::invalid(InvalidReason::PermitValueMismatch, format!("permit is for {} atomic units, the offer asks exactly {}", permit.value, requirement.amount())));
+        return Err(Error::invalid(
+            InvalidReason::PermitValueMismatch,
+            format!(
+                "permit is for {} atomic units, the offer asks exactly {}",
+                permit.value,
+                requirement.amount()
+            ),
+        ));
     }
     if permit.deadline < now.saturating_add(VALIDITY_BUFFER_SECONDS) {
-        return Err(Error::invalid(InvalidReason::PermitDeadline, format!("permit expired or expires within {VALIDITY_BUFFER_SECONDS} s (deadline {}, now {now})", permit.deadline)));
+        return Err(Error::invalid(
+            InvalidReason::PermitDeadline,
+            format!(
+                "permit expired or expires within {VALIDITY_BUFFER_SECONDS} s (deadline {}, now {now})",
+                permit.deadline
+            ),
+        ));
     }
     if let Some(expected) = onchain_nonce {
         if permit.nonce.atomic() != expected {
-            return Err(Error::invalid(InvalidReason::PermitNonceMismatch, format!("permit nonce is {}, the token expects {expected}", permit.nonce)));
+            return Err(Error::invalid(
+                InvalidReason::PermitNonceMismatch,
+                format!(
+                    "permit nonce is {}, the token expects {expected}",
+                    permit.nonce
+                ),
+            ));
         }
     }
-    Ok(Verified { payer: permit.owner, permit: permit.clone(), signature })
+    Ok(Verified {
+        payer: permit.owner,
+        permit: permit.clone(),
+        signature,
+    })
 }

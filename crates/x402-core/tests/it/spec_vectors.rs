@@ -3,7 +3,9 @@
 use alloy_primitives::{Signature, address, b256};
 use http::{HeaderMap, HeaderValue};
 use x402_core::evm::exact::{self, Authorization};
-use x402_core::{Challenge, InvalidReason, PaymentPayload, PaymentPolicy, Receipt, TokenAmount, X402Version};
+use x402_core::{
+    Challenge, InvalidReason, PaymentPayload, PaymentPolicy, Receipt, TokenAmount, X402Version,
+};
 
 const V2_PAYMENT_REQUIRED: &str = "eyJ4NDAyVmVyc2lvbiI6MiwiZXJyb3IiOiJQQVlNRU5ULVNJR05BVFVSRSBoZWFkZXIgaXMgcmVxdWlyZWQiLCJyZXNvdXJjZSI6eyJ1cmwiOiJodHRwczovL2FwaS5leGFtcGxlLmNvbS9wcmVtaXVtLWRhdGEiLCJkZXNjcmlwdGlvbiI6IkFjY2VzcyB0byBwcmVtaXVtIG1hcmtldCBkYXRhIiwibWltZVR5cGUiOiJhcHBsaWNhdGlvbi9qc29uIn0sImFjY2VwdHMiOlt7InNjaGVtZSI6ImV4YWN0IiwibmV0d29yayI6ImVpcDE1NTo4NDUzMiIsImFtb3VudCI6IjEwMDAwIiwiYXNzZXQiOiIweDAzNkNiRDUzODQyYzU0MjY2MzRlNzkyOTU0MWVDMjMxOGYzZENGN2UiLCJwYXlUbyI6IjB4MjA5NjkzQmM2YWZjMEM1MzI4YkEzNkZhRjAzQzUxNEVGMzEyMjg3QyIsIm1heFRpbWVvdXRTZWNvbmRzIjo2MCwiZXh0cmEiOnsibmFtZSI6IlVTREMiLCJ2ZXJzaW9uIjoiMiJ9fV19";
 
@@ -16,7 +18,9 @@ const V2_RESPONSE_FAILURE: &str = "eyJzdWNjZXNzIjpmYWxzZSwiZXJyb3JSZWFzb24iOiJpb
 const V1_RESPONSE_SUCCESS: &str = "eyJzdWNjZXNzIjp0cnVlLCJ0cmFuc2FjdGlvbiI6IjB4MTIzNDU2Nzg5MGFiY2RlZjEyMzQ1Njc4OTBhYmNkZWYxMjM0NTY3ODkwYWJjZGVmMTIzNDU2Nzg5MGFiY2RlZiIsIm5ldHdvcmsiOiJiYXNlLXNlcG9saWEiLCJwYXllciI6IjB4ODU3YjA2NTE5RTkxZTNBNTQ1Mzg3OTFiRGJiMEUyMjM3M2UzNmI2NiJ9";
 const V1_RESPONSE_FAILURE: &str = "eyJzdWNjZXNzIjpmYWxzZSwiZXJyb3JSZWFzb24iOiJpbnN1ZmZpY2llbnRfZnVuZHMiLCJ0cmFuc2FjdGlvbiI6IiIsIm5ldHdvcmsiOiJiYXNlLXNlcG9saWEiLCJwYXllciI6IjB4ODU3YjA2NTE5RTkxZTNBNTQ1Mzg3OTFiRGJiMEUyMjM3M2UzNmI2NiJ9";
 
-const SPEC_SIGNATURE: [u8; 65] = alloy_primitives::hex!("2d6a7588d6acca505cbf0d9a4a227e0c52c6c34008c8e8986a1283259764173608a2ce6496642e377d6da8dbbf5836e9bd15092f9ecab05ded3d6293af148b571c");
+const SPEC_SIGNATURE: [u8; 65] = alloy_primitives::hex!(
+    "2d6a7588d6acca505cbf0d9a4a227e0c52c6c34008c8e8986a1283259764173608a2ce6496642e377d6da8dbbf5836e9bd15092f9ecab05ded3d6293af148b571c"
+);
 const SPEC_NOW: u64 = 1_740_672_100;
 
 fn spec_authorization() -> Authorization {
@@ -33,7 +37,10 @@ fn spec_authorization() -> Authorization {
 #[test]
 fn v2_spec_payment_signature_is_reproduced_byte_for_byte() {
     let mut headers = HeaderMap::new();
-    headers.insert("payment-required", HeaderValue::from_static(V2_PAYMENT_REQUIRED));
+    headers.insert(
+        "payment-required",
+        HeaderValue::from_static(V2_PAYMENT_REQUIRED),
+    );
     let challenge = Challenge::from_response(402, &headers, b"{}").unwrap();
     assert_eq!(challenge.version(), X402Version::V2);
     let selected = PaymentPolicy::default().select(&challenge).unwrap();
@@ -48,7 +55,12 @@ fn v1_spec_x_payment_is_reproduced_byte_for_byte() {
     let body = br#"{"x402Version":1,"error":"Payment required to access this resource","accepts":[{"scheme":"exact","network":"base-sepolia","maxAmountRequired":"10000","asset":"0x036CbD53842c5426634e7929541eC2318f3dCF7e","payTo":"0x209693Bc6afc0C5328bA36FaF03C514EF312287C","resource":"https://api.example.com/premium-data","description":"Access to premium market data","mimeType":"application/json","outputSchema":null,"maxTimeoutSeconds":60,"extra":{"name":"USDC","version":"2"}}]}"#;
     let challenge = Challenge::from_response(402, &HeaderMap::new(), body).unwrap();
     let selected = PaymentPolicy::default().select(&challenge).unwrap();
-    let header = exact::payload(&selected, spec_authorization(), &Signature::from_raw(&SPEC_SIGNATURE).unwrap()).unwrap();
+    let header = exact::payload(
+        &selected,
+        spec_authorization(),
+        &Signature::from_raw(&SPEC_SIGNATURE).unwrap(),
+    )
+    .unwrap();
     assert_eq!(header.name(), "X-PAYMENT");
     assert_eq!(header.value(), V1_X_PAYMENT);
 }
@@ -57,21 +69,40 @@ fn v1_spec_x_payment_is_reproduced_byte_for_byte() {
 fn spec_payment_headers_verify_on_the_server_side() {
     let challenge = Challenge::from_v2_header(V2_PAYMENT_REQUIRED).unwrap();
     let requirement = challenge.offers()[0].requirement().unwrap();
-    for (name, value) in [("PAYMENT-SIGNATURE", V2_PAYMENT_SIGNATURE), ("x-payment", V1_X_PAYMENT)] {
+    for (name, value) in [
+        ("PAYMENT-SIGNATURE", V2_PAYMENT_SIGNATURE),
+        ("x-payment", V1_X_PAYMENT),
+    ] {
         let mut headers = HeaderMap::new();
-        headers.insert(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_static(value));
+        headers.insert(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_static(value),
+        );
         let payment = PaymentPayload::from_headers(&headers).unwrap().unwrap();
-        let payload_only: exact::ExactEvmPayload = serde_json::from_str(payment.payload_json().get()).unwrap();
+        let payload_only: exact::ExactEvmPayload =
+            serde_json::from_str(payment.payload_json().get()).unwrap();
         let verified = exact::verify_payload(&payload_only, requirement, SPEC_NOW).unwrap();
-        assert_eq!(verified.payer, address!("857b06519E91e3A54538791bDbb0E22373e36b66"));
+        assert_eq!(
+            verified.payer,
+            address!("857b06519E91e3A54538791bDbb0E22373e36b66")
+        );
         if payment.version() == X402Version::V2 {
             assert!(exact::verify(&payment, requirement, SPEC_NOW).is_ok());
         } else {
             // A v1 payment does not answer a v2 offer.
-            assert_eq!(exact::verify(&payment, requirement, SPEC_NOW).unwrap_err().invalid_reason(), Some(InvalidReason::Version));
+            assert_eq!(
+                exact::verify(&payment, requirement, SPEC_NOW)
+                    .unwrap_err()
+                    .invalid_reason(),
+                Some(InvalidReason::Version)
+            );
         }
     }
-    assert!(PaymentPayload::from_headers(&HeaderMap::new()).unwrap().is_none());
+    assert!(
+        PaymentPayload::from_headers(&HeaderMap::new())
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]
@@ -86,8 +117,14 @@ fn spec_receipts_parse_and_successes_re_encode_exactly() {
         assert_eq!(receipt.success, success);
         assert_eq!(receipt.network, network);
         if success {
-            assert_eq!(receipt.transaction, "0x1234567890abcdef1234567890abcdef1234567890abcdef1234567890abcdef");
-            assert_eq!(receipt.payer.as_deref(), Some("0x857b06519E91e3A54538791bDbb0E22373e36b66"));
+            assert_eq!(
+                receipt.transaction,
+                "0x1234567890abcdef1234567890abcdef1234567890abcdef1234567890abcdef"
+            );
+            assert_eq!(
+                receipt.payer.as_deref(),
+                Some("0x857b06519E91e3A54538791bDbb0E22373e36b66")
+            );
             assert_eq!(receipt.to_header_value(), value);
         } else {
             assert_eq!(receipt.error_reason.as_deref(), Some("insufficient_funds"));
@@ -95,9 +132,19 @@ fn spec_receipts_parse_and_successes_re_encode_exactly() {
         }
     }
     let mut headers = HeaderMap::new();
-    headers.insert("x-payment-response", HeaderValue::from_static(V1_RESPONSE_SUCCESS));
-    headers.insert("payment-response", HeaderValue::from_static(V2_RESPONSE_SUCCESS));
-    assert_eq!(Receipt::from_headers(&headers).unwrap().unwrap().network, "eip155:84532", "PAYMENT-RESPONSE wins");
+    headers.insert(
+        "x-payment-response",
+        HeaderValue::from_static(V1_RESPONSE_SUCCESS),
+    );
+    headers.insert(
+        "payment-response",
+        HeaderValue::from_static(V2_RESPONSE_SUCCESS),
+    );
+    assert_eq!(
+        Receipt::from_headers(&headers).unwrap().unwrap().network,
+        "eip155:84532",
+        "PAYMENT-RESPONSE wins"
+    );
     let mut bad = HeaderMap::new();
     bad.insert("payment-response", HeaderValue::from_static("bm90IGpzb24="));
     assert!(Receipt::from_headers(&bad).is_err());
