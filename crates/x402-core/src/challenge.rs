@@ -423,11 +423,11 @@ impl Challenge {
         let wire: WireChallenge =
             serde_json::from_slice(bytes).map_err(|e| Error::malformed(what, e))?;
         let version = X402Version::from_number(wire.x402_version)?;
-        if let Some(resource) = &wire.resource {
-            if version == X402Version::V2 {
-                serde_json::from_str::<ResourceInfo>(resource.get())
-                    .map_err(|e| Error::malformed(format!("{what} resource"), e))?;
-            }
+        if let Some(resource) = &wire.resource
+            && version == X402Version::V2
+        {
+            serde_json::from_str::<ResourceInfo>(resource.get())
+                .map_err(|e| Error::malformed(format!("{what} resource"), e))?;
         }
         let offers = wire
             .accepts

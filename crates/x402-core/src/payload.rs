@@ -43,6 +43,7 @@ impl PaymentHeader {
     }
 }
 
+#[cfg_attr(not(any(feature = "evm", feature = "solana")), allow(dead_code))]
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct OutV1<'a, P> {
@@ -52,6 +53,7 @@ struct OutV1<'a, P> {
     payload: &'a P,
 }
 
+#[cfg_attr(not(any(feature = "evm", feature = "solana")), allow(dead_code))]
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct OutV2<'a, P> {
@@ -68,6 +70,7 @@ struct OutV2<'a, P> {
 ///
 /// v2 echoes the offer's JSON text verbatim as `accepted` and copies `resource` and
 /// `extensions` from the challenge.
+#[cfg_attr(not(any(feature = "evm", feature = "solana")), allow(dead_code))]
 pub(crate) fn encode<P: Serialize>(selected: &Selected<'_>, payload: &P) -> Result<PaymentHeader> {
     let requirement = selected.requirement();
     let json = match requirement.version() {
@@ -163,7 +166,7 @@ impl PaymentPayload {
     pub fn from_json(bytes: &[u8]) -> Result<PaymentPayload> {
         let what = "payment payload";
         let wire: InPayload =
-            serde_json::from_slice(&bytes).map_err(|e| Error::malformed(what, e))?;
+            serde_json::from_slice(bytes).map_err(|e| Error::malformed(what, e))?;
         let version = X402Version::from_number(wire.x402_version)?;
         let (scheme, network) = match version {
             X402Version::V1 => (
@@ -296,6 +299,7 @@ impl PaymentPayload {
     }
 
     /// Deserializes the scheme payload into `T`.
+    #[cfg_attr(not(any(feature = "evm", feature = "solana")), allow(dead_code))]
     pub(crate) fn scheme_payload<T: for<'de> Deserialize<'de>>(&self) -> Result<T> {
         serde_json::from_str(self.payload.get())
             .map_err(|e| Error::invalid(InvalidReason::Payload, format!("scheme payload: {e}")))

@@ -7,7 +7,7 @@ use crate::address::PayTo;
 use crate::challenge::{Challenge, Requirement, Scheme};
 use crate::error::Refusal;
 use crate::money::{Asset, AssetId, AssetRegistry, TokenAmount, UsdMicros};
-use crate::network::{ChainFamily, Network};
+use crate::network::Network;
 use crate::{Error, Result};
 
 /// Which offers a client is willing to pay, and how much.
@@ -137,19 +137,19 @@ impl PaymentPolicy {
                 .position(|n| n == network)
                 .ok_or_else(|| format!("network {network} is not among the allowed networks"))?
         };
-        if let Some(allowlist) = &self.pay_to_allowlist {
-            if !allowlist.contains(&requirement.pay_to()) {
-                return Err(format!(
-                    "recipient {} is not on the payTo allowlist",
-                    requirement.pay_to()
-                ));
-            }
+        if let Some(allowlist) = &self.pay_to_allowlist
+            && !allowlist.contains(&requirement.pay_to())
+        {
+            return Err(format!(
+                "recipient {} is not on the payTo allowlist",
+                requirement.pay_to()
+            ));
         }
         let asset_id = requirement.asset();
-        if let Some(allowed) = &self.allowed_assets {
-            if !allowed.iter().any(|(n, a)| n == network && *a == asset_id) {
-                return Err(format!("asset {asset_id} is not among the allowed assets"));
-            }
+        if let Some(allowed) = &self.allowed_assets
+            && !allowed.iter().any(|(n, a)| n == network && *a == asset_id)
+        {
+            return Err(format!("asset {asset_id} is not among the allowed assets"));
         }
         let amount = requirement.amount();
         let asset_cap = self
@@ -157,12 +157,12 @@ impl PaymentPolicy {
             .iter()
             .find(|(n, a, _)| n == network && *a == asset_id)
             .map(|(_, _, cap)| *cap);
-        if let Some(cap) = asset_cap {
-            if amount > cap {
-                return Err(format!(
-                    "amount {amount} is above the cap of {cap} atomic units for this asset"
-                ));
-            }
+        if let Some(cap) = asset_cap
+            && amount > cap
+        {
+            return Err(format!(
+                "amount {amount} is above the cap of {cap} atomic units for this asset"
+            ));
         }
         let known = AssetRegistry::known().find(network, &asset_id).cloned();
         match &known {
@@ -209,11 +209,11 @@ impl PaymentPolicy {
 }
 
 fn scheme_supported(scheme: &Scheme, network: &Network) -> bool {
-    match (scheme, network.family()) {
-        (Scheme::Exact | Scheme::Permit, ChainFamily::Evm) => cfg!(feature = "evm"),
-        (Scheme::Exact, ChainFamily::Solana) => cfg!(feature = "solana"),
-        _ => false,
-    }
+    let evm = cfg!(feature = "evm")
+        && network.is_evm()
+        && matches!(scheme, Scheme::Exact | Scheme::Permit);
+    let solana = cfg!(feature = "solana") && network.is_solana() && *scheme == Scheme::Exact;
+    evm || solana
 }
 
 fn short_raw(raw: &str) -> String {
@@ -255,6 +255,7 @@ impl<'c> Selected<'c> {
 mod tests {
     use super::*;
     use crate::challenge::{PaymentRequired, RequirementSpec, ResourceInfo};
+    use crate::network::ChainFamily;
     use proptest::prelude::*;
     use serde_json::Map;
 

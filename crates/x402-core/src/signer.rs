@@ -9,8 +9,10 @@
 
 use std::fmt;
 
+#[cfg(feature = "solana")]
+use crate::Error;
+use crate::Result;
 use crate::address::SolanaAddress;
-use crate::{Error, Result};
 
 #[cfg(feature = "evm")]
 pub use evm::{EvmSigner, LocalEvmSigner};
@@ -61,12 +63,12 @@ mod evm {
             let hex = text.strip_prefix("0x").unwrap_or(text);
             let mut bytes = Zeroizing::new([0u8; 32]);
             if hex.len() != 64 {
-                return Err(Error::InvalidKey(
+                return Err(crate::Error::InvalidKey(
                     "an EVM private key is 32 bytes: 64 hex digits, optionally 0x-prefixed",
                 ));
             }
             alloy_primitives::hex::decode_to_slice(hex, bytes.as_mut_slice())
-                .map_err(|_| Error::InvalidKey("an EVM private key must be hex"))?;
+                .map_err(|_| crate::Error::InvalidKey("an EVM private key must be hex"))?;
             LocalEvmSigner::from_bytes(&bytes)
         }
 
@@ -76,7 +78,7 @@ mod evm {
         /// [`Error::InvalidKey`] when the bytes are not a valid secp256k1 scalar.
         pub fn from_bytes(bytes: &[u8; 32]) -> Result<LocalEvmSigner> {
             let inner = PrivateKeySigner::from_bytes(&B256::from(*bytes))
-                .map_err(|_| Error::InvalidKey("not a valid secp256k1 private key"))?;
+                .map_err(|_| crate::Error::InvalidKey("not a valid secp256k1 private key"))?;
             Ok(LocalEvmSigner { inner })
         }
     }
@@ -137,7 +139,7 @@ impl LocalSolanaSigner {
                     Error::InvalidKey("a Solana keypair JSON must be an array of 64 byte values")
                 })?);
             if parsed.len() != 64 {
-                return Err(Error::InvalidKey(
+                return Err(crate::Error::InvalidKey(
                     "a Solana keypair JSON must be an array of 64 byte values",
                 ));
             }
@@ -146,7 +148,7 @@ impl LocalSolanaSigner {
             match bs58::decode(text).onto(bytes.as_mut_slice()) {
                 Ok(64) => {}
                 _ => {
-                    return Err(Error::InvalidKey(
+                    return Err(crate::Error::InvalidKey(
                         "a base58 Solana keypair must decode to 64 bytes",
                     ));
                 }
@@ -189,7 +191,7 @@ impl SolanaSigner for LocalSolanaSigner {
         let signature = self
             .keypair
             .try_sign_message(message)
-            .map_err(|e| Error::Signing(e.to_string()))?;
+            .map_err(|e| crate::Error::Signing(e.to_string()))?;
         Ok(signature.into())
     }
 }
@@ -233,6 +235,8 @@ impl Drop for Redacted {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::Error;
 
     #[cfg(feature = "evm")]
     #[test]

@@ -614,13 +614,13 @@ pub fn verify_payload(
             ),
         ));
     }
-    if let Some(expected) = config.decimals {
-        if decimals != expected {
-            return Err(Error::invalid(
-                SvmInstructions,
-                format!("transfer says {decimals} decimals, the mint has {expected}"),
-            ));
-        }
+    if let Some(expected) = config.decimals
+        && decimals != expected
+    {
+        return Err(Error::invalid(
+            SvmInstructions,
+            format!("transfer says {decimals} decimals, the mint has {expected}"),
+        ));
     }
     // 4..: memo and wallet guards only.
     let mut memos = Vec::new();
@@ -635,13 +635,13 @@ pub fn verify_payload(
             ));
         }
     }
-    if let Some(expected) = &offer.memo {
-        if memos.len() != 1 || memos[0] != expected.as_slice() {
-            return Err(Error::invalid(
-                SvmMemoMismatch,
-                "the transaction must carry exactly one memo equal to extra.memo",
-            ));
-        }
+    if let Some(expected) = &offer.memo
+        && (memos.len() != 1 || memos[0] != expected.as_slice())
+    {
+        return Err(Error::invalid(
+            SvmMemoMismatch,
+            "the transaction must carry exactly one memo equal to extra.memo",
+        ));
     }
     // The payer's signature.
     let slot = keys[..required]

@@ -166,7 +166,8 @@ fn each_bad_offer_keeps_its_own_typed_error() {
         }
         offer
     };
-    let cases: Vec<(serde_json::Value, fn(&Error) -> bool)> = vec![
+    type Check = fn(&Error) -> bool;
+    let cases: Vec<(serde_json::Value, Check)> = vec![
         (variant("network", json!("nowhere")), |e| {
             matches!(e, Error::UnknownNetwork(_))
         }),

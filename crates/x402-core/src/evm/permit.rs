@@ -269,16 +269,16 @@ pub fn verify_payload(
             ),
         ));
     }
-    if let Some(expected) = onchain_nonce {
-        if permit.nonce.atomic() != expected {
-            return Err(Error::invalid(
-                InvalidReason::PermitNonceMismatch,
-                format!(
-                    "permit nonce is {}, the token expects {expected}",
-                    permit.nonce
-                ),
-            ));
-        }
+    if let Some(expected) = onchain_nonce
+        && permit.nonce.atomic() != expected
+    {
+        return Err(Error::invalid(
+            InvalidReason::PermitNonceMismatch,
+            format!(
+                "permit nonce is {}, the token expects {expected}",
+                permit.nonce
+            ),
+        ));
     }
     Ok(Verified {
         payer: permit.owner,
