@@ -127,23 +127,33 @@ fn ci() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// x402-core must build with each feature alone and with none.
+/// x402-core must build cleanly with each feature alone and with none, and its tests must
+/// pass in the EVM-only build that most downstream users get.
 fn feature_combinations() -> anyhow::Result<()> {
     for features in [None, Some("evm"), Some("solana")] {
         let mut command = cargo();
         command.args([
-            "check",
+            "clippy",
             "-p",
             "x402-core",
+            "--all-targets",
             "--no-default-features",
             "--locked",
         ]);
         if let Some(features) = features {
             command.args(["--features", features]);
         }
-        run(&mut command)?;
+        run(command.args(["--", "-D", "warnings"]))?;
     }
-    Ok(())
+    run(cargo().args([
+        "test",
+        "-p",
+        "x402-core",
+        "--no-default-features",
+        "--features",
+        "evm",
+        "--locked",
+    ]))
 }
 
 /// "x402-core performs no IO" and "EVM-only builds compile no Solana crate", checked on the

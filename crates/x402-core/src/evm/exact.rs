@@ -1,6 +1,6 @@
 //! The `exact` scheme on EVM: an EIP-3009 `TransferWithAuthorization` signed by the payer.
 //!
-//! Client: [`pay`] (or [`authorization_for`] + [`signing_hash`] + [`payload`] for signers that
+//! Client: [`pay`] (or [`authorization_for`] + [`signing_hash`] + [`payload()`] for signers that
 //! sign elsewhere). Server: [`verify`] checks everything that needs no chain; the balance
 //! and `authorizationState` checks are the caller's, with chain access.
 
