@@ -29,7 +29,7 @@ pub enum Error {
     /// Input that is not well formed: bad base64, bad JSON, a missing field, a wrong type.
     #[error("malformed {what}: {detail}")]
     Malformed {
-        /// What was being read ("PAYMENT-REQUIRED header", "accepts\\[2\\]", ...).
+        /// What was being read (`PAYMENT-REQUIRED header`, `accepts[2]`, ...).
         what: String,
         /// What was wrong with it.
         detail: String,
