@@ -122,8 +122,9 @@ struct AcceptedHead {
     network: String,
 }
 
-/// A payment payload as a server receives it.
-#[derive(Clone, Debug)]
+/// A payment payload as a server receives it. `Debug` shows the envelope, not the signed
+/// payload.
+#[derive(Clone)]
 pub struct PaymentPayload {
     version: X402Version,
     scheme: Scheme,
@@ -303,5 +304,15 @@ impl PaymentPayload {
     pub(crate) fn scheme_payload<T: for<'de> Deserialize<'de>>(&self) -> Result<T> {
         serde_json::from_str(self.payload.get())
             .map_err(|e| Error::invalid(InvalidReason::Payload, format!("scheme payload: {e}")))
+    }
+}
+
+impl std::fmt::Debug for PaymentPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PaymentPayload")
+            .field("version", &self.version)
+            .field("scheme", &self.scheme)
+            .field("network", &self.network)
+            .finish_non_exhaustive()
     }
 }

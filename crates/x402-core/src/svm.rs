@@ -122,11 +122,20 @@ pub fn parse_blockhash(text: &str) -> Result<[u8; 32]> {
     Ok(address.to_bytes())
 }
 
-/// The scheme payload: `{ transaction }`, standard base64 of the wire transaction.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The scheme payload: `{ transaction }`, standard base64 of the wire transaction. `Debug`
+/// hides the signed transaction.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExactSvmPayload {
     /// Base64 of the serialized, partially signed versioned transaction.
     pub transaction: String,
+}
+
+impl std::fmt::Debug for ExactSvmPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExactSvmPayload")
+            .field("transaction", &"<redacted>")
+            .finish()
+    }
 }
 
 /// The associated token account of `owner` for `mint` under `program`, memoized.
@@ -401,8 +410,8 @@ impl VerifyConfig {
     }
 }
 
-/// A Solana payment that passed [`verify`].
-#[derive(Clone, Debug)]
+/// A Solana payment that passed [`verify`]. `Debug` hides the signed transaction.
+#[derive(Clone)]
 pub struct Verified {
     /// The paying wallet (transfer authority).
     pub payer: SolanaAddress,
@@ -412,6 +421,16 @@ pub struct Verified {
     pub amount: TokenAmount,
     /// The transaction, with the fee payer's slot still empty.
     pub transaction: VersionedTransaction,
+}
+
+impl std::fmt::Debug for Verified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verified")
+            .field("payer", &self.payer)
+            .field("fee_payer", &self.fee_payer)
+            .field("amount", &self.amount)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Verified {
@@ -770,6 +789,18 @@ mod tests {
                 verify(&payment, c.offers()[0].requirement().unwrap(), &config()).unwrap();
             assert_eq!(verified.payer, payer.pubkey());
             assert_eq!(verified.amount, TokenAmount::from_u64(1000));
+            let payload: ExactSvmPayload = payment.scheme_payload().unwrap();
+            for debug in [
+                format!("{verified:?}"),
+                format!("{payload:?}"),
+                format!("{payment:?}"),
+            ] {
+                assert!(
+                    !debug.contains(&payload.transaction[..24]),
+                    "Debug leaks the transaction: {debug}"
+                );
+                assert!(!debug.contains(&verified.transaction.signatures[1].to_string()[..16]));
+            }
             let message = &verified.transaction.message;
             assert_eq!(
                 message.static_account_keys()[0],

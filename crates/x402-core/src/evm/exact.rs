@@ -159,8 +159,8 @@ pub fn payload(
     )
 }
 
-/// A payment that passed [`verify`]; what settlement needs.
-#[derive(Clone, Debug)]
+/// A payment that passed [`verify`]; what settlement needs. `Debug` hides the signature.
+#[derive(Clone)]
 pub struct Verified {
     /// The payer.
     pub payer: Address,
@@ -250,4 +250,13 @@ pub fn verify_payload(
         authorization: authorization.clone(),
         signature,
     })
+}
+
+impl std::fmt::Debug for Verified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verified")
+            .field("payer", &self.payer)
+            .field("authorization", &self.authorization)
+            .finish_non_exhaustive()
+    }
 }

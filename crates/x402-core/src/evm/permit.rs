@@ -192,8 +192,8 @@ pub fn pay(
     )
 }
 
-/// A permit payment that passed [`verify`].
-#[derive(Clone, Debug)]
+/// A permit payment that passed [`verify`]. `Debug` hides the signature.
+#[derive(Clone)]
 pub struct Verified {
     /// The payer.
     pub payer: Address,
@@ -285,4 +285,13 @@ pub fn verify_payload(
         permit: permit.clone(),
         signature,
     })
+}
+
+impl std::fmt::Debug for Verified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verified")
+            .field("payer", &self.payer)
+            .field("permit", &self.permit)
+            .finish_non_exhaustive()
+    }
 }

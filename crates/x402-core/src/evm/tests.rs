@@ -218,6 +218,17 @@ fn pay_builds_v1_and_v2_headers_that_verify() {
         let payment = PaymentPayload::from_header_value(header.value()).unwrap();
         let verified = exact::verify(&payment, selected.requirement(), SPEC_NOW).unwrap();
         assert_eq!(verified.payer, signer.address());
+        let signature_hex = signature_hex(&verified.signature);
+        for debug in [
+            format!("{verified:?}"),
+            format!("{payment:?}"),
+            format!("{:?}", payment.scheme_payload::<ExactEvmPayload>().unwrap()),
+        ] {
+            assert!(
+                !debug.contains(&signature_hex[2..20]),
+                "Debug leaks the signature: {debug}"
+            );
+        }
         assert_eq!(verified.authorization.valid_after, SPEC_NOW - 600);
         assert_eq!(verified.authorization.valid_before, SPEC_NOW + 60);
         let decoded: serde_json::Value =
