@@ -5,6 +5,10 @@
 //!   implementations (Python eth-account and solders, in a pinned venv).
 //! - `cargo xtask bench`: the criterion benchmarks.
 //! - `cargo xtask fuzz [SECONDS]`: runs the cargo-fuzz target for a while (not part of CI).
+//! - `cargo xtask tools`: installs the pinned anvil, solc and OpenZeppelin into `.tools/npm`.
+//! - `cargo xtask contracts [--check]`: rebuilds the devnet token artifact (or checks that the
+//!   committed one is what the pinned compiler produces).
+//! - `cargo xtask devnet`: runs the devnet in the foreground.
 //!
 //! xtask depends on no workspace library: it only runs cargo, python and the built examples.
 
@@ -27,8 +31,26 @@ fn main() -> anyhow::Result<()> {
         Some("interop") => interop(),
         Some("bench") => run(cargo().args(["bench", "-p", "x402-core", "--all-features"])),
         Some("fuzz") => fuzz(args.get(1).map(String::as_str).unwrap_or("60")),
+        Some("tools") => tools(),
+        Some("contracts") => contracts(args.get(1).map(String::as_str) == Some("--check")),
+        Some("devnet") => {
+            tools()?;
+            run(cargo()
+                .args([
+                    "run",
+                    "--quiet",
+                    "-p",
+                    "devnet",
+                    "--bin",
+                    "x402-devnet",
+                    "--",
+                ])
+                .args(&args[1..]))
+        }
         _ => {
-            eprintln!("usage: cargo xtask <ci | interop | bench | fuzz [SECONDS]>");
+            eprintln!(
+                "usage: cargo xtask <ci | interop | bench | fuzz [SECONDS] | tools | contracts [--check] | devnet [ARGS]>"
+            );
             std::process::exit(2);
         }
     }
@@ -91,6 +113,8 @@ fn step(name: &str, f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()
 fn ci() -> anyhow::Result<()> {
     let started = Instant::now();
     step("rustfmt", || run(cargo().args(["fmt", "--all", "--check"])))?;
+    step("tools", tools)?;
+    step("contract artifact", || contracts(true))?;
     step("clippy", || {
         run(cargo().args([
             "clippy",
@@ -258,4 +282,58 @@ fn fuzz(seconds: &str) -> anyhow::Result<()> {
         "--",
         &format!("-max_total_time={seconds}"),
     ]))
+}
+
+const TOOLS: &str = ".tools/npm";
+
+/// Installs the pinned npm tools (anvil, solc, OpenZeppelin) unless they are already there.
+fn tools() -> anyhow::Result<()> {
+    let manifest = std::fs::read_to_string("xtask/tools/package.json")
+        .context("reading xtask/tools/package.json")?;
+    let marker = PathBuf::from(TOOLS).join(".installed-package.json");
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(manifest.as_str()) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(TOOLS)?;
+    std::fs::write(PathBuf::from(TOOLS).join("package.json"), &manifest)?;
+    run(Command::new("npm").args([
+        "install",
+        "--no-audit",
+        "--no-fund",
+        "--loglevel=error",
+        "--prefix",
+        TOOLS,
+    ]))?;
+    std::fs::write(&marker, &manifest)?;
+    Ok(())
+}
+
+/// Compiles the devnet token with the pinned solc; with `check`, compares with the committed
+/// artifact instead of replacing it.
+fn contracts(check: bool) -> anyhow::Result<()> {
+    tools()?;
+    let committed = PathBuf::from("crates/devnet/contracts/out/DevnetToken.json");
+    let output = if check {
+        std::env::temp_dir().join(format!("DevnetToken-{}.json", std::process::id()))
+    } else {
+        committed.clone()
+    };
+    run(Command::new("node")
+        .arg("crates/devnet/contracts/compile.js")
+        .arg(PathBuf::from(TOOLS).join("node_modules").canonicalize()?)
+        .arg(&output))?;
+    if check {
+        let fresh = std::fs::read_to_string(&output)?;
+        let _ = std::fs::remove_file(&output);
+        let existing = std::fs::read_to_string(&committed)
+            .with_context(|| format!("reading {}", committed.display()))?;
+        if fresh != existing {
+            bail!(
+                "{} is not what the pinned compiler produces from DevnetToken.sol: run `cargo xtask contracts` and commit",
+                committed.display()
+            );
+        }
+        println!("{} matches a fresh compile", committed.display());
+    }
+    Ok(())
 }

@@ -60,6 +60,7 @@ mod tests {
             ("grid-api", &["x402-core"][..]),
             ("sgl-node", &["x402-core", "grid-api"][..]),
             ("cli", &["x402-core", "compute-api", "grid-api"][..]),
+            ("devnet", &["x402-core"][..]),
             ("xtask", &[][..]),
         ]);
         for (name, allowed) in allowed {

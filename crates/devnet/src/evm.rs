@@ -1,0 +1,364 @@
+//! A real EVM chain for the devnet: an `anvil` process on loopback with the devnet token placed
+//! at the real token address, and the calls the facilitator makes on it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::{Error, Result};
+
+alloy::sol!(
+    #[sol(rpc)]
+    #[allow(missing_docs, clippy::too_many_arguments)]
+    DevnetToken,
+    "contracts/out/DevnetToken.json"
+);
+
+/// anvil's first default account (from its well-known test mnemonic): deploys, mints, pays gas.
+pub const DEPLOYER_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+/// anvil's second default account: the facilitator that submits settlements.
+pub const FACILITATOR_KEY: &str =
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+
+/// What a token on a devnet chain looks like.
+#[derive(Clone, Debug)]
+pub struct TokenSpec {
+    /// EIP-712 and ERC-20 name.
+    pub name: &'static str,
+    /// Ticker.
+    pub symbol: &'static str,
+    /// EIP-712 version.
+    pub version: &'static str,
+    /// Decimals.
+    pub decimals: u8,
+    /// Where the token is placed (the real network's token address).
+    pub address: Address,
+}
+
+/// A running anvil with the devnet token deployed.
+pub struct EvmChain {
+    chain_id: u64,
+    url: String,
+    token: TokenSpec,
+    provider: DynProvider,
+    facilitator: Address,
+    _anvil: Child,
+}
+
+impl std::fmt::Debug for EvmChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EvmChain")
+            .field("chain_id", &self.chain_id)
+            .field("url", &self.url)
+            .field("token", &self.token.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EvmChain {
+    /// Starts anvil with `chain_id` on a free loopback port and places the token.
+    ///
+    /// `state` is anvil's state file: the chain is loaded from it at start and written back
+    /// every second, so a restart keeps balances and used authorizations.
+    ///
+    /// # Errors
+    /// [`Error::Chain`] when anvil cannot start or the deployment fails.
+    pub async fn start(
+        anvil: &Path,
+        chain_id: u64,
+        token: TokenSpec,
+        state: Option<PathBuf>,
+    ) -> Result<EvmChain> {
+        let mut command = Command::new(anvil);
+        command
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--chain-id",
+                &chain_id.to_string(),
+                "--accounts",
+                "4",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let resuming = state.as_ref().is_some_and(|p| p.exists());
+        if let Some(state) = &state {
+            command
+                .arg("--state")
+                .arg(state)
+                .args(["--state-interval", "1"]);
+        }
+        let mut child = command.spawn().map_err(|e| {
+            Error::chain(format!(
+                "cannot start anvil at {}: {e}; run `cargo xtask tools`",
+                anvil.display()
+            ))
+        })?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| Error::chain("anvil has no stdout"))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let url = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(address) = line.strip_prefix("Listening on ") {
+                    return Some(format!("http://{}", address.trim()));
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| Error::chain("anvil did not report its listening address"))?;
+        // Keep draining anvil's output so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+        let deployer: PrivateKeySigner = DEPLOYER_KEY
+            .parse()
+            .map_err(|_| Error::chain("bad deployer key"))?;
+        let facilitator: PrivateKeySigner = FACILITATOR_KEY
+            .parse()
+            .map_err(|_| Error::chain("bad facilitator key"))?;
+        let facilitator_address = facilitator.address();
+        let mut wallet = EthereumWallet::from(deployer.clone());
+        wallet.register_signer(facilitator);
+        let endpoint = url
+            .parse()
+            .map_err(|e| Error::chain(format!("anvil url {url}: {e}")))?;
+        let provider = ProviderBuilder::new()
+            .wallet(wallet)
+            .connect_http(endpoint)
+            .erased();
+        let chain = EvmChain {
+            chain_id,
+            url,
+            token,
+            provider,
+            facilitator: facilitator_address,
+            _anvil: child,
+        };
+        let placed = !chain
+            .provider
+            .get_code_at(chain.token.address)
+            .await
+            .map_err(Error::rpc)?
+            .is_empty();
+        if !(resuming && placed) {
+            chain.place_token(deployer.address()).await?;
+        }
+        Ok(chain)
+    }
+
+    async fn place_token(&self, minter: Address) -> Result<()> {
+        let t = &self.token;
+        let deployed = DevnetToken::deploy(
+            &self.provider,
+            t.name.to_owned(),
+            t.symbol.to_owned(),
+            t.version.to_owned(),
+            t.decimals,
+            minter,
+        )
+        .await
+        .map_err(|e| Error::chain(format!("deploying the token: {e}")))?;
+        let code = self
+            .provider
+            .get_code_at(*deployed.address())
+            .await
+            .map_err(Error::rpc)?;
+        self.provider
+            .raw_request::<_, ()>("anvil_setCode".into(), (t.address, code))
+            .await
+            .map_err(|e| Error::chain(format!("anvil_setCode: {e}")))?;
+        Ok(())
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+    /// anvil's JSON-RPC URL.
+    pub fn rpc_url(&self) -> &str {
+        &self.url
+    }
+    /// The token.
+    pub fn token(&self) -> &TokenSpec {
+        &self.token
+    }
+    /// The account that submits settlements (and spends permits).
+    pub fn facilitator(&self) -> Address {
+        self.facilitator
+    }
+
+    fn contract(&self) -> DevnetToken::DevnetTokenInstance<&DynProvider> {
+        DevnetToken::new(self.token.address, &self.provider)
+    }
+
+    /// Mints `amount` atomic units to `to`, and gives it 1 ETH for gas if it has none.
+    ///
+    /// # Errors
+    /// [`Error::Chain`] when the transaction fails.
+    pub async fn fund(&self, to: Address, amount: U256) -> Result<B256> {
+        let receipt = self
+            .contract()
+            .mint(to, amount)
+            .send()
+            .await
+            .map_err(Error::contract)?
+            .get_receipt()
+            .await
+            .map_err(Error::pending)?;
+        if self
+            .provider
+            .get_balance(to)
+            .await
+            .map_err(Error::rpc)?
+            .is_zero()
+        {
+            let wei = U256::from(10u64).pow(U256::from(18u64));
+            self.provider
+                .raw_request::<_, ()>("anvil_setBalance".into(), (to, wei))
+                .await
+                .map_err(|e| Error::chain(format!("anvil_setBalance: {e}")))?;
+        }
+        Ok(receipt.transaction_hash)
+    }
+
+    /// Token balance of `owner`.
+    ///
+    /// # Errors
+    /// [`Error::Chain`] on RPC failure.
+    pub async fn balance_of(&self, owner: Address) -> Result<U256> {
+        self.contract()
+            .balanceOf(owner)
+            .call()
+            .await
+            .map_err(Error::contract)
+    }
+
+    /// Whether an EIP-3009 authorization nonce is used.
+    ///
+    /// # Errors
+    /// [`Error::Chain`] on RPC failure.
+    pub async fn authorization_used(&self, authorizer: Address, nonce: B256) -> Result<bool> {
+        self.contract()
+            .authorizationState(authorizer, nonce)
+            .call()
+            .await
+            .map_err(Error::contract)
+    }
+
+    /// The ERC-2612 nonce of `owner`.
+    ///
+    /// # Errors
+    /// [`Error::Chain`] on RPC failure.
+    pub async fn permit_nonce(&self, owner: Address) -> Result<U256> {
+        self.contract()
+            .nonces(owner)
+            .call()
+            .await
+            .map_err(Error::contract)
+    }
+
+    /// Submits an EIP-3009 `transferWithAuthorization` from the facilitator and waits for it.
+    ///
+    /// # Errors
+    /// [`Error::Chain`] when the call reverts or the transaction fails.
+    pub async fn transfer_with_authorization(
+        &self,
+        verified: &x402_core::evm::exact::Verified,
+    ) -> Result<B256> {
+        let a = &verified.authorization;
+        let signature = Bytes::from(verified.signature.as_bytes().to_vec());
+        let contract = self.contract();
+        let call = contract
+            .transferWithAuthorization_0(
+                a.from,
+                a.to,
+                a.value.atomic(),
+                U256::from(a.valid_after),
+                U256::from(a.valid_before),
+                a.nonce,
+                signature,
+            )
+            .from(self.facilitator);
+        let receipt = call
+            .send()
+            .await
+            .map_err(Error::contract)?
+            .get_receipt()
+            .await
+            .map_err(Error::pending)?;
+        if !receipt.status() {
+            return Err(Error::chain(format!(
+                "transferWithAuthorization {} reverted",
+                receipt.transaction_hash
+            )));
+        }
+        Ok(receipt.transaction_hash)
+    }
+
+    /// Submits `permit` then `transferFrom(owner, pay_to, value)` from the facilitator.
+    ///
+    /// # Errors
+    /// [`Error::Chain`] when either call reverts.
+    pub async fn permit_and_pull(
+        &self,
+        verified: &x402_core::evm::permit::Verified,
+        pay_to: Address,
+    ) -> Result<B256> {
+        let p = &verified.permit;
+        let s = &verified.signature;
+        let v = if s.v() { 28 } else { 27 };
+        let contract = self.contract();
+        let permit = contract
+            .permit(
+                p.owner,
+                p.spender,
+                p.value.atomic(),
+                U256::from(p.deadline),
+                v,
+                B256::from(s.r()),
+                B256::from(s.s()),
+            )
+            .from(self.facilitator);
+        let receipt = permit
+            .send()
+            .await
+            .map_err(Error::contract)?
+            .get_receipt()
+            .await
+            .map_err(Error::pending)?;
+        if !receipt.status() {
+            return Err(Error::chain("permit reverted"));
+        }
+        let pull = contract
+            .transferFrom(p.owner, pay_to, p.value.atomic())
+            .from(self.facilitator);
+        let receipt = pull
+            .send()
+            .await
+            .map_err(Error::contract)?
+            .get_receipt()
+            .await
+            .map_err(Error::pending)?;
+        if !receipt.status() {
+            return Err(Error::chain(format!(
+                "transferFrom {} reverted",
+                receipt.transaction_hash
+            )));
+        }
+        Ok(receipt.transaction_hash)
+    }
+}

@@ -1,0 +1,393 @@
+//! The devnet's durable state, in SQLite: settlements, credits, API keys and used auth nonces.
+//!
+//! Every write is a single statement or a transaction, so a crash never leaves half a change.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::Result;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS settlements (
+    key TEXT PRIMARY KEY,
+    network TEXT NOT NULL,
+    payer TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'settled')),
+    tx TEXT,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS credits (
+    wallet TEXT PRIMARY KEY,
+    deposited_micros INTEGER NOT NULL DEFAULT 0,
+    spent_micros INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    wallet TEXT NOT NULL,
+    key_hash TEXT NOT NULL UNIQUE,
+    key_last4 TEXT NOT NULL,
+    label TEXT,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE TABLE IF NOT EXISTS auth_nonces (
+    nonce TEXT PRIMARY KEY,
+    seen_ms INTEGER NOT NULL
+);
+";
+
+/// Outcome of trying to claim a payment for settlement.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// This caller owns the settlement now.
+    Claimed,
+    /// Someone settled or is settling it.
+    Taken,
+}
+
+/// Credit balances of one wallet, in US dollar micros.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Credits {
+    /// Total deposited.
+    pub deposited_micros: u64,
+    /// Total spent.
+    pub spent_micros: u64,
+}
+
+impl Credits {
+    /// What is left.
+    pub fn balance_micros(&self) -> u64 {
+        self.deposited_micros.saturating_sub(self.spent_micros)
+    }
+}
+
+/// An API key as listed (never the key itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// Key id.
+    pub id: String,
+    /// Label.
+    pub label: Option<String>,
+    /// Last four characters.
+    pub key_last4: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, when revoked.
+    pub revoked_at: Option<String>,
+}
+
+/// The SQLite store.
+#[derive(Debug)]
+pub struct Store {
+    connection: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`; `None` keeps it in memory.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn open(path: Option<&Path>) -> Result<Store> {
+        let connection = match path {
+            Some(path) => Connection::open(path)?,
+            None => Connection::open_in_memory()?,
+        };
+        connection.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
+        connection.execute_batch(SCHEMA)?;
+        Ok(Store {
+            connection: Mutex::new(connection),
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let mut connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(f(&mut connection)?)
+    }
+
+    /// Claims a payment `key` for settlement; exactly one concurrent caller gets `Claimed`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn claim_settlement(
+        &self,
+        key: &str,
+        network: &str,
+        payer: &str,
+        amount: &str,
+        now_ms: u64,
+    ) -> Result<Claim> {
+        self.with(|c| {
+            let inserted = c.execute(
+                "INSERT OR IGNORE INTO settlements (key, network, payer, amount, status, created_ms) VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
+                params![key, network, payer, amount, now_ms as i64],
+            )?;
+            Ok(if inserted == 1 { Claim::Claimed } else { Claim::Taken })
+        })
+    }
+
+    /// Marks a claimed settlement as done.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn settled(&self, key: &str, tx: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE settlements SET status = 'settled', tx = ?2 WHERE key = ?1",
+                params![key, tx],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Releases a claim whose settlement failed before anything moved on chain.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn release(&self, key: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM settlements WHERE key = ?1 AND status = 'pending'",
+                params![key],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Number of settled payments.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn settlement_count(&self) -> Result<u64> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM settlements WHERE status = 'settled'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+        })
+    }
+
+    /// Adds a deposit.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn deposit(&self, wallet: &str, micros: u64) -> Result<Credits> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO credits (wallet, deposited_micros) VALUES (?1, ?2)
+                 ON CONFLICT(wallet) DO UPDATE SET deposited_micros = deposited_micros + excluded.deposited_micros",
+                params![wallet, micros as i64],
+            )?;
+            let credits = read_credits(&tx, wallet)?;
+            tx.commit()?;
+            Ok(credits)
+        })
+    }
+
+    /// Spends credits if the balance covers `micros`; `Ok(Err(shortfall))` otherwise.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn spend(&self, wallet: &str, micros: u64) -> Result<std::result::Result<Credits, u64>> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let credits = read_credits(&tx, wallet)?;
+            if credits.balance_micros() < micros {
+                return Ok(Err(micros - credits.balance_micros()));
+            }
+            tx.execute(
+                "UPDATE credits SET spent_micros = spent_micros + ?2 WHERE wallet = ?1",
+                params![wallet, micros as i64],
+            )?;
+            let credits = read_credits(&tx, wallet)?;
+            tx.commit()?;
+            Ok(Ok(credits))
+        })
+    }
+
+    /// A wallet's credits.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn credits(&self, wallet: &str) -> Result<Credits> {
+        self.with(|c| read_credits(c, wallet))
+    }
+
+    /// Records an auth nonce; `false` when it was already used. Forgets nonces older than
+    /// `keep_ms`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn use_auth_nonce(&self, nonce: &str, now_ms: u64, keep_ms: u64) -> Result<bool> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM auth_nonces WHERE seen_ms < ?1",
+                params![now_ms.saturating_sub(keep_ms) as i64],
+            )?;
+            let inserted = c.execute(
+                "INSERT OR IGNORE INTO auth_nonces (nonce, seen_ms) VALUES (?1, ?2)",
+                params![nonce, now_ms as i64],
+            )?;
+            Ok(inserted == 1)
+        })
+    }
+
+    /// Stores a new API key (by hash).
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn insert_api_key(
+        &self,
+        wallet: &str,
+        id: &str,
+        key_hash: &str,
+        key_last4: &str,
+        label: Option<&str>,
+        created_at: &str,
+    ) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO api_keys (id, wallet, key_hash, key_last4, label, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, wallet, key_hash, key_last4, label, created_at],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The wallet owning an unrevoked key with this hash.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn wallet_for_key(&self, key_hash: &str) -> Result<Option<String>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT wallet FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL",
+                params![key_hash],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    /// A wallet's keys.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn api_keys(&self, wallet: &str) -> Result<Vec<ApiKeyRecord>> {
+        self.with(|c| {
+            let mut statement = c.prepare("SELECT id, label, key_last4, created_at, revoked_at FROM api_keys WHERE wallet = ?1 ORDER BY created_at, id")?;
+            let rows = statement.query_map(params![wallet], |r| {
+                Ok(ApiKeyRecord { id: r.get(0)?, label: r.get(1)?, key_last4: r.get(2)?, created_at: r.get(3)?, revoked_at: r.get(4)? })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Revokes a wallet's key; `false` when the wallet has no such unrevoked key.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn revoke_api_key(&self, wallet: &str, id: &str, at: &str) -> Result<bool> {
+        self.with(|c| {
+            c.execute("UPDATE api_keys SET revoked_at = ?3 WHERE id = ?1 AND wallet = ?2 AND revoked_at IS NULL", params![id, wallet, at]).map(|n| n == 1)
+        })
+    }
+}
+
+fn read_credits(c: &Connection, wallet: &str) -> rusqlite::Result<Credits> {
+    c.query_row(
+        "SELECT deposited_micros, spent_micros FROM credits WHERE wallet = ?1",
+        params![wallet],
+        |r| {
+            Ok(Credits {
+                deposited_micros: r.get::<_, i64>(0)? as u64,
+                spent_micros: r.get::<_, i64>(1)? as u64,
+            })
+        },
+    )
+    .optional()
+    .map(Option::unwrap_or_default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_are_exclusive_and_releasable() {
+        let store = Store::open(None).unwrap();
+        assert_eq!(
+            store.claim_settlement("k", "n", "p", "1", 0).unwrap(),
+            Claim::Claimed
+        );
+        assert_eq!(
+            store.claim_settlement("k", "n", "p", "1", 0).unwrap(),
+            Claim::Taken
+        );
+        store.release("k").unwrap();
+        assert_eq!(
+            store.claim_settlement("k", "n", "p", "1", 0).unwrap(),
+            Claim::Claimed
+        );
+        store.settled("k", "0xabc").unwrap();
+        store.release("k").unwrap();
+        assert_eq!(
+            store.claim_settlement("k", "n", "p", "1", 0).unwrap(),
+            Claim::Taken,
+            "settled claims are never released"
+        );
+        assert_eq!(store.settlement_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn credits_never_go_negative() {
+        let store = Store::open(None).unwrap();
+        assert_eq!(store.credits("w").unwrap(), Credits::default());
+        store.deposit("w", 5_000_000).unwrap();
+        assert_eq!(store.spend("w", 7_000_000).unwrap(), Err(2_000_000));
+        assert_eq!(
+            store
+                .spend("w", 3_000_000)
+                .unwrap()
+                .unwrap()
+                .balance_micros(),
+            2_000_000
+        );
+    }
+
+    #[test]
+    fn auth_nonces_are_single_use() {
+        let store = Store::open(None).unwrap();
+        assert!(store.use_auth_nonce("n", 1000, 600_000).unwrap());
+        assert!(!store.use_auth_nonce("n", 2000, 600_000).unwrap());
+    }
+
+    #[test]
+    fn state_survives_reopening() {
+        let dir = std::env::temp_dir().join(format!("devnet-store-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("state.sqlite");
+        let _ = std::fs::remove_file(&path);
+        {
+            let store = Store::open(Some(&path)).unwrap();
+            store.deposit("w", 42).unwrap();
+            store.claim_settlement("k", "n", "p", "1", 0).unwrap();
+            store.settled("k", "tx").unwrap();
+        }
+        let store = Store::open(Some(&path)).unwrap();
+        assert_eq!(store.credits("w").unwrap().deposited_micros, 42);
+        assert_eq!(
+            store.claim_settlement("k", "n", "p", "1", 0).unwrap(),
+            Claim::Taken
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,547 @@
+//! Machines API: catalog, auth, API keys, credits top-up paid with x402 on each network.
+
+use alloy::primitives::U256;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use x402_core::auth::{self, AuthChain};
+use x402_core::{Challenge, EvmSigner, LocalEvmSigner, Network, PaymentPolicy, Receipt, evm};
+
+use crate::{Now, funded_wallet, os_random, start, treasury};
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// A request signed with the wallet-auth headers.
+fn signed(
+    signer: &LocalEvmSigner,
+    method: reqwest::Method,
+    url: &str,
+    path: &str,
+    body: &[u8],
+) -> reqwest::RequestBuilder {
+    let headers = auth::sign_evm(
+        signer,
+        AuthChain::Base,
+        method.as_str(),
+        path,
+        body,
+        &Now,
+        &mut os_random,
+    )
+    .unwrap();
+    let mut request = client()
+        .request(method, url)
+        .body(body.to_vec())
+        .header("content-type", "application/json");
+    for (name, value) in headers.pairs() {
+        request = request.header(name, value);
+    }
+    request
+}
+
+async fn challenge_of(response: reqwest::Response) -> Challenge {
+    assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+    let mut headers = HeaderMap::new();
+    for (name, value) in response.headers() {
+        headers.insert(
+            HeaderName::from_bytes(name.as_str().as_bytes()).unwrap(),
+            HeaderValue::from_bytes(value.as_bytes()).unwrap(),
+        );
+    }
+    let body = response.bytes().await.unwrap();
+    let challenge = Challenge::from_response(402, &headers, &body).unwrap();
+    // The v1 body is there too.
+    assert!(Challenge::from_body(&body).is_ok());
+    challenge
+}
+
+fn receipt_of(response: &reqwest::Response) -> Receipt {
+    let mut headers = HeaderMap::new();
+    for (name, value) in response.headers() {
+        headers.insert(
+            HeaderName::from_bytes(name.as_str().as_bytes()).unwrap(),
+            HeaderValue::from_bytes(value.as_bytes()).unwrap(),
+        );
+    }
+    Receipt::from_headers(&headers)
+        .unwrap()
+        .expect("a receipt header")
+}
+
+#[tokio::test]
+async fn catalog_endpoints() {
+    let devnet = start().await;
+    let plans: Value = client()
+        .get(format!("{}/compute/plans?type=vcg", devnet.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(plans["count"].as_u64().unwrap() >= 5);
+    assert!(
+        plans["plans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["gpu_type"].is_string())
+    );
+    let bad = client()
+        .get(format!("{}/compute/plans?type=xyz", devnet.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let regions: Value = client()
+        .get(format!("{}/compute/regions", devnet.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        regions["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == "ewr")
+    );
+    let os: Value = client()
+        .get(format!("{}/compute/os", devnet.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(os["os_options"][0]["id"], 2284);
+}
+
+#[tokio::test]
+async fn topup_paid_on_base_sepolia_moves_real_usdc_once() {
+    let devnet = start().await;
+    let payer = funded_wallet(&devnet, 20).await;
+    let url = format!("{}/compute/credits/topup", devnet.url());
+    let body = br#"{"amount":5,"network":"base"}"#;
+    let challenge = challenge_of(
+        signed(
+            &payer,
+            reqwest::Method::POST,
+            &url,
+            "/compute/credits/topup",
+            body,
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    let selected = PaymentPolicy::default()
+        .networks([Network::BASE_SEPOLIA])
+        .select(&challenge)
+        .unwrap();
+    let header = evm::exact::pay(&selected, &payer, &Now, &mut os_random).unwrap();
+
+    let before_payer = devnet.base().balance_of(payer.address()).await.unwrap();
+    let before_treasury = devnet.base().balance_of(treasury()).await.unwrap();
+    let paid = client()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header(header.name(), header.value())
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), StatusCode::OK);
+    let receipt = receipt_of(&paid);
+    assert!(receipt.success);
+    assert_eq!(receipt.network, "eip155:84532");
+    let answer: Value = paid.json().await.unwrap();
+    assert_eq!(answer["new_balance"], "5.00");
+    assert_eq!(answer["tx_hash"], receipt.transaction);
+    assert_eq!(
+        devnet.base().balance_of(payer.address()).await.unwrap(),
+        before_payer - U256::from(5_000_000u64)
+    );
+    assert_eq!(
+        devnet.base().balance_of(treasury()).await.unwrap(),
+        before_treasury + U256::from(5_000_000u64)
+    );
+
+    // The same header again: refused, nothing moves.
+    let replay = client()
+        .post(&url)
+        .header(header.name(), header.value())
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), StatusCode::PAYMENT_REQUIRED);
+    let refusal: Value = replay.json().await.unwrap();
+    assert!(
+        refusal["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid_exact_evm_nonce_already_used")
+            || refusal["error"]
+                .as_str()
+                .unwrap()
+                .contains("duplicate_settlement"),
+        "{refusal}"
+    );
+    assert_eq!(
+        devnet.base().balance_of(payer.address()).await.unwrap(),
+        before_payer - U256::from(5_000_000u64)
+    );
+
+    // The credit shows up for the wallet.
+    let path = "/compute/credits/balance";
+    let balance: Value = signed(
+        &payer,
+        reqwest::Method::GET,
+        &format!("{}{path}", devnet.url()),
+        path,
+        b"",
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(balance["balance"], "5.00");
+    assert_eq!(balance["wallet"], format!("{:#x}", payer.address()));
+}
+
+#[tokio::test]
+async fn topup_paid_with_a_megaeth_permit() {
+    let devnet = start().await;
+    let payer = funded_wallet(&devnet, 10).await;
+    let megaeth = devnet.megaeth().unwrap();
+    let url = format!("{}/compute/credits/topup", devnet.url());
+    let body = br#"{"amount":"2.50","network":"megaeth"}"#;
+    let challenge = challenge_of(
+        signed(
+            &payer,
+            reqwest::Method::POST,
+            &url,
+            "/compute/credits/topup",
+            body,
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    let selected = PaymentPolicy::default().select(&challenge).unwrap();
+    assert_eq!(selected.requirement().network(), &Network::MEGAETH);
+    let nonce = megaeth.permit_nonce(payer.address()).await.unwrap();
+    let header = evm::permit::pay(&selected, &payer, nonce, &Now).unwrap();
+    let before = megaeth.balance_of(payer.address()).await.unwrap();
+    let paid = client()
+        .post(&url)
+        .header(header.name(), header.value())
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), StatusCode::OK, "{:?}", paid.text().await);
+    let moved = U256::from(25u64) * U256::from(10u64).pow(U256::from(17u64));
+    assert_eq!(
+        megaeth.balance_of(payer.address()).await.unwrap(),
+        before - moved
+    );
+    assert_eq!(megaeth.balance_of(treasury()).await.unwrap(), moved);
+    // The permit nonce is spent: the same header cannot pay again.
+    let replay = client()
+        .post(&url)
+        .header(header.name(), header.value())
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(
+        megaeth.balance_of(payer.address()).await.unwrap(),
+        before - moved
+    );
+}
+
+#[tokio::test]
+async fn concurrent_duplicates_settle_once() {
+    let devnet = start().await;
+    let payer = funded_wallet(&devnet, 50).await;
+    let url = format!("{}/compute/credits/topup", devnet.url());
+    let body = br#"{"amount":3,"network":"base"}"#;
+    let challenge = challenge_of(
+        signed(
+            &payer,
+            reqwest::Method::POST,
+            &url,
+            "/compute/credits/topup",
+            body,
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    let selected = PaymentPolicy::default()
+        .networks([Network::BASE_SEPOLIA])
+        .select(&challenge)
+        .unwrap();
+    let header = evm::exact::pay(&selected, &payer, &Now, &mut os_random).unwrap();
+    let before = devnet.base().balance_of(payer.address()).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let request = client()
+            .post(&url)
+            .header(header.name(), header.value())
+            .body(body.to_vec());
+        tasks.push(tokio::spawn(async move {
+            request.send().await.unwrap().status()
+        }));
+    }
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            StatusCode::OK => ok += 1,
+            StatusCode::PAYMENT_REQUIRED => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(ok, 1, "exactly one of 200 identical submissions settles");
+    assert_eq!(
+        devnet.base().balance_of(payer.address()).await.unwrap(),
+        before - U256::from(3_000_000u64)
+    );
+    assert_eq!(devnet.store().settlement_count().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn bad_payments_are_refused_and_change_nothing() {
+    let devnet = start().await;
+    let payer = funded_wallet(&devnet, 20).await;
+    let url = format!("{}/compute/credits/topup", devnet.url());
+    let body = br#"{"amount":5}"#;
+    let challenge = challenge_of(
+        signed(
+            &payer,
+            reqwest::Method::POST,
+            &url,
+            "/compute/credits/topup",
+            body,
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    let selected = PaymentPolicy::default()
+        .networks([Network::BASE_SEPOLIA])
+        .select(&challenge)
+        .unwrap();
+    let requirement = selected.requirement();
+    let before = devnet.base().balance_of(payer.address()).await.unwrap();
+    let sign_for = |value: u64, signer: &LocalEvmSigner, valid_before_shift: i64| {
+        let mut nonce = [0u8; 32];
+        os_random(&mut nonce);
+        let mut authorization = evm::exact::authorization_for(
+            requirement,
+            signer.address(),
+            x402_core::Clock::now_unix(&Now),
+            nonce.into(),
+        )
+        .unwrap();
+        authorization.value = x402_core::TokenAmount::from_u64(value);
+        authorization.valid_before =
+            (authorization.valid_before as i64 + valid_before_shift) as u64;
+        let digest = evm::exact::signing_hash(requirement, &authorization).unwrap();
+        let signature = signer.sign_hash(&digest).unwrap();
+        evm::exact::payload(&selected, authorization, &signature).unwrap()
+    };
+    let stranger = LocalEvmSigner::from_hex(
+        "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+    )
+    .unwrap();
+    let cases = [
+        ("underpayment", sign_for(4_999_999, &payer, 0)),
+        ("overpayment", sign_for(5_000_001, &payer, 0)),
+        ("expired", sign_for(5_000_000, &payer, -400)),
+        ("unfunded signer", sign_for(5_000_000, &stranger, 0)),
+    ];
+    for (name, header) in cases {
+        let response = client()
+            .post(&url)
+            .header(header.name(), header.value())
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED, "{name}");
+    }
+    // Another key's signature over the payer's authorization.
+    let mut nonce = [0u8; 32];
+    os_random(&mut nonce);
+    let authorization = evm::exact::authorization_for(
+        requirement,
+        payer.address(),
+        x402_core::Clock::now_unix(&Now),
+        nonce.into(),
+    )
+    .unwrap();
+    let forged = stranger
+        .sign_hash(&evm::exact::signing_hash(requirement, &authorization).unwrap())
+        .unwrap();
+    let header = evm::exact::payload(&selected, authorization, &forged).unwrap();
+    let response = client()
+        .post(&url)
+        .header(header.name(), header.value())
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+    // Garbage headers and bodies.
+    for (name, value) in [("X-PAYMENT", "%%%"), ("PAYMENT-SIGNATURE", "e30=")] {
+        let response = client()
+            .post(&url)
+            .header(name, value)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::BAD_REQUEST,
+            "{name}: {value}"
+        );
+    }
+    for bad_body in [
+        &br#"{"amount":"lots"}"#[..],
+        br#"{"amount":0.5}"#,
+        br#"{"amount":5,"network":"dogecoin"}"#,
+        br#"{"amount":[5]}"#,
+        b"not json",
+    ] {
+        let response = signed(
+            &payer,
+            reqwest::Method::POST,
+            &url,
+            "/compute/credits/topup",
+            bad_body,
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::BAD_REQUEST,
+            "{}",
+            String::from_utf8_lossy(bad_body)
+        );
+    }
+    assert_eq!(
+        devnet.base().balance_of(payer.address()).await.unwrap(),
+        before
+    );
+    assert_eq!(devnet.store().settlement_count().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn auth_nonces_are_single_use_and_api_keys_work() {
+    let devnet = start().await;
+    let wallet = LocalEvmSigner::from_hex(
+        "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
+    )
+    .unwrap();
+    let path = "/compute/api-keys";
+    let url = format!("{}{path}", devnet.url());
+    let body = br#"{"label":"agent"}"#;
+    let headers = auth::sign_evm(
+        &wallet,
+        AuthChain::Base,
+        "POST",
+        path,
+        body,
+        &Now,
+        &mut os_random,
+    )
+    .unwrap();
+    let send = || {
+        let mut request = client().post(&url).body(body.to_vec());
+        for (name, value) in headers.pairs() {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let created = send().await.unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created: Value = created.json().await.unwrap();
+    let key = created["api_key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("x402c_"));
+    assert_eq!(
+        send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED,
+        "a replayed nonce is refused"
+    );
+
+    let listed: Value = client()
+        .get(&url)
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["api_keys"][0]["key_last4"], key[key.len() - 4..]);
+    assert!(
+        listed["api_keys"][0].get("api_key").is_none(),
+        "the key is shown once"
+    );
+    let balance: Value = client()
+        .get(format!("{}/compute/credits/balance", devnet.url()))
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        balance,
+        json!({ "wallet": format!("{:#x}", wallet.address()), "balance": 0, "total_deposited": 0, "total_spent": 0 })
+    );
+
+    let revoke_path = format!("{path}/{}", created["id"].as_str().unwrap());
+    let revoked = signed(
+        &wallet,
+        reqwest::Method::DELETE,
+        &format!("{}{revoke_path}", devnet.url()),
+        &revoke_path,
+        b"",
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
+    assert_eq!(
+        client()
+            .get(&url)
+            .header("X-API-Key", &key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        client().get(&url).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
