@@ -9,6 +9,7 @@
 //! - `cargo xtask contracts [--check]`: rebuilds the devnet token artifact (or checks that the
 //!   committed one is what the pinned compiler produces).
 //! - `cargo xtask devnet`: runs the devnet in the foreground.
+//! - `cargo xtask demo`: the main job end to end against a throwaway devnet.
 //!
 //! xtask depends on no workspace library: it only runs cargo, python and the built examples.
 
@@ -33,6 +34,10 @@ fn main() -> anyhow::Result<()> {
         Some("fuzz") => fuzz(args.get(1).map(String::as_str).unwrap_or("60")),
         Some("tools") => tools(),
         Some("contracts") => contracts(args.get(1).map(String::as_str) == Some("--check")),
+        Some("demo") => {
+            tools()?;
+            run(cargo().args(["run", "--quiet", "-p", "devnet", "--example", "demo"]))
+        }
         Some("devnet") => {
             tools()?;
             run(cargo()
@@ -49,7 +54,7 @@ fn main() -> anyhow::Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | interop | bench | fuzz [SECONDS] | tools | contracts [--check] | devnet [ARGS]>"
+                "usage: cargo xtask <ci | interop | bench | fuzz [SECONDS] | tools | contracts [--check] | devnet [ARGS] | demo>"
             );
             std::process::exit(2);
         }

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod facilitator;
 mod machines;
 
 use std::path::PathBuf;
@@ -59,6 +60,12 @@ pub(crate) fn treasury() -> Address {
 }
 
 pub(crate) struct Now;
+
+impl Now {
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.now_unix_ms()
+    }
+}
 
 impl Clock for Now {
     fn now_unix_ms(&self) -> u64 {

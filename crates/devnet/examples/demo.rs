@@ -1,0 +1,221 @@
+//! The main job, end to end against a local devnet (`cargo xtask demo`): start the devnet,
+//! fund a throwaway wallet, and buy compute credits with x402 on Base Sepolia (EIP-3009) and
+//! MegaETH (ERC-2612 permit), using raw `x402-core` calls. The CLI issue replaces this with
+//! `x402c`.
+
+#![allow(clippy::print_stdout)]
+
+use alloy::primitives::U256;
+use anyhow::{Context, bail};
+use devnet::{Config, Devnet, SystemClock};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Value, json};
+use x402_core::auth::{self, AuthChain};
+use x402_core::{
+    AssetRegistry, Challenge, EvmSigner, LocalEvmSigner, Network, PaymentPolicy, Receipt,
+    TokenAmount, evm,
+};
+
+fn os_random(buf: &mut [u8]) {
+    #[allow(clippy::expect_used)]
+    getrandom::fill(buf).expect("the OS random source works");
+}
+
+fn headers_of(response: &reqwest::Response) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in response.headers() {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_str().as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    headers
+}
+
+async fn top_up(
+    devnet: &Devnet,
+    wallet: &LocalEvmSigner,
+    body: &Value,
+    network: Network,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let path = "/compute/credits/topup";
+    let bytes = serde_json::to_vec(body)?;
+    let signed = auth::sign_evm(
+        wallet,
+        AuthChain::Base,
+        "POST",
+        path,
+        &bytes,
+        &SystemClock,
+        &mut os_random,
+    )?;
+    let mut request = client
+        .post(format!("{}{path}", devnet.url()))
+        .header("content-type", "application/json")
+        .body(bytes.clone());
+    for (name, value) in signed.pairs() {
+        request = request.header(name, value);
+    }
+    let response = request.send().await?;
+    println!("  POST {path} {body} -> {}", response.status());
+    let headers = headers_of(&response);
+    let challenge = Challenge::from_response(
+        response.status().as_u16(),
+        &headers,
+        &response.bytes().await?,
+    )?;
+    for offer in challenge.offers() {
+        if let Ok(requirement) = offer.requirement() {
+            println!("    offer: {}", requirement.summary());
+        }
+    }
+    let selected = PaymentPolicy::default()
+        .networks([network.clone()])
+        .select(&challenge)?;
+    let header = match selected.requirement().scheme() {
+        x402_core::Scheme::Permit => {
+            let chain = devnet.megaeth().context("MegaETH chain")?;
+            evm::permit::pay(
+                &selected,
+                wallet,
+                chain.permit_nonce(wallet.address()).await?,
+                &SystemClock,
+            )?
+        }
+        _ => evm::exact::pay(&selected, wallet, &SystemClock, &mut os_random)?,
+    };
+    println!(
+        "  signed {} for {}",
+        header.name(),
+        selected.requirement().summary()
+    );
+    let paid = client
+        .post(format!("{}{path}", devnet.url()))
+        .header("content-type", "application/json")
+        .header(header.name(), header.value())
+        .body(bytes)
+        .send()
+        .await?;
+    let status = paid.status();
+    let receipt = Receipt::from_headers(&headers_of(&paid))?;
+    let answer: Value = paid.json().await?;
+    if !status.is_success() {
+        bail!("top-up refused: {answer}");
+    }
+    if let Some(receipt) = receipt {
+        println!(
+            "  -> {status}: settled on {} in transaction {}",
+            receipt.network, receipt.transaction
+        );
+    }
+    println!(
+        "  -> credit balance now ${}",
+        answer["new_balance"].as_str().unwrap_or("?")
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let anvil = std::env::var_os("X402_DEVNET_ANVIL")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../.tools/npm/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")
+        });
+    println!("1. Starting the devnet (two anvil chains, SQLite state, machines API, facilitator)");
+    let devnet = Devnet::start(Config::ephemeral(anvil)).await?;
+    println!("  machines API and facilitator at {}", devnet.url());
+    println!(
+        "  Base Sepolia (eip155:84532) at {}, MegaETH (eip155:4326) at {}",
+        devnet.base().rpc_url(),
+        devnet.megaeth().map(|m| m.rpc_url()).unwrap_or("-")
+    );
+
+    println!("\n2. A throwaway wallet, funded through the devnet's admin route");
+    let mut secret = [0u8; 32];
+    os_random(&mut secret);
+    let wallet = LocalEvmSigner::from_bytes(&secret)?;
+    let funded: Value = reqwest::Client::new()
+        .post(format!("{}/devnet/fund", devnet.url()))
+        .json(&json!({ "address": wallet.address().to_string(), "usdc": "25" }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    println!(
+        "  {} received 25 USDC and 25 MegaUSD: {}",
+        wallet.address(),
+        funded["transactions"]
+    );
+
+    println!("\n3. The catalog");
+    let plans: Value = reqwest::Client::new()
+        .get(format!("{}/compute/plans?type=vcg", devnet.url()))
+        .send()
+        .await?
+        .json()
+        .await?;
+    for plan in plans["plans"].as_array().into_iter().flatten().take(3) {
+        println!(
+            "  {:<28} {:<12} ${}/h",
+            plan["id"].as_str().unwrap_or(""),
+            plan["gpu_type"].as_str().unwrap_or(""),
+            plan["our_hourly"]
+        );
+    }
+
+    println!(
+        "\n4. Buy $10 of credits with x402 on Base Sepolia (EIP-3009 transferWithAuthorization)"
+    );
+    let usdc = AssetRegistry::known()
+        .default_for(&Network::BASE_SEPOLIA)
+        .context("registry")?;
+    let before = devnet.base().balance_of(wallet.address()).await?;
+    top_up(
+        &devnet,
+        &wallet,
+        &json!({ "amount": 10, "network": "base" }),
+        Network::BASE_SEPOLIA,
+    )
+    .await?;
+    let after = devnet.base().balance_of(wallet.address()).await?;
+    println!(
+        "  on chain: {} -> {}",
+        usdc.display_amount(TokenAmount::new(before)),
+        usdc.display_amount(TokenAmount::new(after))
+    );
+
+    println!("\n5. Buy $2.50 more with a MegaETH ERC-2612 permit");
+    top_up(
+        &devnet,
+        &wallet,
+        &json!({ "amount": "2.50", "network": "megaeth" }),
+        Network::MEGAETH,
+    )
+    .await?;
+    if let Some(megaeth) = devnet.megaeth() {
+        let left = megaeth.balance_of(wallet.address()).await?;
+        let usdm = AssetRegistry::known()
+            .default_for(&Network::MEGAETH)
+            .context("registry")?;
+        println!(
+            "  on chain: {} left",
+            usdm.display_amount(TokenAmount::new(left))
+        );
+        debug_assert!(left < U256::from(25u64) * U256::from(10u64).pow(U256::from(18u64)));
+    }
+
+    println!(
+        "\n6. Provisioning an instance with those credits arrives with the devnet's instances slice (not built yet)."
+    );
+    println!(
+        "\nDone: {} payments settled on the local chains.",
+        devnet.store().settlement_count()?
+    );
+    devnet.shutdown().await;
+    Ok(())
+}

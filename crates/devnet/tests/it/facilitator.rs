@@ -1,0 +1,250 @@
+//! The facilitator over HTTP, and state across a restart.
+
+use alloy::primitives::U256;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use x402_core::challenge::{PaymentRequired, RequirementSpec, ResourceInfo, Scheme};
+use x402_core::{
+    AssetId, Challenge, EvmSigner, Network, PayTo, PaymentPayload, PaymentPolicy, TokenAmount,
+    encoding, evm,
+};
+
+use crate::{Now, anvil, funded_wallet, os_random, start};
+
+fn requirement_json(required: &PaymentRequired) -> Value {
+    let challenge: Value =
+        serde_json::from_slice(&encoding::decode("t", &required.to_v2_header()).unwrap()).unwrap();
+    challenge["accepts"][0].clone()
+}
+
+#[tokio::test]
+async fn verify_and_settle_over_http() {
+    let devnet = start().await;
+    let payer = funded_wallet(&devnet, 10).await;
+    let client = reqwest::Client::new();
+    let supported: Value = client
+        .get(format!("{}/supported", devnet.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kinds = supported["kinds"].as_array().unwrap();
+    assert!(
+        kinds.contains(&json!({ "x402Version": 2, "scheme": "exact", "network": "eip155:84532" }))
+    );
+    assert!(
+        kinds.contains(&json!({ "x402Version": 1, "scheme": "exact", "network": "base-sepolia" }))
+    );
+    assert!(
+        kinds.contains(&json!({ "x402Version": 2, "scheme": "permit", "network": "eip155:4326" }))
+    );
+
+    let mut extra = serde_json::Map::new();
+    extra.insert("name".into(), json!("USDC"));
+    extra.insert("version".into(), json!("2"));
+    let required = PaymentRequired {
+        resource: ResourceInfo {
+            url: "http://127.0.0.1/other-server".into(),
+            description: None,
+            mime_type: None,
+        },
+        error: String::new(),
+        accepts: vec![RequirementSpec {
+            scheme: Scheme::Exact,
+            network: Network::BASE_SEPOLIA,
+            amount: TokenAmount::from_u64(1_250_000),
+            asset: AssetId::Evm(devnet.base().token().address),
+            pay_to: PayTo::Evm(
+                "0x0000000000000000000000000000000000000bee"
+                    .parse()
+                    .unwrap(),
+            ),
+            max_timeout_seconds: 120,
+            extra,
+        }],
+    };
+    let challenge = Challenge::from_v2_header(&required.to_v2_header()).unwrap();
+    let selected = PaymentPolicy::default().select(&challenge).unwrap();
+    let header = evm::exact::pay(&selected, &payer, &Now, &mut os_random).unwrap();
+    let payload: Value =
+        serde_json::from_slice(&encoding::decode("t", header.value()).unwrap()).unwrap();
+    assert!(PaymentPayload::from_header_value(header.value()).is_ok());
+    let body = json!({ "x402Version": 2, "paymentPayload": payload, "paymentRequirements": requirement_json(&required) });
+
+    let verified: Value = client
+        .post(format!("{}/verify", devnet.url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        verified,
+        json!({ "isValid": true, "payer": payer.address().to_checksum(None) })
+    );
+    let mut wrong = body.clone();
+    wrong["paymentRequirements"]["amount"] = json!("1250001");
+    let refused: Value = client
+        .post(format!("{}/verify", devnet.url()))
+        .json(&wrong)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(refused["isValid"], false);
+    assert_eq!(refused["invalidReason"], "invalid_payment_requirements");
+
+    let settled: Value = client
+        .post(format!("{}/settle", devnet.url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(settled["success"], true, "{settled}");
+    assert_eq!(settled["network"], "eip155:84532");
+    let bee = "0x0000000000000000000000000000000000000bee"
+        .parse()
+        .unwrap();
+    assert_eq!(
+        devnet.base().balance_of(bee).await.unwrap(),
+        U256::from(1_250_000u64)
+    );
+    let again: Value = client
+        .post(format!("{}/settle", devnet.url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["success"], false);
+    assert_eq!(
+        devnet.base().balance_of(bee).await.unwrap(),
+        U256::from(1_250_000u64)
+    );
+
+    let garbage = client
+        .post(format!("{}/verify", devnet.url()))
+        .body("{\"x402Version\":2}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbage.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_restart_with_the_same_data_dir_keeps_everything() {
+    let dir = std::env::temp_dir().join(format!(
+        "devnet-restart-{}-{}",
+        std::process::id(),
+        Now.now_ms()
+    ));
+    let config = || devnet::Config {
+        data_dir: Some(dir.clone()),
+        ..devnet::Config::ephemeral(anvil())
+    };
+    let payer;
+    let header;
+    let body = br#"{"amount":4,"network":"base"}"#;
+    {
+        let devnet = devnet::Devnet::start(config()).await.unwrap();
+        payer = funded_wallet(&devnet, 10).await;
+        let url = format!("{}/compute/credits/topup", devnet.url());
+        let key: Value = {
+            let headers = x402_core::auth::sign_evm(
+                &payer,
+                x402_core::auth::AuthChain::Base,
+                "POST",
+                "/compute/api-keys",
+                b"",
+                &Now,
+                &mut os_random,
+            )
+            .unwrap();
+            let mut request =
+                reqwest::Client::new().post(format!("{}/compute/api-keys", devnet.url()));
+            for (name, value) in headers.pairs() {
+                request = request.header(name, value);
+            }
+            request.send().await.unwrap().json().await.unwrap()
+        };
+        let response = reqwest::Client::new()
+            .post(&url)
+            .header("X-API-Key", key["api_key"].as_str().unwrap())
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in response.headers() {
+            headers.insert(
+                http::HeaderName::from_bytes(name.as_str().as_bytes()).unwrap(),
+                http::HeaderValue::from_bytes(value.as_bytes()).unwrap(),
+            );
+        }
+        let challenge =
+            Challenge::from_response(402, &headers, &response.bytes().await.unwrap()).unwrap();
+        let selected = PaymentPolicy::default()
+            .networks([Network::BASE_SEPOLIA])
+            .select(&challenge)
+            .unwrap();
+        header = evm::exact::pay(&selected, &payer, &Now, &mut os_random).unwrap();
+        let paid = reqwest::Client::new()
+            .post(&url)
+            .header(header.name(), header.value())
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(paid.status(), StatusCode::OK);
+        std::fs::write(dir.join("key"), key["api_key"].as_str().unwrap()).unwrap();
+        // anvil writes its state every second.
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        devnet.shutdown().await;
+    }
+    let devnet = devnet::Devnet::start(config()).await.unwrap();
+    let key = std::fs::read_to_string(dir.join("key")).unwrap();
+    let balance: Value = reqwest::Client::new()
+        .get(format!("{}/compute/credits/balance", devnet.url()))
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(balance["balance"], "4.00", "credits and API keys survive");
+    assert_eq!(
+        devnet.base().balance_of(payer.address()).await.unwrap(),
+        U256::from(6_000_000u64),
+        "the chain survives"
+    );
+    assert_eq!(
+        devnet.base().balance_of(devnet::TREASURY).await.unwrap(),
+        U256::from(4_000_000u64)
+    );
+    let replay = reqwest::Client::new()
+        .post(format!("{}/compute/credits/topup", devnet.url()))
+        .header(header.name(), header.value())
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        replay.status(),
+        StatusCode::PAYMENT_REQUIRED,
+        "used payments stay used"
+    );
+    devnet.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
