@@ -15,15 +15,17 @@
 //! transaction on the local chain. State lives in the data directory: restarting with the same
 //! directory keeps credits, API keys, used nonces, settlements and the chains' balances.
 //!
-//! **Status:** machines catalog, credits (balance, x402 top-up), API keys, wallet and API-key
-//! auth, and the facilitator for EVM `exact` and `permit` work. Instances (provision, extend,
-//! resize, destroy, password), Solana (litesvm and its JSON-RPC), fault injection and the
-//! Python SDK and conformance interop are not built yet.
+//! **Status:** every machines endpoint (catalog, provision, instances, extend, resize,
+//! password, destroy, credits, API keys) with wallet and API-key auth, x402 on Base Sepolia
+//! (`exact`) and MegaETH (`permit`) or credits, and the facilitator for both, work. Solana
+//! (litesvm and its JSON-RPC, the Solana facilitator path and its 5xx fault), and the Python
+//! SDK and `x402conf` interop are not built yet.
 
 pub mod catalog;
 mod error;
 pub mod evm;
 pub mod facilitator;
+pub mod instances;
 pub mod machines;
 pub mod store;
 
@@ -63,6 +65,21 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Whether to start the MegaETH chain too.
     pub megaeth: bool,
+    /// Fault injection.
+    pub faults: FaultConfig,
+}
+
+/// Fault injection settings (also adjustable at runtime with `POST /devnet/faults`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultConfig {
+    /// Per thousand paid instances, how many the simulated provider rejects (refunded to
+    /// credits).
+    #[serde(default)]
+    pub provider_reject_permille: u16,
+    /// How long a new instance stays `pending` before it is `active`.
+    #[serde(default)]
+    pub boot_delay_ms: u64,
 }
 
 impl Config {
@@ -73,6 +90,7 @@ impl Config {
             data_dir: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             megaeth: true,
+            faults: FaultConfig::default(),
         }
     }
 }
@@ -182,13 +200,16 @@ impl Devnet {
             pay_to_evm: TREASURY,
             public_url: url.clone(),
             clock,
+            faults: machines::Faults::new(config.faults),
         });
         let app = Router::new()
             .merge(machines::routes(state.clone()))
+            .merge(instances::routes(state.clone()))
             .merge(facilitator::routes(facilitator))
             .merge(
                 Router::new()
                     .route("/devnet/fund", post(fund))
+                    .route("/devnet/faults", post(set_faults))
                     .with_state(state),
             );
         let server = tokio::spawn(async move {
@@ -228,6 +249,15 @@ impl Devnet {
         self.server.abort();
         let _ = self.server.await;
     }
+}
+
+/// `POST /devnet/faults {"provider_reject_permille", "boot_delay_ms"}`: devnet only.
+async fn set_faults(
+    State(state): State<Arc<AppState>>,
+    Json(config): Json<FaultConfig>,
+) -> Response {
+    state.faults.set(config);
+    Json(json!({ "success": true })).into_response()
 }
 
 #[derive(Deserialize)]

@@ -46,6 +46,56 @@ pub struct AppState {
     pub public_url: String,
     /// Time source.
     pub clock: Arc<dyn Clock + Send + Sync>,
+    /// Fault injection for tests.
+    pub faults: Faults,
+}
+
+/// Fault injection: how often the simulated provider rejects a paid instance, and how long
+/// instances take to boot. Adjustable at runtime through `POST /devnet/faults`.
+#[derive(Debug, Default)]
+pub struct Faults {
+    provider_reject_permille: std::sync::atomic::AtomicU32,
+    boot_delay_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Faults {
+    /// Faults from a configuration.
+    pub fn new(config: crate::FaultConfig) -> Faults {
+        let faults = Faults::default();
+        faults.set(config);
+        faults
+    }
+
+    /// Replaces the settings.
+    pub fn set(&self, config: crate::FaultConfig) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.provider_reject_permille.store(
+            u32::from(config.provider_reject_permille.min(1000)),
+            Relaxed,
+        );
+        self.boot_delay_ms.store(config.boot_delay_ms, Relaxed);
+    }
+
+    /// Draws whether the provider rejects this instance.
+    pub fn provider_rejects(&self) -> bool {
+        let permille = self
+            .provider_reject_permille
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if permille == 0 {
+            return false;
+        }
+        let mut draw = [0u8; 2];
+        if getrandom::fill(&mut draw).is_err() {
+            return false;
+        }
+        u32::from(u16::from_le_bytes(draw)) % 1000 < permille
+    }
+
+    /// How long a new instance stays `pending`.
+    pub fn boot_delay_ms(&self) -> u64 {
+        self.boot_delay_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// An error response: status plus `{"error": message}` (and extra fields).
@@ -56,7 +106,10 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+    pub(crate) fn with_body(status: StatusCode, body: Value) -> ApiError {
+        ApiError { status, body }
+    }
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             body: json!({ "error": message.into() }),
@@ -68,7 +121,7 @@ impl ApiError {
     fn unauthorized(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, message)
     }
-    fn internal(error: impl std::fmt::Display) -> ApiError {
+    pub(crate) fn internal(error: impl std::fmt::Display) -> ApiError {
         tracing::error!(%error, "internal error");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -89,7 +142,7 @@ impl From<crate::Error> for ApiError {
     }
 }
 
-type ApiResult<T = Response> = std::result::Result<T, ApiError>;
+pub(crate) type ApiResult<T = Response> = std::result::Result<T, ApiError>;
 
 /// The machines API routes.
 pub fn routes(state: Arc<AppState>) -> Router {
@@ -125,7 +178,7 @@ async fn plans(Query(query): Query<PlansQuery>) -> ApiResult {
 }
 
 /// Who is calling: `X-API-Key`, else the six `X-Auth-*` headers (single-use nonce).
-fn authenticate(
+pub(crate) fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     method: &Method,
@@ -194,7 +247,7 @@ async fn credits_balance(
 }
 
 /// `"150.00"`-style dollar strings (at least two decimals, more when needed).
-fn dollars(amount: UsdMicros) -> String {
+pub(crate) fn dollars(amount: UsdMicros) -> String {
     amount.to_string().trim_start_matches('$').to_owned()
 }
 
@@ -283,7 +336,7 @@ async fn credits_topup(
     ))
 }
 
-fn has_auth(headers: &HeaderMap) -> bool {
+pub(crate) fn has_auth(headers: &HeaderMap) -> bool {
     headers.contains_key("x-api-key") || headers.contains_key(x402_core::auth::HEADER_SIGNATURE)
 }
 
@@ -303,7 +356,7 @@ fn parse_usd(value: &Value) -> ApiResult<UsdMicros> {
 }
 
 /// The offers for `price` on every running chain (or the one family asked for).
-fn offers(
+pub(crate) fn offers(
     state: &AppState,
     uri: &Uri,
     price: UsdMicros,
@@ -360,7 +413,7 @@ fn offers(
 }
 
 /// A 402 with both challenge forms.
-fn payment_required(required: &PaymentRequired, error: &str) -> Response {
+pub(crate) fn payment_required(required: &PaymentRequired, error: &str) -> Response {
     let mut required = required.clone();
     required.error = error.to_owned();
     let mut response = (StatusCode::PAYMENT_REQUIRED, required.to_v1_body()).into_response();
@@ -380,7 +433,7 @@ fn payment_required(required: &PaymentRequired, error: &str) -> Response {
 }
 
 /// Finds the offer `payment` answers and settles it; a failed payment becomes the 402 to send.
-async fn settle(
+pub(crate) async fn settle(
     state: &AppState,
     required: &PaymentRequired,
     payment: &PaymentPayload,
@@ -424,7 +477,7 @@ async fn settle(
     }
 }
 
-fn with_receipt(
+pub(crate) fn with_receipt(
     mut response: Response,
     payment: &PaymentPayload,
     settlement: &Settlement,
@@ -556,7 +609,12 @@ pub(crate) fn random_id() -> ApiResult<String> {
 }
 
 pub(crate) fn now_rfc3339(clock: &dyn Clock) -> String {
-    let seconds = i64::try_from(clock.now_unix()).unwrap_or(0);
+    rfc3339(clock.now_unix())
+}
+
+/// Unix seconds as RFC 3339 (`2026-02-18T00:00:00Z`).
+pub(crate) fn rfc3339(unix: u64) -> String {
+    let seconds = i64::try_from(unix).unwrap_or(0);
     time::OffsetDateTime::from_unix_timestamp(seconds)
         .ok()
         .and_then(|t| {

@@ -42,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
         data_dir: Some(PathBuf::from(".devnet")),
         listen: SocketAddr::from(([127, 0, 0, 1], 8402)),
         megaeth: true,
+        faults: devnet::FaultConfig::default(),
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
@@ -52,8 +53,18 @@ async fn main() -> anyhow::Result<()> {
             "--data-dir" => config.data_dir = Some(PathBuf::from(value()?)),
             "--anvil" => config.anvil = PathBuf::from(value()?),
             "--no-megaeth" => config.megaeth = false,
+            "--boot-delay-ms" => {
+                config.faults.boot_delay_ms = value()?
+                    .parse()
+                    .context("--boot-delay-ms must be a number")?
+            }
+            "--provider-reject-permille" => {
+                config.faults.provider_reject_permille = value()?
+                    .parse()
+                    .context("--provider-reject-permille must be 0-1000")?
+            }
             other => bail!(
-                "unknown argument `{other}`\nusage: x402-devnet [serve] [--port N] [--data-dir DIR] [--anvil PATH] [--no-megaeth] | fund ADDRESS --usdc N [--url URL]"
+                "unknown argument `{other}`\nusage: x402-devnet [serve] [--port N] [--data-dir DIR] [--anvil PATH] [--no-megaeth] [--boot-delay-ms N] [--provider-reject-permille N] | fund ADDRESS --usdc N [--url URL]"
             ),
         }
     }

@@ -33,6 +33,25 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at TEXT NOT NULL,
     revoked_at TEXT
 );
+CREATE TABLE IF NOT EXISTS instances (
+    id TEXT PRIMARY KEY,
+    wallet TEXT NOT NULL,
+    plan TEXT NOT NULL,
+    region TEXT NOT NULL,
+    os_id INTEGER NOT NULL,
+    label TEXT NOT NULL,
+    ssh_key INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    active_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    destroyed_ms INTEGER,
+    prepaid_hours INTEGER NOT NULL,
+    paid_micros INTEGER NOT NULL,
+    password_taken INTEGER NOT NULL DEFAULT 0,
+    tx_hash TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS instances_by_wallet ON instances (wallet);
 CREATE TABLE IF NOT EXISTS auth_nonces (
     nonce TEXT PRIMARY KEY,
     seen_ms INTEGER NOT NULL
@@ -213,6 +232,20 @@ impl Store {
         })
     }
 
+    /// Gives back credits spent on something that did not happen.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn unspend(&self, wallet: &str, micros: u64) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE credits SET spent_micros = MAX(0, spent_micros - ?2) WHERE wallet = ?1",
+                params![wallet, micros as i64],
+            )
+            .map(|_| ())
+        })
+    }
+
     /// A wallet's credits.
     ///
     /// # Errors
@@ -298,6 +331,156 @@ impl Store {
     pub fn revoke_api_key(&self, wallet: &str, id: &str, at: &str) -> Result<bool> {
         self.with(|c| {
             c.execute("UPDATE api_keys SET revoked_at = ?3 WHERE id = ?1 AND wallet = ?2 AND revoked_at IS NULL", params![id, wallet, at]).map(|n| n == 1)
+        })
+    }
+}
+
+/// One instance row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceRecord {
+    /// Id.
+    pub id: String,
+    /// Owner.
+    pub wallet: String,
+    /// Plan id.
+    pub plan: String,
+    /// Region id.
+    pub region: String,
+    /// OS image id.
+    pub os_id: u32,
+    /// Label.
+    pub label: String,
+    /// Whether it was created with an SSH key.
+    pub ssh_key: bool,
+    /// Created, unix ms.
+    pub created_ms: u64,
+    /// Boots (becomes active), unix ms.
+    pub active_ms: u64,
+    /// Prepaid until, unix ms.
+    pub expires_ms: u64,
+    /// Destroyed, unix ms.
+    pub destroyed_ms: Option<u64>,
+    /// Hours bought in total.
+    pub prepaid_hours: u64,
+    /// Dollars paid in total, micros.
+    pub paid_micros: u64,
+    /// Whether the one-time password was handed out.
+    pub password_taken: bool,
+    /// Payment transaction of the purchase.
+    pub tx_hash: Option<String>,
+    /// Extra JSON (AI machine, resize state).
+    pub metadata: String,
+}
+
+const INSTANCE_COLUMNS: &str = "id, wallet, plan, region, os_id, label, ssh_key, created_ms, active_ms, expires_ms, destroyed_ms, prepaid_hours, paid_micros, password_taken, tx_hash, metadata";
+
+fn read_instance(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRecord> {
+    Ok(InstanceRecord {
+        id: r.get(0)?,
+        wallet: r.get(1)?,
+        plan: r.get(2)?,
+        region: r.get(3)?,
+        os_id: r.get(4)?,
+        label: r.get(5)?,
+        ssh_key: r.get(6)?,
+        created_ms: r.get::<_, i64>(7)? as u64,
+        active_ms: r.get::<_, i64>(8)? as u64,
+        expires_ms: r.get::<_, i64>(9)? as u64,
+        destroyed_ms: r.get::<_, Option<i64>>(10)?.map(|v| v as u64),
+        prepaid_hours: r.get::<_, i64>(11)? as u64,
+        paid_micros: r.get::<_, i64>(12)? as u64,
+        password_taken: r.get(13)?,
+        tx_hash: r.get(14)?,
+        metadata: r.get(15)?,
+    })
+}
+
+impl Store {
+    /// Stores a new instance.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn insert_instance(&self, i: &InstanceRecord) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                &format!("INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
+                params![
+                    i.id, i.wallet, i.plan, i.region, i.os_id, i.label, i.ssh_key, i.created_ms as i64, i.active_ms as i64, i.expires_ms as i64,
+                    i.destroyed_ms.map(|v| v as i64), i.prepaid_hours as i64, i.paid_micros as i64, i.password_taken, i.tx_hash, i.metadata
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// An instance, if `wallet` owns it.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn instance(&self, wallet: &str, id: &str) -> Result<Option<InstanceRecord>> {
+        self.with(|c| {
+            c.query_row(
+                &format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?1 AND wallet = ?2"),
+                params![id, wallet],
+                read_instance,
+            )
+            .optional()
+        })
+    }
+
+    /// An instance by id, whoever owns it (paid extends need no auth).
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn instance_by_id(&self, id: &str) -> Result<Option<InstanceRecord>> {
+        self.with(|c| {
+            c.query_row(
+                &format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?1"),
+                params![id],
+                read_instance,
+            )
+            .optional()
+        })
+    }
+
+    /// A wallet's instances, newest first.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn instances(&self, wallet: &str) -> Result<Vec<InstanceRecord>> {
+        self.with(|c| {
+            let mut statement = c.prepare(&format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE wallet = ?1 ORDER BY created_ms DESC, id"))?;
+            let rows = statement.query_map(params![wallet], read_instance)?;
+            rows.collect()
+        })
+    }
+
+    /// Replaces an instance's mutable fields (plan, expiry, hours, paid, destroyed, password,
+    /// metadata) in one statement.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn update_instance(&self, i: &InstanceRecord) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE instances SET plan = ?2, expires_ms = ?3, prepaid_hours = ?4, paid_micros = ?5, destroyed_ms = ?6, password_taken = ?7, metadata = ?8 WHERE id = ?1",
+                params![i.id, i.plan, i.expires_ms as i64, i.prepaid_hours as i64, i.paid_micros as i64, i.destroyed_ms.map(|v| v as i64), i.password_taken, i.metadata],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Takes the one-time password: `true` the first time only.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn take_password(&self, id: &str) -> Result<bool> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE instances SET password_taken = 1 WHERE id = ?1 AND password_taken = 0",
+                params![id],
+            )
+            .map(|n| n == 1)
         })
     }
 }

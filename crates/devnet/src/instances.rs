@@ -1,0 +1,695 @@
+//! Instances on a simulated provider: provision, list, details, destroy, one-time password,
+//! extend and resize (`/compute/provision`, `/compute/instances/...`).
+//!
+//! An instance is `pending` until its boot delay passes, then `active` with an address from
+//! the documentation range 203.0.113.0/24, `expired` once `expires_at` passes, and
+//! `destroyed` after DELETE. Status is derived from the stored times, so it is right after a
+//! restart too. A provider rejection after payment refunds the price to the payer's credits.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use x402_core::{PaymentPayload, UsdMicros};
+
+use crate::catalog::{self, Plan};
+use crate::machines::{
+    ApiError, ApiResult, AppState, authenticate, dollars, has_auth, offers, payment_required,
+    random_id, rfc3339, settle, with_receipt,
+};
+use crate::store::InstanceRecord;
+
+const HOUR_MS: u64 = 3_600_000;
+/// Fewest hours a provision may prepay.
+pub const MIN_PREPAID_HOURS: u64 = 24;
+
+/// The instance routes.
+pub fn routes(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/compute/provision", post(provision))
+        .route("/compute/instances", get(list))
+        .route("/compute/instances/{id}", get(details).delete(destroy))
+        .route("/compute/instances/{id}/password", post(password))
+        .route("/compute/instances/{id}/extend", post(extend))
+        .route("/compute/instances/{id}/resize", post(resize))
+        .with_state(state)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AiMachine {
+    model_id: String,
+    mode: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeployNode {
+    #[allow(dead_code)]
+    model_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProvisionRequest {
+    plan: String,
+    region: String,
+    #[serde(default = "default_os")]
+    os_id: u32,
+    #[serde(default = "default_label")]
+    label: String,
+    prepaid_hours: u64,
+    #[serde(default)]
+    network: Option<String>,
+    #[serde(default)]
+    ssh_public_key: Option<String>,
+    #[serde(default)]
+    ssh_key_id: Option<Value>,
+    #[serde(default)]
+    ssh_key_ids: Option<Vec<Value>>,
+    #[serde(default)]
+    provider: Option<String>,
+    #[serde(default)]
+    hostname: Option<String>,
+    #[serde(default)]
+    use_credits: bool,
+    #[serde(default)]
+    ai_machine: Option<AiMachine>,
+    #[serde(default)]
+    deploy_node: Option<DeployNode>,
+}
+
+fn default_os() -> u32 {
+    2284
+}
+
+fn default_label() -> String {
+    "x402-instance".to_owned()
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, message)
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no instance {id}"))
+}
+
+fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8], shape: &str) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| bad(format!("body must be {shape}: {e}")))
+}
+
+/// Which chain family a `network` field asks for.
+fn network_filter(network: Option<&str>) -> ApiResult<Option<&'static str>> {
+    match network {
+        None => Ok(None),
+        Some("base" | "base-sepolia") => Ok(Some("evm-exact")),
+        Some("megaeth") => Ok(Some("evm-permit")),
+        Some("solana" | "solana-devnet") => Ok(Some("solana")),
+        Some(other) => Err(bad(format!(
+            "unknown network `{other}`: use base, megaeth or solana"
+        ))),
+    }
+}
+
+impl ProvisionRequest {
+    /// Checks everything that does not need money; returns the plan and the price.
+    fn validate(&self) -> ApiResult<(&'static Plan, UsdMicros)> {
+        let plan = catalog::plan(&self.plan).ok_or_else(|| {
+            bad(format!(
+                "unknown plan `{}`: see GET /compute/plans",
+                self.plan
+            ))
+        })?;
+        if !plan.locations.contains(&self.region.as_str()) {
+            return Err(bad(format!(
+                "plan {} is not offered in region `{}`; it is in {}",
+                plan.id,
+                self.region,
+                plan.locations.join(", ")
+            )));
+        }
+        if !catalog::OS_IMAGES.iter().any(|os| os.0 == self.os_id) {
+            return Err(bad(format!(
+                "unknown os_id {}: see GET /compute/os",
+                self.os_id
+            )));
+        }
+        if self.prepaid_hours < MIN_PREPAID_HOURS {
+            return Err(bad(format!(
+                "prepaid_hours must be at least {MIN_PREPAID_HOURS}"
+            )));
+        }
+        let has_key = self
+            .ssh_public_key
+            .as_deref()
+            .is_some_and(|k| !k.trim().is_empty())
+            || self.ssh_key_id.is_some()
+            || self.ssh_key_ids.as_ref().is_some_and(|k| !k.is_empty());
+        if plan.provider() == "digitalocean" && !has_key {
+            return Err(bad(
+                "DigitalOcean (do:) plans need ssh_public_key or ssh_key_id(s); there is no password fallback",
+            ));
+        }
+        if let Some(provider) = &self.provider
+            && provider != plan.provider()
+        {
+            return Err(bad(format!(
+                "plan {} is a {} plan, not {provider}",
+                plan.id,
+                plan.provider()
+            )));
+        }
+        if self.ai_machine.is_some() && self.deploy_node.is_some() {
+            return Err(bad("ai_machine and deploy_node are mutually exclusive"));
+        }
+        if let Some(ai) = &self.ai_machine {
+            if ai.mode != "private" {
+                return Err(bad("ai_machine.mode must be \"private\""));
+            }
+            if self.use_credits {
+                return Err(bad("AI machines are paid with x402, not credits"));
+            }
+        }
+        if self.deploy_node.is_some() {
+            return Err(bad(
+                "deploy_node needs 50,000 SGL staked to the paying wallet; the devnet has no SGL staking",
+            ));
+        }
+        if self.label.len() > 256 {
+            return Err(bad("label is longer than 256 bytes"));
+        }
+        let _ = &self.hostname;
+        let price = plan
+            .price(self.prepaid_hours)
+            .ok_or_else(|| bad("prepaid_hours is too large"))?;
+        Ok((plan, price))
+    }
+
+    fn has_ssh_key(&self) -> bool {
+        self.ssh_public_key
+            .as_deref()
+            .is_some_and(|k| !k.trim().is_empty())
+            || self.ssh_key_id.is_some()
+            || self.ssh_key_ids.as_ref().is_some_and(|k| !k.is_empty())
+    }
+}
+
+/// How the purchase was paid, for refunds.
+enum Paid {
+    Credits,
+    X402 { transaction: String },
+}
+
+async fn provision(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let payment = PaymentPayload::from_headers(&headers)
+        .map_err(|e| bad(format!("unreadable payment header: {e}")))?;
+    let request: ProvisionRequest = parse_body(&body, "{plan, region, prepaid_hours, ...}")?;
+    let (plan, price) = request.validate()?;
+    let filter = network_filter(request.network.as_deref())?;
+    let caller = if has_auth(&headers) || request.use_credits {
+        Some(authenticate(&state, &headers, &method, &uri, &body)?)
+    } else {
+        None
+    };
+    let (owner, paid, response_payment) = if request.use_credits {
+        let owner = caller
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "use_credits needs auth"))?;
+        spend_credits(&state, &owner, price)?;
+        (owner, Paid::Credits, None)
+    } else {
+        let required = offers(
+            &state,
+            &uri,
+            price,
+            &format!("{} for {} hours", plan.id, request.prepaid_hours),
+            filter,
+        );
+        let Some(payment) = payment else {
+            return Ok(payment_required(
+                &required,
+                "payment required: pay with X-PAYMENT (v1) or PAYMENT-SIGNATURE (v2), or use_credits with auth",
+            ));
+        };
+        let settlement = match settle(&state, &required, &payment).await {
+            Ok(settlement) => settlement,
+            Err(response) => return Ok(response),
+        };
+        let owner = caller.unwrap_or_else(|| settlement.payer.to_lowercase());
+        (
+            owner,
+            Paid::X402 {
+                transaction: settlement.transaction.clone(),
+            },
+            Some((payment, settlement)),
+        )
+    };
+    let tx_hash = match &paid {
+        Paid::X402 { transaction } => Some(transaction.clone()),
+        Paid::Credits => None,
+    };
+    if state.faults.provider_rejects() {
+        refund(&state, &owner, price, &paid)?;
+        let body = json!({
+            "error": "the provider rejected the instance; the price was refunded to your credits",
+            "refunded": dollars(price),
+            "tx_hash": tx_hash,
+        });
+        return Ok((StatusCode::BAD_GATEWAY, Json(body)).into_response());
+    }
+    let now = state.clock.now_unix_ms();
+    let mut metadata = json!({});
+    let id = random_id()?;
+    if let Some(ai) = &request.ai_machine {
+        let mut key = [0u8; 16];
+        getrandom::fill(&mut key).map_err(ApiError::internal)?;
+        metadata["ai"] = json!({ "model_id": ai.model_id, "api_key": format!("sk-{}", alloy::hex::encode(key)), "port": 8080 });
+    }
+    let record = InstanceRecord {
+        id,
+        wallet: owner.clone(),
+        plan: plan.id.to_owned(),
+        region: request.region.clone(),
+        os_id: request.os_id,
+        label: request.label.clone(),
+        ssh_key: request.has_ssh_key(),
+        created_ms: now,
+        active_ms: now + state.faults.boot_delay_ms(),
+        expires_ms: now + request.prepaid_hours * HOUR_MS,
+        destroyed_ms: None,
+        prepaid_hours: request.prepaid_hours,
+        paid_micros: price.0,
+        password_taken: false,
+        tx_hash: tx_hash.clone(),
+        metadata: metadata.to_string(),
+    };
+    state.store.insert_instance(&record)?;
+    let body = json!({ "success": true, "order": instance_json(&record, now), "tx_hash": tx_hash });
+    let response = (StatusCode::CREATED, Json(body)).into_response();
+    Ok(match response_payment {
+        Some((payment, settlement)) => with_receipt(response, &payment, &settlement),
+        None => response,
+    })
+}
+
+fn spend_credits(state: &AppState, wallet: &str, price: UsdMicros) -> ApiResult<()> {
+    match state.store.spend(wallet, price.0)? {
+        Ok(_) => Ok(()),
+        Err(shortfall) => {
+            let credits = state.store.credits(wallet)?;
+            Err(ApiError::with_body(
+                StatusCode::PAYMENT_REQUIRED,
+                json!({
+                    "error": format!("insufficient credits: ${} short", dollars(UsdMicros(shortfall))),
+                    "required": dollars(price),
+                    "balance": dollars(UsdMicros(credits.balance_micros())),
+                    "shortfall": dollars(UsdMicros(shortfall)),
+                }),
+            ))
+        }
+    }
+}
+
+fn refund(state: &AppState, wallet: &str, price: UsdMicros, paid: &Paid) -> ApiResult<()> {
+    match paid {
+        Paid::Credits => state.store.unspend(wallet, price.0)?,
+        Paid::X402 { .. } => {
+            state.store.deposit(wallet, price.0)?;
+        }
+    }
+    Ok(())
+}
+
+fn status(record: &InstanceRecord, now: u64) -> &'static str {
+    if record.destroyed_ms.is_some() {
+        "destroyed"
+    } else if now >= record.expires_ms {
+        "expired"
+    } else if now >= record.active_ms {
+        "active"
+    } else {
+        "pending"
+    }
+}
+
+fn ip_address(record: &InstanceRecord) -> String {
+    let last = record
+        .id
+        .bytes()
+        .fold(0u8, |acc, b| acc.wrapping_mul(31).wrapping_add(b))
+        % 250
+        + 2;
+    format!("203.0.113.{last}")
+}
+
+fn instance_json(record: &InstanceRecord, now: u64) -> Value {
+    let plan = catalog::plan(&record.plan);
+    let status = status(record, now);
+    let booted = now >= record.active_ms;
+    let ip = if booted {
+        ip_address(record)
+    } else {
+        "pending".to_owned()
+    };
+    let mut metadata: Value = serde_json::from_str(&record.metadata).unwrap_or_else(|_| json!({}));
+    if let Some(ai) = metadata.get_mut("ai") {
+        ai["endpoint"] = json!(if booted {
+            format!("http://{ip}:8080/v1")
+        } else {
+            "pending".to_owned()
+        });
+    }
+    let os = catalog::OS_IMAGES
+        .iter()
+        .find(|o| o.0 == record.os_id)
+        .map(|o| o.1)
+        .unwrap_or("");
+    json!({
+        "id": record.id,
+        "status": status,
+        "label": record.label,
+        "plan": record.plan,
+        "region": record.region,
+        "os_id": record.os_id,
+        "ip_address": ip,
+        "created_at": rfc3339(record.created_ms / 1000),
+        "expires_at": rfc3339(record.expires_ms / 1000),
+        "destroyed_at": record.destroyed_ms.map(|ms| rfc3339(ms / 1000)),
+        "prepaid_hours": record.prepaid_hours,
+        "payment_amount": dollars(UsdMicros(record.paid_micros)),
+        "provider": plan.map(Plan::provider).unwrap_or("vultr"),
+        "vultr_instance_id": format!("devnet-{}", &record.id[..8]),
+        "vultr_status": if status == "pending" { "pending" } else { status },
+        "vultr_server_status": if booted { "ok" } else { "none" },
+        "vultr_vcpu_count": plan.map(|p| p.vcpu_count),
+        "vultr_ram": plan.map(|p| p.ram_mb),
+        "vultr_disk": plan.map(|p| p.disk_gb),
+        "vultr_os": os,
+        "access_method": if record.ssh_key { "ssh_key" } else { "one_time_password_fallback" },
+        "tx_hash": record.tx_hash,
+        "metadata": metadata,
+    })
+}
+
+async fn list(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let wallet = authenticate(&state, &headers, &method, &uri, &body)?;
+    let now = state.clock.now_unix_ms();
+    let instances: Vec<Value> = state
+        .store
+        .instances(&wallet)?
+        .iter()
+        .map(|i| instance_json(i, now))
+        .collect();
+    Ok(Json(json!({ "instances": instances })).into_response())
+}
+
+fn owned(state: &AppState, wallet: &str, id: &str) -> ApiResult<InstanceRecord> {
+    state
+        .store
+        .instance(wallet, id)?
+        .ok_or_else(|| not_found(id))
+}
+
+async fn details(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let wallet = authenticate(&state, &headers, &method, &uri, &body)?;
+    let record = owned(&state, &wallet, &id)?;
+    Ok(Json(json!({ "order": instance_json(&record, state.clock.now_unix_ms()) })).into_response())
+}
+
+async fn destroy(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let wallet = authenticate(&state, &headers, &method, &uri, &body)?;
+    let mut record = owned(&state, &wallet, &id)?;
+    if record.destroyed_ms.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("instance {id} is already destroyed"),
+        ));
+    }
+    let now = state.clock.now_unix_ms();
+    record.destroyed_ms = Some(now);
+    state.store.update_instance(&record)?;
+    Ok(Json(json!({ "success": true, "instance": instance_json(&record, now) })).into_response())
+}
+
+async fn password(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let wallet = authenticate(&state, &headers, &method, &uri, &body)?;
+    let record = owned(&state, &wallet, &id)?;
+    if record.ssh_key || catalog::plan(&record.plan).is_some_and(|p| p.provider() == "digitalocean")
+    {
+        return Err(bad(
+            "this instance uses SSH key access; there is no one-time password",
+        ));
+    }
+    let now = state.clock.now_unix_ms();
+    if status(&record, now) != "active" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("instance {id} is {}, not active", status(&record, now)),
+        ));
+    }
+    if !state.store.take_password(&id)? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "the one-time password was already retrieved",
+        ));
+    }
+    let mut secret = [0u8; 12];
+    getrandom::fill(&mut secret).map_err(ApiError::internal)?;
+    let password = alloy::hex::encode(secret);
+    Ok(Json(json!({ "success": true, "access": { "method": "one_time_password", "username": "root", "ip_address": ip_address(&record), "password": password } })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExtendRequest {
+    #[serde(default = "default_extend_hours")]
+    extend_hours: u64,
+    #[serde(default)]
+    network: Option<String>,
+    #[serde(default)]
+    use_credits: bool,
+}
+
+fn default_extend_hours() -> u64 {
+    24
+}
+
+async fn extend(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let payment = PaymentPayload::from_headers(&headers)
+        .map_err(|e| bad(format!("unreadable payment header: {e}")))?;
+    let request: ExtendRequest = if body.is_empty() {
+        ExtendRequest {
+            extend_hours: 24,
+            network: None,
+            use_credits: false,
+        }
+    } else {
+        parse_body(&body, "{extend_hours, network, use_credits}")?
+    };
+    let filter = network_filter(request.network.as_deref())?;
+    if request.extend_hours == 0 {
+        return Err(bad("extend_hours must be at least 1"));
+    }
+    let caller = if has_auth(&headers) || request.use_credits {
+        Some(authenticate(&state, &headers, &method, &uri, &body)?)
+    } else {
+        None
+    };
+    let mut record = match &caller {
+        Some(wallet) => owned(&state, wallet, &id)?,
+        None => state
+            .store
+            .instance_by_id(&id)?
+            .ok_or_else(|| not_found(&id))?,
+    };
+    if record.destroyed_ms.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("instance {id} is destroyed"),
+        ));
+    }
+    let plan = catalog::plan(&record.plan)
+        .ok_or_else(|| ApiError::internal("instance on an unknown plan"))?;
+    let price = plan
+        .price(request.extend_hours)
+        .ok_or_else(|| bad("extend_hours is too large"))?;
+    let mut receipt = None;
+    let tx_hash = if request.use_credits {
+        let wallet = caller
+            .clone()
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "use_credits needs auth"))?;
+        spend_credits(&state, &wallet, price)?;
+        None
+    } else {
+        let required = offers(
+            &state,
+            &uri,
+            price,
+            &format!("extend {id} by {} hours", request.extend_hours),
+            filter,
+        );
+        let Some(payment) = payment else {
+            return Ok(payment_required(
+                &required,
+                "payment required: pay with X-PAYMENT (v1) or PAYMENT-SIGNATURE (v2), or use_credits with auth",
+            ));
+        };
+        let settlement = match settle(&state, &required, &payment).await {
+            Ok(settlement) => settlement,
+            Err(response) => return Ok(response),
+        };
+        let tx = settlement.transaction.clone();
+        receipt = Some((payment, settlement));
+        Some(tx)
+    };
+    let now = state.clock.now_unix_ms();
+    record.expires_ms = record.expires_ms.max(now) + request.extend_hours * HOUR_MS;
+    record.prepaid_hours += request.extend_hours;
+    record.paid_micros += price.0;
+    state.store.update_instance(&record)?;
+    let response =
+        Json(json!({ "success": true, "order": instance_json(&record, now), "tx_hash": tx_hash }))
+            .into_response();
+    Ok(match receipt {
+        Some((payment, settlement)) => with_receipt(response, &payment, &settlement),
+        None => response,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResizeRequest {
+    plan: String,
+    #[serde(default)]
+    confirm_disk_resize: bool,
+}
+
+async fn resize(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let wallet = authenticate(&state, &headers, &method, &uri, &body)?;
+    let request: ResizeRequest = parse_body(&body, "{plan, confirm_disk_resize}")?;
+    let mut record = owned(&state, &wallet, &id)?;
+    let now = state.clock.now_unix_ms();
+    match status(&record, now) {
+        "destroyed" | "expired" => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "instance {id} is {}; extend or provision first",
+                    status(&record, now)
+                ),
+            ));
+        }
+        _ => {}
+    }
+    let from = catalog::plan(&record.plan)
+        .ok_or_else(|| ApiError::internal("instance on an unknown plan"))?;
+    let to = catalog::plan(&request.plan)
+        .ok_or_else(|| bad(format!("unknown plan `{}`", request.plan)))?;
+    if to.id == from.id {
+        return Err(bad("the instance is already on that plan"));
+    }
+    if to.provider() != from.provider() {
+        return Err(bad(format!(
+            "cannot resize across providers ({} to {})",
+            from.provider(),
+            to.provider()
+        )));
+    }
+    if !to.locations.contains(&record.region.as_str()) {
+        return Err(bad(format!(
+            "plan {} is not offered in {}",
+            to.id, record.region
+        )));
+    }
+    if from.provider() == "vultr" && (to.hourly <= from.hourly || to.disk_gb < from.disk_gb) {
+        return Err(bad("Vultr plans can only be upgraded"));
+    }
+    if from.provider() == "digitalocean"
+        && to.disk_gb > from.disk_gb
+        && !request.confirm_disk_resize
+    {
+        return Err(bad(
+            "growing the disk is irreversible: send confirm_disk_resize: true",
+        ));
+    }
+    // Keep the remaining prepaid dollars; recompute the time they buy at the new rate.
+    let remaining_ms = record.expires_ms.saturating_sub(now);
+    let credit_micros = u128::from(from.hourly.0) * u128::from(remaining_ms) / u128::from(HOUR_MS);
+    let new_remaining_ms = credit_micros * u128::from(HOUR_MS) / u128::from(to.hourly.0.max(1));
+    let old_expires = record.expires_ms;
+    record.expires_ms = now + u64::try_from(new_remaining_ms).unwrap_or(u64::MAX / 2);
+    record.plan = to.id.to_owned();
+    state.store.update_instance(&record)?;
+    let hours = |ms: u128| {
+        catalog::usd_number(UsdMicros(
+            u64::try_from(ms * 1_000_000 / u128::from(HOUR_MS)).unwrap_or(u64::MAX),
+        ))
+    };
+    let credit = UsdMicros(u64::try_from(credit_micros).unwrap_or(u64::MAX));
+    Ok(Json(json!({
+        "success": true,
+        "instance_id": record.id,
+        "provider": to.provider(),
+        "from_plan": from.id,
+        "to_plan": to.id,
+        "old_expires_at": rfc3339(old_expires / 1000),
+        "new_expires_at": rfc3339(record.expires_ms / 1000),
+        "remaining_credit": catalog::usd_number(credit),
+        "remaining_hours_before": hours(u128::from(remaining_ms)),
+        "remaining_hours_after": hours(new_remaining_ms),
+    }))
+    .into_response())
+}

@@ -1,0 +1,523 @@
+//! Instances: provision paid with x402 or credits, lifecycle, extend, resize, password,
+//! destroy, ownership, provider rejection and bad input.
+
+use std::time::Duration;
+
+use alloy::primitives::U256;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use x402_core::auth::{self, AuthChain};
+use x402_core::{
+    Challenge, Error, EvmSigner, LocalEvmSigner, Network, PaymentPolicy, TokenAmount, evm,
+};
+
+use crate::{Now, anvil, funded_wallet, os_random};
+
+struct Api {
+    url: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        wallet: Option<&LocalEvmSigner>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        extra: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let bytes = body
+            .map(|b| serde_json::to_vec(&b).unwrap())
+            .unwrap_or_default();
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.url))
+            .body(bytes.clone())
+            .header("content-type", "application/json");
+        if let Some(wallet) = wallet {
+            for (name, value) in auth::sign_evm(
+                wallet,
+                AuthChain::Base,
+                method.as_str(),
+                path,
+                &bytes,
+                &Now,
+                &mut os_random,
+            )
+            .unwrap()
+            .pairs()
+            {
+                request = request.header(name, value);
+            }
+        }
+        for (name, value) in extra {
+            request = request.header(*name, *value);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Answers the 402 of `path` with a Base Sepolia payment and returns the final response.
+    async fn pay(&self, wallet: &LocalEvmSigner, path: &str, body: Value) -> reqwest::Response {
+        let first = self
+            .call(
+                Some(wallet),
+                reqwest::Method::POST,
+                path,
+                Some(body.clone()),
+                &[],
+            )
+            .await;
+        assert_eq!(first.status(), StatusCode::PAYMENT_REQUIRED);
+        let challenge = challenge(first).await.unwrap();
+        let selected = PaymentPolicy::default()
+            .networks([Network::BASE_SEPOLIA])
+            .select(&challenge)
+            .unwrap();
+        let header = evm::exact::pay(&selected, wallet, &Now, &mut os_random).unwrap();
+        self.call(
+            None,
+            reqwest::Method::POST,
+            path,
+            Some(body),
+            &[(header.name(), header.value())],
+        )
+        .await
+    }
+}
+
+async fn challenge(response: reqwest::Response) -> Result<Challenge, Error> {
+    let status = response.status().as_u16();
+    let mut headers = HeaderMap::new();
+    for (name, value) in response.headers() {
+        headers.insert(
+            HeaderName::from_bytes(name.as_str().as_bytes()).unwrap(),
+            HeaderValue::from_bytes(value.as_bytes()).unwrap(),
+        );
+    }
+    Challenge::from_response(status, &headers, &response.bytes().await.unwrap())
+}
+
+async fn devnet_with(boot_delay_ms: u64) -> (devnet::Devnet, Api) {
+    let config = devnet::Config {
+        faults: devnet::FaultConfig {
+            boot_delay_ms,
+            provider_reject_permille: 0,
+        },
+        ..devnet::Config::ephemeral(anvil())
+    };
+    let devnet = devnet::Devnet::start(config).await.unwrap();
+    let api = Api {
+        url: devnet.url().to_owned(),
+        client: reqwest::Client::new(),
+    };
+    (devnet, api)
+}
+
+#[tokio::test]
+async fn provision_with_x402_then_manage_the_instance() {
+    let (devnet, api) = devnet_with(400).await;
+    let owner = funded_wallet(&devnet, 20).await;
+    let body = json!({"plan":"vc2-1c-1gb","region":"ewr","os_id":2284,"label":"x402-instance","prepaid_hours":24,"network":"base"});
+
+    // The price is the plan's hourly rate times the hours: 0.008 × 24 = $0.192.
+    let quote = challenge(
+        api.call(
+            None,
+            reqwest::Method::POST,
+            "/compute/provision",
+            Some(body.clone()),
+            &[],
+        )
+        .await,
+    )
+    .await
+    .unwrap();
+    let offer = quote.offers()[0].requirement().unwrap();
+    assert_eq!(offer.amount(), TokenAmount::from_u64(192_000));
+
+    let before = devnet.base().balance_of(owner.address()).await.unwrap();
+    let created = api.pay(&owner, "/compute/provision", body).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(
+        devnet.base().balance_of(owner.address()).await.unwrap(),
+        before - U256::from(192_000u64)
+    );
+    let order = &created["order"];
+    assert_eq!(order["status"], "pending");
+    assert_eq!(order["ip_address"], "pending");
+    assert_eq!(order["payment_amount"], "0.192");
+    let id = order["id"].as_str().unwrap().to_owned();
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let details: Value = api
+        .call(
+            Some(&owner),
+            reqwest::Method::GET,
+            &format!("/compute/instances/{id}"),
+            None,
+            &[],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(details["order"]["status"], "active");
+    assert!(
+        details["order"]["ip_address"]
+            .as_str()
+            .unwrap()
+            .starts_with("203.0.113.")
+    );
+    let listed: Value = api
+        .call(
+            Some(&owner),
+            reqwest::Method::GET,
+            "/compute/instances",
+            None,
+            &[],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["instances"].as_array().unwrap().len(), 1);
+
+    // Someone else sees nothing.
+    let stranger = LocalEvmSigner::from_hex(
+        "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
+    )
+    .unwrap();
+    assert_eq!(
+        api.call(
+            Some(&stranger),
+            reqwest::Method::GET,
+            &format!("/compute/instances/{id}"),
+            None,
+            &[]
+        )
+        .await
+        .status(),
+        StatusCode::NOT_FOUND
+    );
+    let theirs: Value = api
+        .call(
+            Some(&stranger),
+            reqwest::Method::GET,
+            "/compute/instances",
+            None,
+            &[],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs["instances"], json!([]));
+    assert_eq!(
+        api.call(
+            Some(&stranger),
+            reqwest::Method::DELETE,
+            &format!("/compute/instances/{id}"),
+            None,
+            &[]
+        )
+        .await
+        .status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // The one-time password works once.
+    let password_path = format!("/compute/instances/{id}/password");
+    let first = api
+        .call(
+            Some(&owner),
+            reqwest::Method::POST,
+            &password_path,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let access: Value = first.json().await.unwrap();
+    assert_eq!(access["access"]["username"], "root");
+    assert_eq!(
+        api.call(
+            Some(&owner),
+            reqwest::Method::POST,
+            &password_path,
+            None,
+            &[]
+        )
+        .await
+        .status(),
+        StatusCode::CONFLICT
+    );
+
+    // Extend by 48 hours with x402: expires_at moves by exactly 48 h.
+    let old_expiry = details["order"]["expires_at"].as_str().unwrap().to_owned();
+    let extended = api
+        .pay(
+            &owner,
+            &format!("/compute/instances/{id}/extend"),
+            json!({"extend_hours":48,"network":"base"}),
+        )
+        .await;
+    assert_eq!(extended.status(), StatusCode::OK);
+    let extended: Value = extended.json().await.unwrap();
+    let parse = |t: &str| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).unwrap()
+    };
+    assert_eq!(
+        parse(extended["order"]["expires_at"].as_str().unwrap()) - parse(&old_expiry),
+        time::Duration::hours(48)
+    );
+
+    // Resize up keeps the remaining dollars: 72 h at $0.008 = $0.576 buys 19.2 h at $0.03.
+    let resized = api
+        .call(
+            Some(&owner),
+            reqwest::Method::POST,
+            &format!("/compute/instances/{id}/resize"),
+            Some(json!({"plan":"vc2-2c-4gb","confirm_disk_resize":false})),
+            &[],
+        )
+        .await;
+    assert_eq!(resized.status(), StatusCode::OK);
+    let resized: Value = resized.json().await.unwrap();
+    assert_eq!(resized["to_plan"], "vc2-2c-4gb");
+    let credit = resized["remaining_credit"].as_f64().unwrap();
+    assert!((0.574..=0.576).contains(&credit), "{resized}");
+    let after = resized["remaining_hours_after"].as_f64().unwrap();
+    assert!((19.1..=19.2).contains(&after), "{resized}");
+    let down = api
+        .call(
+            Some(&owner),
+            reqwest::Method::POST,
+            &format!("/compute/instances/{id}/resize"),
+            Some(json!({"plan":"vc2-1c-1gb"})),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        down.status(),
+        StatusCode::BAD_REQUEST,
+        "Vultr plans only grow"
+    );
+
+    // Destroy, once.
+    let destroyed = api
+        .call(
+            Some(&owner),
+            reqwest::Method::DELETE,
+            &format!("/compute/instances/{id}"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(destroyed.status(), StatusCode::OK);
+    let destroyed: Value = destroyed.json().await.unwrap();
+    assert_eq!(destroyed["instance"]["status"], "destroyed");
+    assert_eq!(
+        api.call(
+            Some(&owner),
+            reqwest::Method::DELETE,
+            &format!("/compute/instances/{id}"),
+            None,
+            &[]
+        )
+        .await
+        .status(),
+        StatusCode::CONFLICT
+    );
+}
+
+#[tokio::test]
+async fn credits_pay_for_instances_and_shortfalls_are_not_challenges() {
+    let (devnet, api) = devnet_with(0).await;
+    let owner = funded_wallet(&devnet, 30).await;
+    assert_eq!(
+        api.pay(&owner, "/compute/credits/topup", json!({"amount":1}))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let dear = json!({"plan":"vc2-2c-4gb","region":"ewr","prepaid_hours":720,"use_credits":true});
+    let short = api
+        .call(
+            Some(&owner),
+            reqwest::Method::POST,
+            "/compute/provision",
+            Some(dear),
+            &[],
+        )
+        .await;
+    assert_eq!(short.status(), StatusCode::PAYMENT_REQUIRED);
+    match challenge(short).await {
+        Err(Error::NoChallenge { message, .. }) => assert!(
+            message.contains("insufficient credits") && message.contains("shortfall 20.60"),
+            "{message}"
+        ),
+        other => panic!("expected a 402 without a challenge, got {other:?}"),
+    }
+    let cheap = json!({"plan":"vc2-1c-1gb","region":"ams","prepaid_hours":100,"use_credits":true,"ssh_public_key":"ssh-ed25519 AAAAC3 test"});
+    let created = api
+        .call(
+            Some(&owner),
+            reqwest::Method::POST,
+            "/compute/provision",
+            Some(cheap),
+            &[],
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(created["order"]["access_method"], "ssh_key");
+    let balance: Value = api
+        .call(
+            Some(&owner),
+            reqwest::Method::GET,
+            "/compute/credits/balance",
+            None,
+            &[],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(balance["balance"], "0.20", "$1 - 100 h × $0.008");
+    assert_eq!(balance["total_spent"], "0.80");
+    let id = created["order"]["id"].as_str().unwrap();
+    let extended = api
+        .call(
+            Some(&owner),
+            reqwest::Method::POST,
+            &format!("/compute/instances/{id}/extend"),
+            Some(json!({"extend_hours":25,"use_credits":true})),
+            &[],
+        )
+        .await;
+    assert_eq!(extended.status(), StatusCode::OK);
+    let password = api
+        .call(
+            Some(&owner),
+            reqwest::Method::POST,
+            &format!("/compute/instances/{id}/password"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        password.status(),
+        StatusCode::BAD_REQUEST,
+        "SSH-key instances have no password"
+    );
+}
+
+#[tokio::test]
+async fn provider_rejection_refunds_to_credits() {
+    let (devnet, api) = devnet_with(0).await;
+    let owner = funded_wallet(&devnet, 10).await;
+    let set = api
+        .client
+        .post(format!("{}/devnet/faults", api.url))
+        .json(&json!({"provider_reject_permille":1000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), StatusCode::OK);
+    let rejected = api
+        .pay(
+            &owner,
+            "/compute/provision",
+            json!({"plan":"vc2-1c-1gb","region":"ewr","prepaid_hours":48}),
+        )
+        .await;
+    assert_eq!(rejected.status(), StatusCode::BAD_GATEWAY);
+    let rejected: Value = rejected.json().await.unwrap();
+    assert_eq!(rejected["refunded"], "0.384");
+    let balance: Value = api
+        .call(
+            Some(&owner),
+            reqwest::Method::GET,
+            "/compute/credits/balance",
+            None,
+            &[],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(balance["balance"], "0.384");
+    let listed: Value = api
+        .call(
+            Some(&owner),
+            reqwest::Method::GET,
+            "/compute/instances",
+            None,
+            &[],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["instances"], json!([]));
+}
+
+#[tokio::test]
+async fn bad_provision_requests_get_400_and_change_nothing() {
+    let (devnet, api) = devnet_with(0).await;
+    let owner = funded_wallet(&devnet, 10).await;
+    let cases = [
+        json!({"plan":"vc2-1c-1gb","region":"ewr","prepaid_hours":23}),
+        json!({"plan":"nope","region":"ewr","prepaid_hours":24}),
+        json!({"plan":"vc2-1c-1gb","region":"mars","prepaid_hours":24}),
+        json!({"plan":"vc2-1c-1gb","region":"ewr","prepaid_hours":"24"}),
+        json!({"plan":"vc2-1c-1gb","region":"ewr","prepaid_hours":24,"os_id":9}),
+        json!({"plan":"vc2-1c-1gb","region":"ewr","prepaid_hours":24,"network":"dogecoin"}),
+        json!({"plan":"do:s-1vcpu-1gb","region":"nyc3","prepaid_hours":24}),
+        json!({"plan":"vc2-1c-1gb","region":"ewr","prepaid_hours":24,"ai_machine":{"model_id":"m","mode":"public"}}),
+        json!({"plan":"vc2-1c-1gb","region":"ewr","prepaid_hours":24,"ai_machine":{"model_id":"m","mode":"private"},"deploy_node":{"model_id":"m"}}),
+        json!({"plan":"vc2-1c-1gb","region":"ewr","prepaid_hours":24,"surprise":true}),
+        json!({"region":"ewr","prepaid_hours":24}),
+    ];
+    for body in cases {
+        let response = api
+            .call(
+                Some(&owner),
+                reqwest::Method::POST,
+                "/compute/provision",
+                Some(body.clone()),
+                &[],
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+        let error: Value = response.json().await.unwrap();
+        assert!(error["error"].is_string(), "{error}");
+    }
+    let garbage = api
+        .call(
+            None,
+            reqwest::Method::POST,
+            "/compute/provision",
+            Some(json!({"plan":"vc2-1c-1gb","region":"ewr","prepaid_hours":24})),
+            &[("X-PAYMENT", "not base64!")],
+        )
+        .await;
+    assert_eq!(garbage.status(), StatusCode::BAD_REQUEST);
+    let listed: Value = api
+        .call(
+            Some(&owner),
+            reqwest::Method::GET,
+            "/compute/instances",
+            None,
+            &[],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["instances"], json!([]));
+    assert_eq!(devnet.store().settlement_count().unwrap(), 0);
+}
