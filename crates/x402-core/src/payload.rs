@@ -255,7 +255,10 @@ impl PaymentPayload {
                 ),
             ));
         }
-        if let Some(accepted) = &self.accepted {
+        if let Some(accepted) = &self.accepted
+            && accepted.get() != requirement.raw_json().get()
+        {
+            // Not a verbatim echo: compare field by field.
             let mismatch = |detail: &str| {
                 Error::invalid(
                     InvalidReason::Requirements,
