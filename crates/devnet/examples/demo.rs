@@ -1,6 +1,7 @@
 //! The main job, end to end against a local devnet (`cargo xtask demo`): start the devnet,
-//! fund a throwaway wallet, and buy compute credits with x402 on Base Sepolia (EIP-3009) and
-//! MegaETH (ERC-2612 permit), using raw `x402-core` calls. The CLI issue replaces this with
+//! fund a throwaway wallet, buy compute credits with x402 on Base Sepolia (EIP-3009) and
+//! MegaETH (ERC-2612 permit), then provision, extend and destroy an instance with them, using
+//! raw `x402-core` calls. The CLI issue replaces this with
 //! `x402c`.
 
 #![allow(clippy::print_stdout)]
@@ -118,6 +119,43 @@ async fn top_up(
     Ok(())
 }
 
+/// A wallet-signed JSON call; fails on a non-2xx answer.
+async fn signed_call(
+    devnet: &Devnet,
+    wallet: &LocalEvmSigner,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let bytes = body
+        .map(|b| serde_json::to_vec(&b))
+        .transpose()?
+        .unwrap_or_default();
+    let headers = auth::sign_evm(
+        wallet,
+        AuthChain::Base,
+        method,
+        path,
+        &bytes,
+        &SystemClock,
+        &mut os_random,
+    )?;
+    let mut request = reqwest::Client::new()
+        .request(method.parse()?, format!("{}{path}", devnet.url()))
+        .header("content-type", "application/json")
+        .body(bytes);
+    for (name, value) in headers.pairs() {
+        request = request.header(name, value);
+    }
+    let response = request.send().await?;
+    let status = response.status();
+    let answer: Value = response.json().await?;
+    if !status.is_success() {
+        bail!("{method} {path} answered {status}: {answer}");
+    }
+    Ok(answer)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let anvil = std::env::var_os("X402_DEVNET_ANVIL")
@@ -209,9 +247,59 @@ async fn main() -> anyhow::Result<()> {
         debug_assert!(left < U256::from(25u64) * U256::from(10u64).pow(U256::from(18u64)));
     }
 
+    println!("\n6. Provision a VPS for 48 hours from those credits, then manage it");
+    let order = signed_call(&devnet, &wallet, "POST", "/compute/provision", Some(json!({"plan":"vc2-1c-1gb","region":"ewr","os_id":2284,"label":"demo","prepaid_hours":48,"use_credits":true}))).await?;
+    let id = order["order"]["id"]
+        .as_str()
+        .context("provision answered without an order id")?
+        .to_owned();
     println!(
-        "\n6. Provisioning an instance with those credits arrives with the devnet's instances slice (not built yet)."
+        "  order {id}: {} on {} in {}, paid ${}, expires {}",
+        order["order"]["status"],
+        order["order"]["plan"],
+        order["order"]["region"],
+        order["order"]["payment_amount"].as_str().unwrap_or("?"),
+        order["order"]["expires_at"]
     );
+    let details = signed_call(
+        &devnet,
+        &wallet,
+        "GET",
+        &format!("/compute/instances/{id}"),
+        None,
+    )
+    .await?;
+    println!(
+        "  now {} at {}",
+        details["order"]["status"], details["order"]["ip_address"]
+    );
+    let extended = signed_call(
+        &devnet,
+        &wallet,
+        "POST",
+        &format!("/compute/instances/{id}/extend"),
+        Some(json!({"extend_hours":24,"use_credits":true})),
+    )
+    .await?;
+    println!(
+        "  extended by 24 h: expires {}",
+        extended["order"]["expires_at"]
+    );
+    let balance = signed_call(&devnet, &wallet, "GET", "/compute/credits/balance", None).await?;
+    println!(
+        "  credits left: ${} of ${} deposited",
+        balance["balance"].as_str().unwrap_or("?"),
+        balance["total_deposited"].as_str().unwrap_or("?")
+    );
+    let destroyed = signed_call(
+        &devnet,
+        &wallet,
+        "DELETE",
+        &format!("/compute/instances/{id}"),
+        None,
+    )
+    .await?;
+    println!("  destroyed: {}", destroyed["instance"]["status"]);
     println!(
         "\nDone: {} payments settled on the local chains.",
         devnet.store().settlement_count()?
