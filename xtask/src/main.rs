@@ -263,10 +263,69 @@ fn interop() -> anyhow::Result<()> {
         "--locked",
     ]))?;
     let target_dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_owned());
-    let pay = PathBuf::from(target_dir).join("debug/examples/pay");
+    let pay = PathBuf::from(&target_dir).join("debug/examples/pay");
     run(Command::new(&python)
         .arg("xtask/interop/check.py")
-        .arg(&pay))
+        .arg(&pay))?;
+
+    // The official SDK pays a running devnet, and x402-conformance checks its facilitator.
+    tools()?;
+    run(cargo().args([
+        "build",
+        "--quiet",
+        "-p",
+        "devnet",
+        "--bin",
+        "x402-devnet",
+        "--locked",
+    ]))?;
+    let data_dir = std::env::temp_dir().join(format!("x402-interop-devnet-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let mut devnet = Command::new(PathBuf::from(&target_dir).join("debug/x402-devnet"))
+        .args(["--port", "0", "--no-megaeth", "--data-dir"])
+        .arg(&data_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting x402-devnet")?;
+    let outcome = (|| -> anyhow::Result<()> {
+        let stdout = devnet.stdout.take().context("devnet stdout")?;
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        let mut url = None;
+        for line in lines.by_ref() {
+            if let Some(found) = line?.trim().strip_prefix("machines API and facilitator: ") {
+                url = Some(found.to_owned());
+                break;
+            }
+        }
+        // Keep reading so the devnet never writes into a closed pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        let url = url.context("the devnet did not print its URL")?;
+        println!("devnet at {url}");
+        run(Command::new(&python)
+            .arg("xtask/interop/sdk_topup.py")
+            .arg(&url))?;
+        let x402conf = venv.join("bin/x402conf");
+        let report = output(
+            Command::new(&x402conf)
+                .args(["live", "--fail-on-error"])
+                .arg(&url),
+        )?;
+        let failed = report.matches("\"pass\": false").count();
+        let passed = report.matches("\"pass\": true").count();
+        println!("x402conf live: {passed} passed, {failed} failed");
+        if failed > 0 {
+            bail!("x402conf live found problems:\n{report}");
+        }
+        Ok(())
+    })();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(devnet.id().to_string())
+        .status();
+    let _ = devnet.wait();
+    let _ = std::fs::remove_dir_all(&data_dir);
+    outcome
 }
 
 fn fuzz(seconds: &str) -> anyhow::Result<()> {

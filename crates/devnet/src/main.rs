@@ -96,9 +96,12 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let _ = evm::DEPLOYER_KEY;
     println!("  (funded with 1000 USDC; fund more with `x402-devnet fund ADDRESS --usdc N`)");
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for ctrl-c")?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("waiting for ctrl-c")?,
+        _ = terminate.recv() => {}
+    }
     devnet.shutdown().await;
     Ok(())
 }
