@@ -17,9 +17,10 @@
 //!
 //! **Status:** every machines endpoint (catalog, provision, instances, extend, resize,
 //! password, destroy, credits, API keys) with wallet and API-key auth, x402 on Base Sepolia
-//! (`exact`) and MegaETH (`permit`) or credits, and the facilitator for both, work. Solana
-//! (litesvm and its JSON-RPC, the Solana facilitator path and its 5xx fault), and the Python
-//! SDK and `x402conf` interop are not built yet.
+//! (`exact`) and MegaETH (`permit`) or credits, fault injection (provider rejection, boot
+//! delay), and the facilitator for both chains work; the official Python SDK pays it and
+//! `x402conf live` passes against it. Solana is not built yet: no litesvm chain, no Solana
+//! JSON-RPC, no Solana offers or settlement, no Solana funding and no Solana 5xx fault.
 
 pub mod catalog;
 mod error;
