@@ -20,12 +20,16 @@ use x402_core::{PaymentPayload, UsdMicros};
 
 use crate::catalog::{self, Plan};
 use crate::machines::{
-    ApiError, ApiResult, AppState, authenticate, dollars, has_auth, offers, payment_required,
-    random_id, rfc3339, settle, with_receipt,
+    ApiError, ApiResult, AppState, authenticate, charge, dollars, has_auth, network_filter,
+    random_id, rfc3339, with_receipt,
 };
 use crate::store::InstanceRecord;
 
 const HOUR_MS: u64 = 3_600_000;
+/// What a 402 on these endpoints says.
+const CHALLENGE_HINT: &str =
+    "payment required: pay with X-PAYMENT (v1) or PAYMENT-SIGNATURE (v2), or use_credits with auth";
+
 /// Fewest hours a provision may prepay.
 pub const MIN_PREPAID_HOURS: u64 = 24;
 
@@ -103,19 +107,6 @@ fn not_found(id: &str) -> ApiError {
 
 fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8], shape: &str) -> ApiResult<T> {
     serde_json::from_slice(body).map_err(|e| bad(format!("body must be {shape}: {e}")))
-}
-
-/// Which chain family a `network` field asks for.
-fn network_filter(network: Option<&str>) -> ApiResult<Option<&'static str>> {
-    match network {
-        None => Ok(None),
-        Some("base" | "base-sepolia") => Ok(Some("evm-exact")),
-        Some("megaeth") => Ok(Some("evm-permit")),
-        Some("solana" | "solana-devnet") => Ok(Some("solana")),
-        Some(other) => Err(bad(format!(
-            "unknown network `{other}`: use base, megaeth or solana"
-        ))),
-    }
 }
 
 impl ProvisionRequest {
@@ -230,21 +221,19 @@ async fn provision(
         spend_credits(&state, &owner, price)?;
         (owner, Paid::Credits, None)
     } else {
-        let required = offers(
+        let description = format!("{} for {} hours", plan.id, request.prepaid_hours);
+        let (payment, settlement) = match charge(
             &state,
             &uri,
             price,
-            &format!("{} for {} hours", plan.id, request.prepaid_hours),
+            &description,
             filter,
-        );
-        let Some(payment) = payment else {
-            return Ok(payment_required(
-                &required,
-                "payment required: pay with X-PAYMENT (v1) or PAYMENT-SIGNATURE (v2), or use_credits with auth",
-            ));
-        };
-        let settlement = match settle(&state, &required, &payment).await {
-            Ok(settlement) => settlement,
+            payment,
+            CHALLENGE_HINT,
+        )
+        .await
+        {
+            Ok(paid) => paid,
             Err(response) => return Ok(response),
         };
         let owner = caller.unwrap_or_else(|| settlement.payer.to_lowercase());
@@ -567,21 +556,19 @@ async fn extend(
         spend_credits(&state, &wallet, price)?;
         None
     } else {
-        let required = offers(
+        let description = format!("extend {id} by {} hours", request.extend_hours);
+        let (payment, settlement) = match charge(
             &state,
             &uri,
             price,
-            &format!("extend {id} by {} hours", request.extend_hours),
+            &description,
             filter,
-        );
-        let Some(payment) = payment else {
-            return Ok(payment_required(
-                &required,
-                "payment required: pay with X-PAYMENT (v1) or PAYMENT-SIGNATURE (v2), or use_credits with auth",
-            ));
-        };
-        let settlement = match settle(&state, &required, &payment).await {
-            Ok(settlement) => settlement,
+            payment,
+            CHALLENGE_HINT,
+        )
+        .await
+        {
+            Ok(paid) => paid,
             Err(response) => return Ok(response),
         };
         let tx = settlement.transaction.clone();

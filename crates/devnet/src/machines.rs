@@ -292,32 +292,20 @@ async fn credits_topup(
     if amount < UsdMicros::from_dollars(1) {
         return Err(ApiError::bad_request("the minimum top-up is $1"));
     }
-    let networks = match request.network.as_deref() {
-        None => None,
-        Some("base" | "base-sepolia") => Some("evm-exact"),
-        Some("megaeth") => Some("evm-permit"),
-        Some("solana" | "solana-devnet") => Some("solana"),
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "unknown network `{other}`: use base, megaeth or solana"
-            )));
-        }
-    };
-    let required = offers(
+    let networks = network_filter(request.network.as_deref())?;
+    let hint = "payment required: pay with X-PAYMENT (v1) or PAYMENT-SIGNATURE (v2)";
+    let (payment, settlement) = match charge(
         &state,
         &uri,
         amount,
         "Top up prepaid compute credits",
         networks,
-    );
-    let Some(payment) = paying else {
-        return Ok(payment_required(
-            &required,
-            "payment required: pay with X-PAYMENT (v1) or PAYMENT-SIGNATURE (v2)",
-        ));
-    };
-    let settlement = match settle(&state, &required, &payment).await {
-        Ok(settlement) => settlement,
+        paying,
+        hint,
+    )
+    .await
+    {
+        Ok(paid) => paid,
         Err(response) => return Ok(response),
     };
     let wallet = wallet.unwrap_or_else(|| settlement.payer.to_lowercase());
@@ -353,6 +341,38 @@ fn parse_usd(value: &Value) -> ApiResult<UsdMicros> {
     };
     text.parse()
         .map_err(|e: x402_core::Error| ApiError::bad_request(format!("`amount`: {e}")))
+}
+
+/// Which chain family a request's `network` field asks for (`None`: offer every chain).
+pub(crate) fn network_filter(network: Option<&str>) -> ApiResult<Option<&'static str>> {
+    match network {
+        None => Ok(None),
+        Some("base" | "base-sepolia") => Ok(Some("evm-exact")),
+        Some("megaeth") => Ok(Some("evm-permit")),
+        Some("solana" | "solana-devnet") => Ok(Some("solana")),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "unknown network `{other}`: use base, megaeth or solana"
+        ))),
+    }
+}
+
+/// Charges `price` with x402: without a payment, the 402 to send; with one, the settled
+/// payment, or the 402 (or 502) saying why it was refused.
+pub(crate) async fn charge(
+    state: &AppState,
+    uri: &Uri,
+    price: UsdMicros,
+    description: &str,
+    only: Option<&str>,
+    payment: Option<PaymentPayload>,
+    hint: &str,
+) -> std::result::Result<(PaymentPayload, Settlement), Response> {
+    let required = offers(state, uri, price, description, only);
+    let Some(payment) = payment else {
+        return Err(payment_required(&required, hint));
+    };
+    let settlement = settle(state, &required, &payment).await?;
+    Ok((payment, settlement))
 }
 
 /// The offers for `price` on every running chain (or the one family asked for).
