@@ -23,6 +23,7 @@ use x402_core::{
 };
 
 use crate::evm::EvmChain;
+use crate::solana::SolanaChain;
 use crate::store::{Claim, Store};
 use crate::{Error, Result};
 
@@ -43,6 +44,7 @@ pub struct Settlement {
 pub struct Facilitator {
     base: Arc<EvmChain>,
     megaeth: Option<Arc<EvmChain>>,
+    solana: Option<Arc<SolanaChain>>,
     store: Arc<Store>,
     clock: Arc<dyn Clock + Send + Sync>,
 }
@@ -69,15 +71,33 @@ impl Facilitator {
     pub fn new(
         base: Arc<EvmChain>,
         megaeth: Option<Arc<EvmChain>>,
+        solana: Option<Arc<SolanaChain>>,
         store: Arc<Store>,
         clock: Arc<dyn Clock + Send + Sync>,
     ) -> Facilitator {
         Facilitator {
             base,
             megaeth,
+            solana,
             store,
             clock,
         }
+    }
+
+    /// The Solana ledger, if this facilitator serves `requirement` on it.
+    fn solana_for(&self, requirement: &Requirement) -> Option<&SolanaChain> {
+        let solana = self.solana.as_deref()?;
+        let ok = requirement.scheme() == &Scheme::Exact
+            && requirement.network() == &Network::SOLANA_DEVNET
+            && requirement.asset() == AssetId::Solana(solana.mint());
+        ok.then_some(solana)
+    }
+
+    /// The Solana fee payer, when the Solana ledger runs.
+    pub fn solana_fee_payer(&self) -> Option<x402_core::SolanaAddress> {
+        self.solana
+            .as_ref()
+            .map(|s| x402_core::SolanaSigner::pubkey(s.fee_payer()))
     }
 
     /// The chain a requirement settles on, if this facilitator serves its scheme, network and
@@ -106,6 +126,9 @@ impl Facilitator {
             if let Some(megaeth) = &self.megaeth {
                 kinds.push((version, "permit", Network::evm(megaeth.chain_id())));
             }
+            if self.solana.is_some() {
+                kinds.push((version, "exact", Network::SOLANA_DEVNET));
+            }
         }
         kinds
     }
@@ -124,6 +147,33 @@ impl Facilitator {
     }
 
     async fn check(&self, payment: &PaymentPayload, requirement: &Requirement) -> Result<Checked> {
+        if requirement.network().is_solana() {
+            let solana = self.solana_for(requirement).ok_or_else(|| {
+                invalid(
+                    InvalidReason::UnsupportedScheme,
+                    format!(
+                        "this facilitator does not settle `{}` on {} for asset {}",
+                        requirement.scheme(),
+                        requirement.network(),
+                        requirement.asset()
+                    ),
+                )
+            })?;
+            let config = x402_core::svm::VerifyConfig {
+                decimals: Some(crate::solana::USDC_DECIMALS),
+                ..x402_core::svm::VerifyConfig::new(vec![x402_core::SolanaSigner::pubkey(
+                    solana.fee_payer(),
+                )])
+            };
+            let verified = x402_core::svm::verify(payment, requirement, &config)?;
+            if TokenAmount::from_u64(solana.token_balance(&verified.payer)) < verified.amount {
+                return Err(invalid(
+                    InvalidReason::InsufficientFunds,
+                    format!("{} holds less than {}", verified.payer, verified.amount),
+                ));
+            }
+            return Ok(Checked::Solana(Box::new(verified)));
+        }
         let chain = self.chain_for(requirement).ok_or_else(|| {
             invalid(
                 InvalidReason::UnsupportedScheme,
@@ -189,6 +239,9 @@ impl Facilitator {
         requirement: &Requirement,
     ) -> Result<Settlement> {
         let checked = self.check(payment, requirement).await?;
+        if let Checked::Solana(verified) = checked {
+            return self.settle_solana(*verified, requirement);
+        }
         let chain = self
             .chain_for(requirement)
             .ok_or_else(|| invalid(InvalidReason::UnsupportedScheme, "unsupported"))?;
@@ -213,6 +266,9 @@ impl Facilitator {
                 v.payer,
                 v.permit.value,
             ),
+            Checked::Solana(_) => {
+                return Err(invalid(InvalidReason::UnsupportedScheme, "unreachable"));
+            }
         };
         let payer_text = payer.to_checksum(None);
         if self.store.claim_settlement(
@@ -237,6 +293,7 @@ impl Facilitator {
                     "an EVM offer needs an EVM payTo",
                 )),
             },
+            Checked::Solana(_) => Err(invalid(InvalidReason::UnsupportedScheme, "unreachable")),
         };
         match sent {
             Ok(hash) => {
@@ -258,9 +315,61 @@ impl Facilitator {
     }
 }
 
+impl Facilitator {
+    /// Claims, co-signs and processes a verified Solana payment.
+    fn settle_solana(
+        &self,
+        verified: x402_core::svm::Verified,
+        requirement: &Requirement,
+    ) -> Result<Settlement> {
+        let solana = self.solana_for(requirement).ok_or_else(|| {
+            invalid(
+                InvalidReason::UnsupportedScheme,
+                "the Solana ledger is not running",
+            )
+        })?;
+        // The message (blockhash, memo, accounts, amount) identifies the payment.
+        let digest =
+            <sha2::Sha256 as sha2::Digest>::digest(verified.transaction.message.serialize());
+        let key = format!("{}:{}", requirement.network(), alloy::hex::encode(digest));
+        let payer = verified.payer.to_string();
+        let amount = verified.amount;
+        if self.store.claim_settlement(
+            &key,
+            requirement.network().as_str(),
+            &payer,
+            &amount.to_string(),
+            self.clock.now_unix_ms(),
+        )? == Claim::Taken
+        {
+            return Err(invalid(
+                InvalidReason::DuplicateSettlement,
+                "this payment was already settled or is being settled",
+            ));
+        }
+        match solana.settle(verified) {
+            Ok(transaction) => {
+                self.store.settled(&key, &transaction)?;
+                tracing::info!(network = %requirement.network(), %payer, %amount, %transaction, "settled");
+                Ok(Settlement {
+                    network: requirement.network_text().to_owned(),
+                    payer,
+                    transaction,
+                    amount,
+                })
+            }
+            Err(error) => {
+                self.store.release(&key)?;
+                Err(error)
+            }
+        }
+    }
+}
+
 enum Checked {
     Exact(x402_core::evm::exact::Verified),
     Permit(x402_core::evm::permit::Verified),
+    Solana(Box<x402_core::svm::Verified>),
 }
 
 impl Checked {
@@ -268,6 +377,7 @@ impl Checked {
         match self {
             Checked::Exact(v) => v.payer.to_checksum(None),
             Checked::Permit(v) => v.payer.to_checksum(None),
+            Checked::Solana(v) => v.payer.to_string(),
         }
     }
 }
@@ -343,12 +453,21 @@ async fn supported(State(facilitator): State<Arc<Facilitator>>) -> Json<Value> {
                 1 => network.v1_name().unwrap_or(network.as_str()).to_owned(),
                 _ => network.to_string(),
             };
-            json!({ "x402Version": version, "scheme": scheme, "network": network })
+            let mut kind = json!({ "x402Version": version, "scheme": scheme, "network": network });
+            if let (true, Some(fee_payer)) = (
+                network.starts_with("solana"),
+                facilitator.solana_fee_payer(),
+            ) {
+                kind["extra"] = json!({ "feePayer": fee_payer.to_string() });
+            }
+            kind
         })
         .collect();
-    Json(
-        json!({ "kinds": kinds, "extensions": [], "signers": { "eip155:*": [facilitator.evm_signer().to_checksum(None)] } }),
-    )
+    let mut signers = json!({ "eip155:*": [facilitator.evm_signer().to_checksum(None)] });
+    if let Some(fee_payer) = facilitator.solana_fee_payer() {
+        signers["solana:*"] = json!([fee_payer.to_string()]);
+    }
+    Json(json!({ "kinds": kinds, "extensions": [], "signers": signers }))
 }
 
 async fn verify(State(facilitator): State<Arc<Facilitator>>, body: axum::body::Bytes) -> Response {

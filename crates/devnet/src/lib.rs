@@ -4,23 +4,25 @@
 //! [`Devnet::start`] starts an `anvil` chain with chain id 84532 (Base Sepolia) whose USDC
 //! (EIP-3009 and ERC-2612, 6 decimals, domain `USDC`/`2`) sits at the real Base Sepolia USDC
 //! address, and a second anvil with chain id 4326 (MegaETH) carrying an 18-decimal MegaUSD-like
-//! permit token at the real MegaUSD address; opens the SQLite state; and serves on one loopback
+//! permit token at the real MegaUSD address; a litesvm Solana ledger with the Solana devnet
+//! USDC mint and a fee payer; opens the SQLite state; and serves on one loopback
 //! port:
 //!
 //! - the machines API under `/compute/...` ([`machines`]);
 //! - the facilitator at `/supported`, `/verify`, `/settle` ([`facilitator`]);
-//! - devnet-only admin routes under `/devnet/...` (funding wallets).
+//! - a Solana JSON-RPC subset over the litesvm ledger at `/solana` ([`solana_rpc`]);
+//! - devnet-only admin routes under `/devnet/...` (funding wallets, fault injection).
 //!
 //! Every signature is verified with `x402-core` and every payment settles by a real
 //! transaction on the local chain. State lives in the data directory: restarting with the same
 //! directory keeps credits, API keys, used nonces, settlements and the chains' balances.
 //!
 //! **Status:** every machines endpoint (catalog, provision, instances, extend, resize,
-//! password, destroy, credits, API keys) with wallet and API-key auth, x402 on Base Sepolia
-//! (`exact`) and MegaETH (`permit`) or credits, fault injection (provider rejection, boot
-//! delay), and the facilitator for both chains work; the official Python SDK pays it and
-//! `x402conf live` passes against it. Solana is not built yet: no litesvm chain, no Solana
-//! JSON-RPC, no Solana offers or settlement, no Solana funding and no Solana 5xx fault.
+//! password, destroy, credits, API keys) with wallet and API-key auth; x402 on Base Sepolia
+//! (`exact`), MegaETH (`permit`) and Solana devnet (`exact`, litesvm in process, with a
+//! JSON-RPC subset at `/solana`) or credits; the facilitator for all three; fault injection
+//! (provider rejection, boot delay, Solana transient 5xx). The official Python SDK pays it and
+//! `x402conf live` passes against it.
 
 pub mod catalog;
 mod error;
@@ -28,6 +30,8 @@ pub mod evm;
 pub mod facilitator;
 pub mod instances;
 pub mod machines;
+pub mod solana;
+pub mod solana_rpc;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -43,7 +47,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use x402_core::Clock;
+use x402_core::{Clock, Network};
 
 pub use error::{Error, Result};
 
@@ -51,6 +55,12 @@ use crate::evm::{EvmChain, TokenSpec};
 use crate::facilitator::Facilitator;
 use crate::machines::AppState;
 use crate::store::Store;
+
+/// The facilitator's Solana fee payer (a devnet key: public, worthless).
+pub const SOLANA_FEE_PAYER_SECRET: [u8; 32] = [0x46; 32];
+
+/// Where Solana payments to the devnet go (the owner of the receiving USDC account).
+pub const SOLANA_TREASURY: x402_core::SolanaAddress = x402_core::SolanaAddress::new([0x7e; 32]);
 
 /// Where payments to the devnet go (anvil's third default account).
 pub const TREASURY: Address = address!("3C44CdDdB6a900fa2b585dd299e03d12FA4293BC");
@@ -66,6 +76,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Whether to start the MegaETH chain too.
     pub megaeth: bool,
+    /// Whether to start the Solana ledger (litesvm) too.
+    pub solana: bool,
     /// Fault injection.
     pub faults: FaultConfig,
 }
@@ -81,6 +93,10 @@ pub struct FaultConfig {
     /// How long a new instance stays `pending` before it is `active`.
     #[serde(default)]
     pub boot_delay_ms: u64,
+    /// Per thousand Solana payments, how many get a transient 503 before settlement (the
+    /// payment is not used; retry with a fresh blockhash).
+    #[serde(default)]
+    pub solana_transient_5xx_permille: u16,
 }
 
 impl Config {
@@ -91,6 +107,7 @@ impl Config {
             data_dir: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             megaeth: true,
+            solana: true,
             faults: FaultConfig::default(),
         }
     }
@@ -136,6 +153,7 @@ pub struct Devnet {
     url: String,
     base: Arc<EvmChain>,
     megaeth: Option<Arc<EvmChain>>,
+    solana: Option<Arc<solana::SolanaChain>>,
     store: Arc<Store>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -183,10 +201,20 @@ impl Devnet {
             )),
             false => None,
         };
+        let solana = match config.solana {
+            true => {
+                let chain = solana::SolanaChain::new(SOLANA_FEE_PAYER_SECRET)?;
+                // The receiving token account must exist: x402 payments never create it.
+                chain.fund(&SOLANA_TREASURY, 0)?;
+                Some(Arc::new(chain))
+            }
+            false => None,
+        };
         let clock: Arc<dyn Clock + Send + Sync> = Arc::new(SystemClock);
         let facilitator = Arc::new(Facilitator::new(
             base.clone(),
             megaeth.clone(),
+            solana.clone(),
             store.clone(),
             clock.clone(),
         ));
@@ -198,7 +226,9 @@ impl Devnet {
             facilitator: facilitator.clone(),
             base: base.clone(),
             megaeth: megaeth.clone(),
+            solana: solana.clone(),
             pay_to_evm: TREASURY,
+            pay_to_solana: SOLANA_TREASURY,
             public_url: url.clone(),
             clock,
             faults: machines::Faults::new(config.faults),
@@ -207,6 +237,10 @@ impl Devnet {
             .merge(machines::routes(state.clone()))
             .merge(instances::routes(state.clone()))
             .merge(facilitator::routes(facilitator))
+            .merge(match &solana {
+                Some(chain) => solana_rpc::routes(chain.clone()),
+                None => Router::new(),
+            })
             .merge(
                 Router::new()
                     .route("/devnet/fund", post(fund))
@@ -223,6 +257,7 @@ impl Devnet {
             url,
             base,
             megaeth,
+            solana,
             store,
             server,
         })
@@ -240,6 +275,11 @@ impl Devnet {
     pub fn megaeth(&self) -> Option<&EvmChain> {
         self.megaeth.as_deref()
     }
+    /// The Solana ledger.
+    pub fn solana(&self) -> Option<&solana::SolanaChain> {
+        self.solana.as_deref()
+    }
+
     /// The state database.
     pub fn store(&self) -> &Store {
         &self.store
@@ -274,14 +314,27 @@ async fn fund(State(state): State<Arc<AppState>>, Json(request): Json<FundReques
     let bad = |message: String| {
         (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
     };
-    let Ok(address) = request.address.parse::<Address>() else {
-        return bad(format!(
-            "`{}` is not an EVM address (Solana funding arrives with the Solana chain)",
-            request.address
-        ));
-    };
     let Ok(dollars) = request.usdc.parse::<x402_core::UsdMicros>() else {
         return bad(format!("`{}` is not a dollar amount", request.usdc));
+    };
+    if let Ok(owner) = request.address.parse::<x402_core::SolanaAddress>() {
+        let Some(solana) = &state.solana else {
+            return bad("the Solana ledger is not running".to_owned());
+        };
+        if let Err(error) = solana.fund(&owner, dollars.0) {
+            return (
+                StatusCode::BAD_GATEWAY,
+                Json(json!({ "error": error.to_string() })),
+            )
+                .into_response();
+        }
+        return Json(json!({ "success": true, "address": owner.to_string(), "usdc": request.usdc, "network": Network::SOLANA_DEVNET.to_string() })).into_response();
+    }
+    let Ok(address) = request.address.parse::<Address>() else {
+        return bad(format!(
+            "`{}` is neither an EVM nor a Solana address",
+            request.address
+        ));
     };
     let mut transactions = serde_json::Map::new();
     let chains = std::iter::once(&state.base).chain(state.megaeth.as_ref());

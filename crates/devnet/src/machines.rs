@@ -40,6 +40,10 @@ pub struct AppState {
     pub base: Arc<EvmChain>,
     /// MegaETH chain (`permit`), when running.
     pub megaeth: Option<Arc<EvmChain>>,
+    /// The Solana ledger, when running.
+    pub solana: Option<Arc<crate::solana::SolanaChain>>,
+    /// Recipient of Solana payments (owner of the receiving token account).
+    pub pay_to_solana: x402_core::SolanaAddress,
     /// Recipient of payments on EVM chains.
     pub pay_to_evm: alloy::primitives::Address,
     /// Public base URL, for challenge `resource` URLs.
@@ -50,12 +54,22 @@ pub struct AppState {
     pub faults: Faults,
 }
 
+/// A random draw that is true `permille` times in a thousand.
+fn draw(permille: u32) -> bool {
+    if permille == 0 {
+        return false;
+    }
+    let mut bytes = [0u8; 2];
+    getrandom::fill(&mut bytes).is_ok() && u32::from(u16::from_le_bytes(bytes)) % 1000 < permille
+}
+
 /// Fault injection: how often the simulated provider rejects a paid instance, and how long
 /// instances take to boot. Adjustable at runtime through `POST /devnet/faults`.
 #[derive(Debug, Default)]
 pub struct Faults {
     provider_reject_permille: std::sync::atomic::AtomicU32,
     boot_delay_ms: std::sync::atomic::AtomicU64,
+    solana_5xx_permille: std::sync::atomic::AtomicU32,
 }
 
 impl Faults {
@@ -74,21 +88,26 @@ impl Faults {
             Relaxed,
         );
         self.boot_delay_ms.store(config.boot_delay_ms, Relaxed);
+        self.solana_5xx_permille.store(
+            u32::from(config.solana_transient_5xx_permille.min(1000)),
+            Relaxed,
+        );
     }
 
     /// Draws whether the provider rejects this instance.
     pub fn provider_rejects(&self) -> bool {
-        let permille = self
-            .provider_reject_permille
-            .load(std::sync::atomic::Ordering::Relaxed);
-        if permille == 0 {
-            return false;
-        }
-        let mut draw = [0u8; 2];
-        if getrandom::fill(&mut draw).is_err() {
-            return false;
-        }
-        u32::from(u16::from_le_bytes(draw)) % 1000 < permille
+        draw(
+            self.provider_reject_permille
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// Draws whether this Solana payment gets an injected transient 503.
+    pub fn solana_transient_failure(&self) -> bool {
+        draw(
+            self.solana_5xx_permille
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// How long a new instance stays `pending`.
@@ -421,6 +440,24 @@ pub(crate) fn offers(
     {
         accepts.push(evm_offer(megaeth, Scheme::Permit));
     }
+    if let Some(solana) = &state.solana
+        && only.is_none_or(|o| o == "solana")
+    {
+        let mut extra = serde_json::Map::new();
+        extra.insert(
+            "feePayer".into(),
+            json!(x402_core::SolanaSigner::pubkey(solana.fee_payer()).to_string()),
+        );
+        accepts.push(RequirementSpec {
+            scheme: Scheme::Exact,
+            network: x402_core::Network::SOLANA_DEVNET,
+            amount: amount_for(crate::solana::USDC_DECIMALS),
+            asset: AssetId::Solana(solana.mint()),
+            pay_to: PayTo::Solana(state.pay_to_solana),
+            max_timeout_seconds: 300,
+            extra,
+        });
+    }
     PaymentRequired {
         resource: ResourceInfo {
             url: format!("{}{}", state.public_url, uri.path()),
@@ -478,6 +515,13 @@ pub(crate) async fn settle(
                 ),
             )
         })?;
+    if payment.network().is_solana() && state.faults.solana_transient_failure() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "transient Solana facilitator error (injected); retry with a fresh blockhash",
+        )
+        .into_response());
+    }
     match state.facilitator.settle(payment, requirement).await {
         Ok(settlement) => Ok(settlement),
         Err(error) => match error.invalid_reason() {

@@ -42,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
         data_dir: Some(PathBuf::from(".devnet")),
         listen: SocketAddr::from(([127, 0, 0, 1], 8402)),
         megaeth: true,
+        solana: true,
         faults: devnet::FaultConfig::default(),
     };
     while let Some(flag) = args.next() {
@@ -53,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
             "--data-dir" => config.data_dir = Some(PathBuf::from(value()?)),
             "--anvil" => config.anvil = PathBuf::from(value()?),
             "--no-megaeth" => config.megaeth = false,
+            "--no-solana" => config.solana = false,
             "--boot-delay-ms" => {
                 config.faults.boot_delay_ms = value()?
                     .parse()
@@ -64,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
                     .context("--provider-reject-permille must be 0-1000")?
             }
             other => bail!(
-                "unknown argument `{other}`\nusage: x402-devnet [serve] [--port N] [--data-dir DIR] [--anvil PATH] [--no-megaeth] [--boot-delay-ms N] [--provider-reject-permille N] | fund ADDRESS --usdc N [--url URL]"
+                "unknown argument `{other}`\nusage: x402-devnet [serve] [--port N] [--data-dir DIR] [--anvil PATH] [--no-megaeth] [--no-solana] [--boot-delay-ms N] [--provider-reject-permille N] | fund ADDRESS --usdc N [--url URL]"
             ),
         }
     }
@@ -84,6 +86,13 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!("  facilitator signer: {}", devnet.base().facilitator());
+    if let Some(solana) = devnet.solana() {
+        println!(
+            "  Solana devnet (solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1, litesvm in process): USDC mint {}, fee payer {}",
+            solana.mint(),
+            x402_core::SolanaSigner::pubkey(solana.fee_payer())
+        );
+    }
     println!(
         "  funded test wallet: 0x90F79bf6EB2c4f870365E785982E1f101E93b906  key 0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6"
     );

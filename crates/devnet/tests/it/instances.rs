@@ -103,7 +103,7 @@ async fn devnet_with(boot_delay_ms: u64) -> (devnet::Devnet, Api) {
     let config = devnet::Config {
         faults: devnet::FaultConfig {
             boot_delay_ms,
-            provider_reject_permille: 0,
+            ..devnet::FaultConfig::default()
         },
         ..devnet::Config::ephemeral(anvil())
     };

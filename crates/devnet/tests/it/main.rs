@@ -6,6 +6,7 @@
 mod facilitator;
 mod instances;
 mod machines;
+mod solana;
 
 use std::path::PathBuf;
 

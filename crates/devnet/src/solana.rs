@@ -1,0 +1,253 @@
+//! A real Solana ledger for the devnet: litesvm in process, with the Solana devnet USDC mint
+//! (6 decimals) at its real address, a facilitator fee payer, and SPL token accounts.
+//!
+//! litesvm builds on the Solana 4.x component line while x402-core uses the 3.x line that
+//! spl-token 9 needs; the two meet only at the wire: transactions cross as their bincode
+//! bytes, keys and hashes as 32-byte arrays.
+
+use std::sync::Mutex;
+
+use litesvm::LiteSVM;
+use solana_account::Account;
+use solana_address::Address;
+use solana_program_pack::Pack;
+use x402_core::svm::{TokenProgram, associated_token_address};
+use x402_core::{LocalSolanaSigner, SolanaAddress, SolanaSigner};
+
+use crate::{Error, Result};
+
+/// The Solana devnet USDC mint.
+pub const USDC_MINT: &str = "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU";
+/// Decimals of the mint.
+pub const USDC_DECIMALS: u8 = 6;
+/// Lamports given to wallets so they can pay rent and fees.
+const AIRDROP_LAMPORTS: u64 = 10_000_000_000;
+
+/// The in-process Solana ledger.
+pub struct SolanaChain {
+    svm: Mutex<LiteSVM>,
+    slot: std::sync::atomic::AtomicU64,
+    fee_payer: LocalSolanaSigner,
+    mint: SolanaAddress,
+}
+
+impl std::fmt::Debug for SolanaChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SolanaChain")
+            .field("fee_payer", &self.fee_payer.pubkey())
+            .field("mint", &self.mint)
+            .finish_non_exhaustive()
+    }
+}
+
+fn address(key: &SolanaAddress) -> Address {
+    Address::new_from_array(key.to_bytes())
+}
+
+fn chain_error(detail: impl std::fmt::Display) -> Error {
+    Error::Chain(format!("solana: {detail}"))
+}
+
+impl SolanaChain {
+    /// A fresh ledger with the USDC mint, a funded fee payer from `fee_payer_secret`, and
+    /// the token program, ATA program and memo program loaded.
+    ///
+    /// # Errors
+    /// [`Error::Chain`] when the ledger refuses the genesis accounts.
+    pub fn new(fee_payer_secret: [u8; 32]) -> Result<SolanaChain> {
+        let mut svm = LiteSVM::new();
+        let fee_payer = LocalSolanaSigner::from_secret(fee_payer_secret);
+        svm.airdrop(&address(&fee_payer.pubkey()), AIRDROP_LAMPORTS)
+            .map_err(|e| chain_error(format!("airdrop to the fee payer: {:?}", e.err)))?;
+        let mint: SolanaAddress = USDC_MINT.parse().map_err(chain_error)?;
+        let mint_state = spl_token::state::Mint {
+            mint_authority: solana_program_option::COption::None,
+            supply: 0,
+            decimals: USDC_DECIMALS,
+            is_initialized: true,
+            freeze_authority: solana_program_option::COption::None,
+        };
+        let mut data = vec![0u8; spl_token::state::Mint::LEN];
+        spl_token::state::Mint::pack(mint_state, &mut data).map_err(chain_error)?;
+        let account = Account {
+            lamports: svm.minimum_balance_for_rent_exemption(data.len()),
+            data,
+            owner: Address::new_from_array(TokenProgram::Token.id().to_bytes()),
+            executable: false,
+            rent_epoch: 0,
+        };
+        svm.set_account(address(&mint), account)
+            .map_err(|e| chain_error(format!("creating the mint: {e:?}")))?;
+        Ok(SolanaChain {
+            svm: Mutex::new(svm),
+            slot: std::sync::atomic::AtomicU64::new(1),
+            fee_payer,
+            mint,
+        })
+    }
+
+    fn svm(&self) -> std::sync::MutexGuard<'_, LiteSVM> {
+        self.svm
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The facilitator's fee payer.
+    pub fn fee_payer(&self) -> &LocalSolanaSigner {
+        &self.fee_payer
+    }
+
+    /// The USDC mint.
+    pub fn mint(&self) -> SolanaAddress {
+        self.mint
+    }
+
+    /// The latest blockhash.
+    pub fn latest_blockhash(&self) -> [u8; 32] {
+        self.svm().latest_blockhash().to_bytes()
+    }
+
+    /// `owner`'s USDC balance in atomic units (0 without a token account).
+    pub fn token_balance(&self, owner: &SolanaAddress) -> u64 {
+        let ata = associated_token_address(owner, &self.mint, TokenProgram::Token);
+        self.svm()
+            .get_account(&address(&ata))
+            .and_then(|account| spl_token::state::Account::unpack(&account.data).ok())
+            .map_or(0, |state| state.amount)
+    }
+
+    /// SOL balance in lamports.
+    pub fn lamports(&self, owner: &SolanaAddress) -> u64 {
+        self.svm().get_balance(&address(owner)).unwrap_or(0)
+    }
+
+    /// Gives `owner` `amount` atomic USDC (creating its token account) and SOL for fees.
+    ///
+    /// # Errors
+    /// [`Error::Chain`] when the ledger refuses the account.
+    pub fn fund(&self, owner: &SolanaAddress, amount: u64) -> Result<()> {
+        let ata = associated_token_address(owner, &self.mint, TokenProgram::Token);
+        let mut svm = self.svm();
+        let existing = svm
+            .get_account(&address(&ata))
+            .and_then(|account| spl_token::state::Account::unpack(&account.data).ok());
+        let state = spl_token::state::Account {
+            mint: self.mint.into(),
+            owner: (*owner).into(),
+            amount: existing
+                .map_or(0, |s| s.amount)
+                .checked_add(amount)
+                .ok_or_else(|| chain_error("balance overflow"))?,
+            state: spl_token::state::AccountState::Initialized,
+            ..Default::default()
+        };
+        let mut data = vec![0u8; spl_token::state::Account::LEN];
+        spl_token::state::Account::pack(state, &mut data).map_err(chain_error)?;
+        let account = Account {
+            lamports: svm.minimum_balance_for_rent_exemption(data.len()),
+            data,
+            owner: Address::new_from_array(TokenProgram::Token.id().to_bytes()),
+            executable: false,
+            rent_epoch: 0,
+        };
+        svm.set_account(address(&ata), account)
+            .map_err(|e| chain_error(format!("creating the token account: {e:?}")))?;
+        if svm.get_balance(&address(owner)).unwrap_or(0) == 0 {
+            svm.airdrop(&address(owner), AIRDROP_LAMPORTS)
+                .map_err(|e| chain_error(format!("airdrop: {:?}", e.err)))?;
+        }
+        Ok(())
+    }
+
+    /// Co-signs a verified payment as fee payer and processes it. Returns the base58
+    /// transaction signature.
+    ///
+    /// # Errors
+    /// [`Error::Chain`] when the ledger rejects the transaction (nothing moved then).
+    pub fn settle(&self, mut verified: x402_core::svm::Verified) -> Result<String> {
+        verified.cosign(&self.fee_payer)?;
+        let bytes = bincode::serialize(&verified.transaction).map_err(chain_error)?;
+        let transaction: solana_transaction::versioned::VersionedTransaction =
+            bincode::deserialize(&bytes).map_err(chain_error)?;
+        self.send(transaction).map_err(chain_error)
+    }
+
+    /// The current slot: one per processed transaction, as a devnet ledger counts them.
+    pub fn slot(&self) -> u64 {
+        self.slot.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Processes a transaction; `Err` carries the ledger's error text.
+    pub fn send(
+        &self,
+        transaction: solana_transaction::versioned::VersionedTransaction,
+    ) -> std::result::Result<String, String> {
+        let result = self.svm().send_transaction(transaction);
+        match result {
+            Ok(meta) => {
+                self.slot.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(meta.signature.to_string())
+            }
+            Err(failed) => Err(format!("{:?}", failed.err)),
+        }
+    }
+
+    /// Simulates a transaction: `(error, logs, compute units)`.
+    pub fn simulate(
+        &self,
+        transaction: solana_transaction::versioned::VersionedTransaction,
+    ) -> (Option<String>, Vec<String>, u64) {
+        match self.svm().simulate_transaction(transaction) {
+            Ok(info) => (None, info.meta.logs, info.meta.compute_units_consumed),
+            Err(failed) => (
+                Some(format!("{:?}", failed.err)),
+                failed.meta.logs,
+                failed.meta.compute_units_consumed,
+            ),
+        }
+    }
+
+    /// `Some(error)` for a processed transaction (`None` inside when it succeeded), `None` when
+    /// the ledger has not seen it.
+    pub fn signature_status(&self, signature: &str) -> Option<Option<String>> {
+        let signature: solana_signature::Signature = signature.parse().ok()?;
+        self.svm().get_transaction(&signature).map(|result| {
+            result
+                .as_ref()
+                .err()
+                .map(|failed| format!("{:?}", failed.err))
+        })
+    }
+
+    /// An account: `(lamports, data, owner, executable)`.
+    pub fn account(&self, key: &SolanaAddress) -> Option<(u64, Vec<u8>, SolanaAddress, bool)> {
+        self.svm().get_account(&address(key)).map(|a| {
+            (
+                a.lamports,
+                a.data,
+                SolanaAddress::new(a.owner.to_bytes()),
+                a.executable,
+            )
+        })
+    }
+
+    /// Rent-exempt minimum for `len` bytes.
+    pub fn rent_exempt_minimum(&self, len: usize) -> u64 {
+        self.svm().minimum_balance_for_rent_exemption(len)
+    }
+
+    /// Sends `lamports` to `to`; returns the airdrop signature.
+    ///
+    /// # Errors
+    /// [`Error::Chain`] when the airdrop fails.
+    pub fn airdrop(&self, to: &SolanaAddress, lamports: u64) -> Result<String> {
+        let result = self.svm().airdrop(&address(to), lamports);
+        match result {
+            Ok(meta) => {
+                self.slot.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(meta.signature.to_string())
+            }
+            Err(failed) => Err(chain_error(format!("airdrop: {:?}", failed.err))),
+        }
+    }
+}

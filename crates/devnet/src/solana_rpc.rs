@@ -1,0 +1,216 @@
+//! A Solana JSON-RPC subset over the devnet's litesvm ledger (`POST /solana`), enough for
+//! `solana-client`'s `RpcClient` and other standard clients to pay and check balances:
+//! `getHealth`, `getSlot`, `getLatestBlockhash`, `getBalance`, `getAccountInfo`,
+//! `getMultipleAccounts`, `getTokenAccountBalance`, `getMinimumBalanceForRentExemption`,
+//! `simulateTransaction`, `sendTransaction`, `getSignatureStatuses`, `requestAirdrop`.
+//! Accounts are returned base64-encoded; transactions are accepted in base64 (and base58).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use solana_program_pack::Pack;
+use x402_core::SolanaAddress;
+
+use crate::solana::{SolanaChain, USDC_DECIMALS};
+
+/// The RPC route.
+pub fn routes(chain: Arc<SolanaChain>) -> Router {
+    Router::new()
+        .route("/solana", post(handle))
+        .with_state(chain)
+}
+
+struct RpcError {
+    code: i64,
+    message: String,
+}
+
+fn invalid_params(message: impl Into<String>) -> RpcError {
+    RpcError {
+        code: -32602,
+        message: message.into(),
+    }
+}
+
+async fn handle(State(chain): State<Arc<SolanaChain>>, body: axum::body::Bytes) -> Json<Value> {
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return Json(
+                json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32700, "message": format!("parse error: {e}") } }),
+            );
+        }
+    };
+    if let Some(batch) = request.as_array() {
+        return Json(Value::Array(batch.iter().map(|r| one(&chain, r)).collect()));
+    }
+    Json(one(&chain, &request))
+}
+
+fn one(chain: &SolanaChain, request: &Value) -> Value {
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    let method = request.get("method").and_then(Value::as_str).unwrap_or("");
+    let params = request.get("params").cloned().unwrap_or_else(|| json!([]));
+    match call(chain, method, &params) {
+        Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+        Err(error) => {
+            json!({ "jsonrpc": "2.0", "id": id, "error": { "code": error.code, "message": error.message } })
+        }
+    }
+}
+
+fn param(params: &Value, index: usize) -> Option<&Value> {
+    params.as_array().and_then(|p| p.get(index))
+}
+
+fn key(params: &Value, index: usize) -> Result<SolanaAddress, RpcError> {
+    param(params, index)
+        .and_then(Value::as_str)
+        .and_then(|k| k.parse().ok())
+        .ok_or_else(|| invalid_params(format!("param {index} must be a base58 public key")))
+}
+
+fn with_context(chain: &SolanaChain, value: Value) -> Value {
+    json!({ "context": { "slot": chain.slot(), "apiVersion": "2.2.0" }, "value": value })
+}
+
+fn account_json(chain: &SolanaChain, key: &SolanaAddress) -> Value {
+    match chain.account(key) {
+        None => Value::Null,
+        Some((lamports, data, owner, executable)) => json!({
+            "lamports": lamports,
+            "data": [x402_core::encoding::encode(&data), "base64"],
+            "owner": owner.to_string(),
+            "executable": executable,
+            "rentEpoch": u64::MAX,
+            "space": data.len(),
+        }),
+    }
+}
+
+fn transaction(
+    params: &Value,
+) -> Result<solana_transaction::versioned::VersionedTransaction, RpcError> {
+    let text = param(params, 0)
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid_params("param 0 must be an encoded transaction"))?;
+    let base58 = param(params, 1)
+        .and_then(|c| c.get("encoding"))
+        .and_then(Value::as_str)
+        == Some("base58");
+    let bytes = if base58 {
+        bs58::decode(text)
+            .into_vec()
+            .map_err(|_| invalid_params("transaction is not base58"))?
+    } else {
+        x402_core::encoding::decode("transaction", text)
+            .map_err(|e| invalid_params(e.to_string()))?
+    };
+    bincode::deserialize(&bytes).map_err(|e| invalid_params(format!("not a transaction: {e}")))
+}
+
+fn call(chain: &SolanaChain, method: &str, params: &Value) -> Result<Value, RpcError> {
+    match method {
+        "getHealth" => Ok(json!("ok")),
+        "getSlot" | "getBlockHeight" => Ok(json!(chain.slot())),
+        "getLatestBlockhash" => {
+            let blockhash = bs58_encode(&chain.latest_blockhash());
+            Ok(with_context(
+                chain,
+                json!({ "blockhash": blockhash, "lastValidBlockHeight": chain.slot() + 150 }),
+            ))
+        }
+        "getBalance" => Ok(with_context(
+            chain,
+            json!(chain.account(&key(params, 0)?).map_or(0, |a| a.0)),
+        )),
+        "getAccountInfo" => Ok(with_context(chain, account_json(chain, &key(params, 0)?))),
+        "getMultipleAccounts" => {
+            let keys = param(params, 0)
+                .and_then(Value::as_array)
+                .ok_or_else(|| invalid_params("param 0 must be an array of keys"))?;
+            let mut values = Vec::new();
+            for k in keys {
+                let k: SolanaAddress = k
+                    .as_str()
+                    .and_then(|k| k.parse().ok())
+                    .ok_or_else(|| invalid_params("keys must be base58"))?;
+                values.push(account_json(chain, &k));
+            }
+            Ok(with_context(chain, Value::Array(values)))
+        }
+        "getTokenAccountBalance" => {
+            let account = chain
+                .account(&key(params, 0)?)
+                .ok_or_else(|| invalid_params("could not find account"))?;
+            let state = spl_token::state::Account::unpack(&account.1)
+                .map_err(|_| invalid_params("not a token account"))?;
+            let text =
+                x402_core::TokenAmount::from_u64(state.amount).to_decimal_string(USDC_DECIMALS);
+            let ui: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            Ok(with_context(
+                chain,
+                json!({ "amount": state.amount.to_string(), "decimals": USDC_DECIMALS, "uiAmount": ui, "uiAmountString": text }),
+            ))
+        }
+        "getMinimumBalanceForRentExemption" => {
+            let len = param(params, 0)
+                .and_then(Value::as_u64)
+                .ok_or_else(|| invalid_params("param 0 must be a data length"))?;
+            Ok(json!(chain.rent_exempt_minimum(
+                usize::try_from(len).unwrap_or(usize::MAX)
+            )))
+        }
+        "simulateTransaction" => {
+            let (err, logs, units) = chain.simulate(transaction(params)?);
+            Ok(with_context(
+                chain,
+                json!({ "err": err, "logs": logs, "accounts": null, "unitsConsumed": units, "returnData": null }),
+            ))
+        }
+        "sendTransaction" => chain
+            .send(transaction(params)?)
+            .map(Value::String)
+            .map_err(|e| RpcError {
+                code: -32002,
+                message: format!("Transaction simulation failed: {e}"),
+            }),
+        "getSignatureStatuses" => {
+            let signatures = param(params, 0)
+                .and_then(Value::as_array)
+                .ok_or_else(|| invalid_params("param 0 must be an array of signatures"))?;
+            let statuses: Vec<Value> = signatures
+                .iter()
+                .map(|s| match s.as_str().and_then(|s| chain.signature_status(s)) {
+                    None => Value::Null,
+                    Some(err) => json!({ "slot": chain.slot(), "confirmations": null, "err": err, "status": if err.is_none() { json!({ "Ok": null }) } else { json!({ "Err": err }) }, "confirmationStatus": "finalized" }),
+                })
+                .collect();
+            Ok(with_context(chain, Value::Array(statuses)))
+        }
+        "requestAirdrop" => {
+            let to = key(params, 0)?;
+            let lamports = param(params, 1)
+                .and_then(Value::as_u64)
+                .ok_or_else(|| invalid_params("param 1 must be lamports"))?;
+            chain
+                .airdrop(&to, lamports)
+                .map(Value::String)
+                .map_err(|e| RpcError {
+                    code: -32603,
+                    message: e.to_string(),
+                })
+        }
+        other => Err(RpcError {
+            code: -32601,
+            message: format!("method `{other}` is not in the devnet's subset"),
+        }),
+    }
+}
+
+fn bs58_encode(bytes: &[u8; 32]) -> String {
+    SolanaAddress::new(*bytes).to_string()
+}

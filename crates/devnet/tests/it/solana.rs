@@ -1,0 +1,274 @@
+//! Solana `exact` end to end: litesvm ledger, partially signed transfer from x402-core, the
+//! facilitator's co-signature, balances read back from the ledger.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use x402_core::auth;
+use x402_core::svm::{self, SolanaChainState, TokenProgram};
+use x402_core::{Challenge, LocalSolanaSigner, Network, PaymentPolicy, Receipt, SolanaSigner};
+
+use crate::{Now, os_random, start};
+
+async fn signed_topup(url: &str, payer: &LocalSolanaSigner, body: &[u8]) -> reqwest::Response {
+    let headers = auth::sign_solana(
+        payer,
+        "POST",
+        "/compute/credits/topup",
+        body,
+        &Now,
+        &mut os_random,
+    )
+    .unwrap();
+    let mut request = reqwest::Client::new()
+        .post(format!("{url}/compute/credits/topup"))
+        .body(body.to_vec());
+    for (name, value) in headers.pairs() {
+        request = request.header(name, value);
+    }
+    request.send().await.unwrap()
+}
+
+fn headers_of(response: &reqwest::Response) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in response.headers() {
+        headers.insert(
+            HeaderName::from_bytes(name.as_str().as_bytes()).unwrap(),
+            HeaderValue::from_bytes(value.as_bytes()).unwrap(),
+        );
+    }
+    headers
+}
+
+#[tokio::test]
+async fn topup_paid_on_solana_moves_real_usdc_once() {
+    let devnet = start().await;
+    let solana = devnet.solana().unwrap();
+    let mut secret = [0u8; 32];
+    os_random(&mut secret);
+    let payer = LocalSolanaSigner::from_secret(secret);
+    let client = reqwest::Client::new();
+    let funded = client
+        .post(format!("{}/devnet/fund", devnet.url()))
+        .json(&json!({ "address": payer.pubkey().to_string(), "usdc": "10" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(funded.status(), StatusCode::OK);
+    assert_eq!(solana.token_balance(&payer.pubkey()), 10_000_000);
+
+    let body = br#"{"amount":4,"network":"solana"}"#;
+    let first = signed_topup(devnet.url(), &payer, body).await;
+    assert_eq!(first.status(), StatusCode::PAYMENT_REQUIRED);
+    let headers = headers_of(&first);
+    let challenge = Challenge::from_response(402, &headers, &first.bytes().await.unwrap()).unwrap();
+    let selected = PaymentPolicy::default()
+        .networks([Network::SOLANA_DEVNET])
+        .select(&challenge)
+        .unwrap();
+    let chain = SolanaChainState {
+        recent_blockhash: solana.latest_blockhash(),
+        decimals: 6,
+        token_program: TokenProgram::Token,
+    };
+    let header = svm::pay(&selected, &payer, &chain, &mut os_random).unwrap();
+
+    let fee_payer = solana.fee_payer().pubkey();
+    let lamports_before = solana.lamports(&fee_payer);
+    let paid = client
+        .post(format!("{}/compute/credits/topup", devnet.url()))
+        .header(header.name(), header.value())
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), StatusCode::OK);
+    let receipt = Receipt::from_headers(&headers_of(&paid)).unwrap().unwrap();
+    assert!(receipt.success);
+    assert_eq!(receipt.network, "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1");
+    assert_eq!(
+        receipt.payer.as_deref(),
+        Some(payer.pubkey().to_string().as_str())
+    );
+    let answer: Value = paid.json().await.unwrap();
+    assert_eq!(answer["new_balance"], "4.00");
+    assert_eq!(solana.token_balance(&payer.pubkey()), 6_000_000);
+    assert_eq!(solana.token_balance(&devnet::SOLANA_TREASURY), 4_000_000);
+    assert!(
+        solana.lamports(&fee_payer) < lamports_before,
+        "the facilitator paid the fee"
+    );
+
+    let replay = client
+        .post(format!("{}/compute/credits/topup", devnet.url()))
+        .header(header.name(), header.value())
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(solana.token_balance(&payer.pubkey()), 6_000_000);
+}
+
+#[tokio::test]
+async fn injected_solana_5xx_changes_nothing_and_a_retry_settles() {
+    let devnet = start().await;
+    let solana = devnet.solana().unwrap();
+    let payer = LocalSolanaSigner::from_secret([0x33; 32]);
+    solana.fund(&payer.pubkey(), 5_000_000).unwrap();
+    let client = reqwest::Client::new();
+    let set = |permille: u16| {
+        client
+            .post(format!("{}/devnet/faults", devnet.url()))
+            .json(&json!({ "solana_transient_5xx_permille": permille }))
+            .send()
+    };
+    assert_eq!(set(1000).await.unwrap().status(), StatusCode::OK);
+    let body = br#"{"amount":2,"network":"solana"}"#;
+    let pay = || async {
+        let first = signed_topup(devnet.url(), &payer, body).await;
+        let challenge =
+            Challenge::from_response(402, &headers_of(&first), &first.bytes().await.unwrap())
+                .unwrap();
+        let selected = PaymentPolicy::default()
+            .networks([Network::SOLANA_DEVNET])
+            .select(&challenge)
+            .unwrap();
+        let chain = SolanaChainState {
+            recent_blockhash: solana.latest_blockhash(),
+            decimals: 6,
+            token_program: TokenProgram::Token,
+        };
+        let header = svm::pay(&selected, &payer, &chain, &mut os_random).unwrap();
+        client
+            .post(format!("{}/compute/credits/topup", devnet.url()))
+            .header(header.name(), header.value())
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(pay().await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(solana.token_balance(&payer.pubkey()), 5_000_000);
+    assert_eq!(set(0).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(pay().await.status(), StatusCode::OK);
+    assert_eq!(solana.token_balance(&payer.pubkey()), 3_000_000);
+}
+
+async fn rpc(url: &str, method: &str, params: Value) -> Value {
+    let response: Value = reqwest::Client::new()
+        .post(format!("{url}/solana"))
+        .json(&json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(response["jsonrpc"], "2.0");
+    response
+}
+
+#[tokio::test]
+async fn json_rpc_subset_answers_like_a_solana_node() {
+    let devnet = start().await;
+    let solana = devnet.solana().unwrap();
+    let url = devnet.url();
+    assert_eq!(rpc(url, "getHealth", json!([])).await["result"], "ok");
+    let blockhash = rpc(
+        url,
+        "getLatestBlockhash",
+        json!([{ "commitment": "finalized" }]),
+    )
+    .await;
+    let text = blockhash["result"]["value"]["blockhash"].as_str().unwrap();
+    assert_eq!(
+        svm::parse_blockhash(text).unwrap(),
+        solana.latest_blockhash()
+    );
+
+    let wallet = LocalSolanaSigner::from_secret([0x51; 32])
+        .pubkey()
+        .to_string();
+    let airdrop = rpc(url, "requestAirdrop", json!([wallet, 2_000_000_000u64])).await;
+    let signature = airdrop["result"].as_str().unwrap().to_owned();
+    let statuses = rpc(
+        url,
+        "getSignatureStatuses",
+        json!([[
+            signature,
+            "1111111111111111111111111111111111111111111111111111111111111111"
+        ]]),
+    )
+    .await;
+    assert_eq!(statuses["result"]["value"][0]["err"], Value::Null);
+    assert_eq!(
+        statuses["result"]["value"][0]["confirmationStatus"],
+        "finalized"
+    );
+    assert_eq!(statuses["result"]["value"][1], Value::Null);
+    assert_eq!(
+        rpc(url, "getBalance", json!([wallet])).await["result"]["value"],
+        2_000_000_000u64
+    );
+
+    let mint = rpc(
+        url,
+        "getAccountInfo",
+        json!([solana.mint().to_string(), { "encoding": "base64" }]),
+    )
+    .await;
+    assert_eq!(
+        mint["result"]["value"]["owner"],
+        "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
+    );
+    let data =
+        x402_core::encoding::decode("mint", mint["result"]["value"]["data"][0].as_str().unwrap())
+            .unwrap();
+    assert_eq!(
+        (data.len(), data[44]),
+        (82, 6),
+        "an SPL mint with 6 decimals"
+    );
+
+    let owner = LocalSolanaSigner::from_secret([0x52; 32]).pubkey();
+    solana.fund(&owner, 1_500_000).unwrap();
+    let ata =
+        svm::associated_token_address(&owner, &solana.mint(), TokenProgram::Token).to_string();
+    let balance = rpc(url, "getTokenAccountBalance", json!([ata])).await;
+    assert_eq!(balance["result"]["value"]["amount"], "1500000");
+    assert_eq!(balance["result"]["value"]["uiAmountString"], "1.5");
+    let many = rpc(
+        url,
+        "getMultipleAccounts",
+        json!([[ata, wallet], { "encoding": "base64" }]),
+    )
+    .await;
+    assert_eq!(
+        many["result"]["value"][1]["owner"],
+        "11111111111111111111111111111111"
+    );
+    assert!(
+        rpc(url, "getMinimumBalanceForRentExemption", json!([165])).await["result"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(
+        rpc(url, "getSlot", json!([])).await["result"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(
+        rpc(url, "getBlockProduction", json!([])).await["error"]["code"],
+        -32601
+    );
+    let garbage = rpc(
+        url,
+        "sendTransaction",
+        json!(["AAAA", { "encoding": "base64" }]),
+    )
+    .await;
+    assert_eq!(garbage["error"]["code"], -32602);
+}
