@@ -247,6 +247,77 @@ async fn main() -> anyhow::Result<()> {
         debug_assert!(left < U256::from(25u64) * U256::from(10u64).pow(U256::from(18u64)));
     }
 
+    println!(
+        "\n5b. Buy $1.50 more on Solana devnet (SPL TransferChecked, facilitator pays the fee)"
+    );
+    let solana = devnet.solana().context("Solana ledger")?;
+    let mut seed = [0u8; 32];
+    os_random(&mut seed);
+    let sol_wallet = x402_core::LocalSolanaSigner::from_secret(seed);
+    use x402_core::SolanaSigner as _;
+    reqwest::Client::new()
+        .post(format!("{}/devnet/fund", devnet.url()))
+        .json(&json!({ "address": sol_wallet.pubkey().to_string(), "usdc": "5" }))
+        .send()
+        .await?;
+    let path = "/compute/credits/topup";
+    let bytes = serde_json::to_vec(&json!({ "amount": "1.50", "network": "solana" }))?;
+    let signed = auth::sign_solana(
+        &sol_wallet,
+        "POST",
+        path,
+        &bytes,
+        &SystemClock,
+        &mut os_random,
+    )?;
+    let mut request = reqwest::Client::new()
+        .post(format!("{}{path}", devnet.url()))
+        .body(bytes.clone());
+    for (name, value) in signed.pairs() {
+        request = request.header(name, value);
+    }
+    let response = request.send().await?;
+    let challenge = Challenge::from_response(
+        response.status().as_u16(),
+        &headers_of(&response),
+        &response.bytes().await?,
+    )?;
+    let selected = PaymentPolicy::default()
+        .networks([Network::SOLANA_DEVNET])
+        .select(&challenge)?;
+    let chain = x402_core::svm::SolanaChainState {
+        recent_blockhash: solana.latest_blockhash(),
+        decimals: 6,
+        token_program: x402_core::svm::TokenProgram::Token,
+    };
+    let header = x402_core::svm::pay(&selected, &sol_wallet, &chain, &mut os_random)?;
+    println!(
+        "  signed {} for {}",
+        header.name(),
+        selected.requirement().summary()
+    );
+    let paid = reqwest::Client::new()
+        .post(format!("{}{path}", devnet.url()))
+        .header(header.name(), header.value())
+        .body(bytes)
+        .send()
+        .await?;
+    let receipt = Receipt::from_headers(&headers_of(&paid))?;
+    if !paid.status().is_success() {
+        bail!("Solana top-up refused: {}", paid.text().await?);
+    }
+    if let Some(receipt) = receipt {
+        println!(
+            "  -> settled on {} in transaction {}",
+            receipt.network, receipt.transaction
+        );
+    }
+    println!(
+        "  on the ledger: {} has {} USDC left",
+        sol_wallet.pubkey(),
+        TokenAmount::from_u64(solana.token_balance(&sol_wallet.pubkey())).to_decimal_string(6)
+    );
+
     println!("\n6. Provision a VPS for 48 hours from those credits, then manage it");
     let order = signed_call(&devnet, &wallet, "POST", "/compute/provision", Some(json!({"plan":"vc2-1c-1gb","region":"ewr","os_id":2284,"label":"demo","prepaid_hours":48,"use_credits":true}))).await?;
     let id = order["order"]["id"]
