@@ -203,7 +203,10 @@ impl Devnet {
         };
         let solana = match config.solana {
             true => {
-                let chain = solana::SolanaChain::new(SOLANA_FEE_PAYER_SECRET)?;
+                let chain = solana::SolanaChain::new(
+                    SOLANA_FEE_PAYER_SECRET,
+                    state_file("solana-ledger.json"),
+                )?;
                 // The receiving token account must exist: x402 payments never create it.
                 chain.fund(&SOLANA_TREASURY, 0)?;
                 Some(Arc::new(chain))

@@ -1,6 +1,11 @@
 //! A real Solana ledger for the devnet: litesvm in process, with the Solana devnet USDC mint
 //! (6 decimals) at its real address, a facilitator fee payer, and SPL token accounts.
 //!
+//! With a data directory, every token account (and the mint), their owners' and the fee
+//! payer's lamports are snapshotted to `solana-ledger.json` after each change (write, then
+//! rename) and restored at start, so a restart keeps balances. Transaction history is not kept;
+//! used payments stay refused through the settlement records in SQLite.
+//!
 //! litesvm builds on the Solana 4.x component line while x402-core uses the 3.x line that
 //! spl-token 9 needs; the two meet only at the wire: transactions cross as their bincode
 //! bytes, keys and hashes as 32-byte arrays.
@@ -26,6 +31,7 @@ const AIRDROP_LAMPORTS: u64 = 10_000_000_000;
 /// The in-process Solana ledger.
 pub struct SolanaChain {
     svm: Mutex<LiteSVM>,
+    snapshot: Option<std::path::PathBuf>,
     slot: std::sync::atomic::AtomicU64,
     fee_payer: LocalSolanaSigner,
     mint: SolanaAddress,
@@ -54,7 +60,10 @@ impl SolanaChain {
     ///
     /// # Errors
     /// [`Error::Chain`] when the ledger refuses the genesis accounts.
-    pub fn new(fee_payer_secret: [u8; 32]) -> Result<SolanaChain> {
+    pub fn new(
+        fee_payer_secret: [u8; 32],
+        snapshot: Option<std::path::PathBuf>,
+    ) -> Result<SolanaChain> {
         let mut svm = LiteSVM::new();
         let fee_payer = LocalSolanaSigner::from_secret(fee_payer_secret);
         svm.airdrop(&address(&fee_payer.pubkey()), AIRDROP_LAMPORTS)
@@ -78,12 +87,98 @@ impl SolanaChain {
         };
         svm.set_account(address(&mint), account)
             .map_err(|e| chain_error(format!("creating the mint: {e:?}")))?;
-        Ok(SolanaChain {
+        let chain = SolanaChain {
             svm: Mutex::new(svm),
+            snapshot,
             slot: std::sync::atomic::AtomicU64::new(1),
             fee_payer,
             mint,
-        })
+        };
+        chain.restore()?;
+        Ok(chain)
+    }
+
+    /// Loads the accounts saved by [`SolanaChain::save`], if the snapshot exists.
+    fn restore(&self) -> Result<()> {
+        let Some(path) = &self.snapshot else {
+            return Ok(());
+        };
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return Ok(());
+        };
+        let saved: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| chain_error(format!("reading {}: {e}", path.display())))?;
+        let mut svm = self.svm();
+        for account in saved["accounts"].as_array().into_iter().flatten() {
+            let parse = || -> Option<(Address, Account)> {
+                let key: SolanaAddress = account["address"].as_str()?.parse().ok()?;
+                let owner: SolanaAddress = account["owner"].as_str()?.parse().ok()?;
+                let data =
+                    x402_core::encoding::decode("account", account["data"].as_str()?).ok()?;
+                Some((
+                    address(&key),
+                    Account {
+                        lamports: account["lamports"].as_u64()?,
+                        data,
+                        owner: address(&owner),
+                        executable: false,
+                        rent_epoch: 0,
+                    },
+                ))
+            };
+            let (key, value) = parse().ok_or_else(|| {
+                chain_error(format!("{} holds an unreadable account", path.display()))
+            })?;
+            svm.set_account(key, value)
+                .map_err(|e| chain_error(format!("restoring an account: {e:?}")))?;
+        }
+        if let Some(slot) = saved["slot"].as_u64() {
+            self.slot.store(slot, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Writes every token account (with the mint) and the lamports of their owners and of the
+    /// fee payer to the snapshot file, atomically (write, then rename).
+    fn save(&self) -> Result<()> {
+        let Some(path) = &self.snapshot else {
+            return Ok(());
+        };
+        let svm = self.svm();
+        let token_program = Address::new_from_array(TokenProgram::Token.id().to_bytes());
+        let mut owners: Vec<Address> = Vec::new();
+        let mut accounts = Vec::new();
+        for (key, account) in svm.get_program_accounts(&token_program) {
+            if let Ok(state) = spl_token::state::Account::unpack(&account.data) {
+                owners.push(Address::new_from_array(state.owner.to_bytes()));
+            }
+            accounts.push((key, account));
+        }
+        owners.push(address(&self.fee_payer.pubkey()));
+        for key in owners {
+            if let Some(account) = svm.get_account(&key)
+                && !accounts.iter().any(|(k, _)| *k == key)
+            {
+                accounts.push((key, account));
+            }
+        }
+        drop(svm);
+        let json: Vec<serde_json::Value> = accounts
+            .iter()
+            .map(|(key, account)| {
+                serde_json::json!({
+                    "address": SolanaAddress::new(key.to_bytes()).to_string(),
+                    "owner": SolanaAddress::new(account.owner.to_bytes()).to_string(),
+                    "lamports": account.lamports,
+                    "data": x402_core::encoding::encode(&account.data),
+                })
+            })
+            .collect();
+        let body = serde_json::json!({ "slot": self.slot(), "accounts": json });
+        let temporary = path.with_extension("tmp");
+        std::fs::write(&temporary, body.to_string())?;
+        std::fs::rename(&temporary, path)?;
+        Ok(())
     }
 
     fn svm(&self) -> std::sync::MutexGuard<'_, LiteSVM> {
@@ -156,7 +251,8 @@ impl SolanaChain {
             svm.airdrop(&address(owner), AIRDROP_LAMPORTS)
                 .map_err(|e| chain_error(format!("airdrop: {:?}", e.err)))?;
         }
-        Ok(())
+        drop(svm);
+        self.save()
     }
 
     /// Co-signs a verified payment as fee payer and processes it. Returns the base58
@@ -186,6 +282,7 @@ impl SolanaChain {
         match result {
             Ok(meta) => {
                 self.slot.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.save().map_err(|e| e.to_string())?;
                 Ok(meta.signature.to_string())
             }
             Err(failed) => Err(format!("{:?}", failed.err)),
@@ -245,6 +342,7 @@ impl SolanaChain {
         match result {
             Ok(meta) => {
                 self.slot.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.save()?;
                 Ok(meta.signature.to_string())
             }
             Err(failed) => Err(chain_error(format!("airdrop: {:?}", failed.err))),

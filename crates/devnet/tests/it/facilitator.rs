@@ -159,6 +159,16 @@ async fn a_restart_with_the_same_data_dir_keeps_everything() {
     {
         let devnet = devnet::Devnet::start(config()).await.unwrap();
         payer = funded_wallet(&devnet, 10).await;
+        devnet
+            .solana()
+            .unwrap()
+            .fund(
+                &x402_core::SolanaSigner::pubkey(&x402_core::LocalSolanaSigner::from_secret(
+                    [0x61; 32],
+                )),
+                2_500_000,
+            )
+            .unwrap();
         let url = format!("{}/compute/credits/topup", devnet.url());
         let key: Value = {
             let headers = x402_core::auth::sign_evm(
@@ -213,6 +223,13 @@ async fn a_restart_with_the_same_data_dir_keeps_everything() {
         devnet.shutdown().await;
     }
     let devnet = devnet::Devnet::start(config()).await.unwrap();
+    let solana_wallet =
+        x402_core::SolanaSigner::pubkey(&x402_core::LocalSolanaSigner::from_secret([0x61; 32]));
+    assert_eq!(
+        devnet.solana().unwrap().token_balance(&solana_wallet),
+        2_500_000,
+        "the Solana ledger survives"
+    );
     let key = std::fs::read_to_string(dir.join("key")).unwrap();
     let balance: Value = reqwest::Client::new()
         .get(format!("{}/compute/credits/balance", devnet.url()))
