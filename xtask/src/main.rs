@@ -252,12 +252,12 @@ fn interop() -> anyhow::Result<()> {
         std::fs::write(&marker, &requirements)?;
     }
     run(cargo().args([
+        // The same feature set as `cargo test --workspace --all-features`, so CI reuses
+        // the artifacts the test step built instead of compiling the tree again.
         "build",
         "--quiet",
-        "-p",
-        "x402-core",
-        "--features",
-        "solana",
+        "--workspace",
+        "--all-features",
         "--example",
         "pay",
         "--locked",
@@ -273,8 +273,8 @@ fn interop() -> anyhow::Result<()> {
     run(cargo().args([
         "build",
         "--quiet",
-        "-p",
-        "devnet",
+        "--workspace",
+        "--all-features",
         "--bin",
         "x402-devnet",
         "--locked",
