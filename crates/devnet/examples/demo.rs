@@ -9,7 +9,6 @@
 use alloy::primitives::U256;
 use anyhow::{Context, bail};
 use devnet::{Config, Devnet, SystemClock};
-use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 use x402_core::auth::{self, AuthChain};
 use x402_core::{
@@ -20,19 +19,6 @@ use x402_core::{
 fn os_random(buf: &mut [u8]) {
     #[allow(clippy::expect_used)]
     getrandom::fill(buf).expect("the OS random source works");
-}
-
-fn headers_of(response: &reqwest::Response) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    for (name, value) in response.headers() {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_str().as_bytes()),
-            HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            headers.insert(name, value);
-        }
-    }
-    headers
 }
 
 async fn top_up(
@@ -62,7 +48,7 @@ async fn top_up(
     }
     let response = request.send().await?;
     println!("  POST {path} {body} -> {}", response.status());
-    let headers = headers_of(&response);
+    let headers = response.headers().clone();
     let challenge = Challenge::from_response(
         response.status().as_u16(),
         &headers,
@@ -101,7 +87,7 @@ async fn top_up(
         .send()
         .await?;
     let status = paid.status();
-    let receipt = Receipt::from_headers(&headers_of(&paid))?;
+    let receipt = Receipt::from_headers(&paid.headers().clone())?;
     let answer: Value = paid.json().await?;
     if !status.is_success() {
         bail!("top-up refused: {answer}");
@@ -279,7 +265,7 @@ async fn main() -> anyhow::Result<()> {
     let response = request.send().await?;
     let challenge = Challenge::from_response(
         response.status().as_u16(),
-        &headers_of(&response),
+        &response.headers().clone(),
         &response.bytes().await?,
     )?;
     let selected = PaymentPolicy::default()
@@ -302,7 +288,7 @@ async fn main() -> anyhow::Result<()> {
         .body(bytes)
         .send()
         .await?;
-    let receipt = Receipt::from_headers(&headers_of(&paid))?;
+    let receipt = Receipt::from_headers(&paid.headers().clone())?;
     if !paid.status().is_success() {
         bail!("Solana top-up refused: {}", paid.text().await?);
     }

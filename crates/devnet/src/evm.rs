@@ -62,6 +62,28 @@ impl std::fmt::Debug for EvmChain {
     }
 }
 
+/// Waits for a sent transaction's receipt and refuses a reverted one.
+async fn confirm(
+    sent: std::result::Result<
+        alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>,
+        alloy::contract::Error,
+    >,
+    what: &str,
+) -> Result<B256> {
+    let receipt = sent
+        .map_err(Error::contract)?
+        .get_receipt()
+        .await
+        .map_err(Error::pending)?;
+    if !receipt.status() {
+        return Err(Error::chain(format!(
+            "{what} {} reverted",
+            receipt.transaction_hash
+        )));
+    }
+    Ok(receipt.transaction_hash)
+}
+
 impl EvmChain {
     /// Starts anvil with `chain_id` on a free loopback port and places the token.
     ///
@@ -293,20 +315,7 @@ impl EvmChain {
                 signature,
             )
             .from(self.facilitator);
-        let receipt = call
-            .send()
-            .await
-            .map_err(Error::contract)?
-            .get_receipt()
-            .await
-            .map_err(Error::pending)?;
-        if !receipt.status() {
-            return Err(Error::chain(format!(
-                "transferWithAuthorization {} reverted",
-                receipt.transaction_hash
-            )));
-        }
-        Ok(receipt.transaction_hash)
+        confirm(call.send().await, "transferWithAuthorization").await
     }
 
     /// Submits `permit` then `transferFrom(owner, pay_to, value)` from the facilitator.
@@ -333,32 +342,10 @@ impl EvmChain {
                 B256::from(s.s()),
             )
             .from(self.facilitator);
-        let receipt = permit
-            .send()
-            .await
-            .map_err(Error::contract)?
-            .get_receipt()
-            .await
-            .map_err(Error::pending)?;
-        if !receipt.status() {
-            return Err(Error::chain("permit reverted"));
-        }
+        confirm(permit.send().await, "permit").await?;
         let pull = contract
             .transferFrom(p.owner, pay_to, p.value.atomic())
             .from(self.facilitator);
-        let receipt = pull
-            .send()
-            .await
-            .map_err(Error::contract)?
-            .get_receipt()
-            .await
-            .map_err(Error::pending)?;
-        if !receipt.status() {
-            return Err(Error::chain(format!(
-                "transferFrom {} reverted",
-                receipt.transaction_hash
-            )));
-        }
-        Ok(receipt.transaction_hash)
+        confirm(pull.send().await, "transferFrom").await
     }
 }

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use devnet::{Config, Devnet, evm};
+use devnet::{Config, Devnet};
 
 fn default_anvil() -> PathBuf {
     std::env::var_os("X402_DEVNET_ANVIL")
@@ -103,7 +103,6 @@ async fn main() -> anyhow::Result<()> {
         .base()
         .fund(wallet, alloy::primitives::U256::from(1_000_000_000u64))
         .await?;
-    let _ = evm::DEPLOYER_KEY;
     println!("  (funded with 1000 USDC; fund more with `x402-devnet fund ADDRESS --usdc N`)");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;

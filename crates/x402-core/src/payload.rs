@@ -108,12 +108,8 @@ struct InPayload {
     #[serde(default)]
     network: Option<String>,
     #[serde(default)]
-    resource: Option<Box<RawValue>>,
-    #[serde(default)]
     accepted: Option<Box<RawValue>>,
     payload: Box<RawValue>,
-    #[serde(default)]
-    extensions: Option<Box<RawValue>>,
 }
 
 #[derive(Deserialize)]
@@ -186,7 +182,6 @@ impl PaymentPayload {
                 (head.scheme, head.network)
             }
         };
-        let _ = (&wire.resource, &wire.extensions);
         Ok(PaymentPayload {
             version,
             scheme: Scheme::parse(&scheme),

@@ -692,7 +692,6 @@ pub fn verify_payload(
 mod tests {
     use super::*;
     use crate::challenge::Challenge;
-    use crate::clock::FixedClock;
     use crate::policy::PaymentPolicy;
     use crate::signer::LocalSolanaSigner;
 
@@ -974,6 +973,5 @@ mod tests {
                 .is_ok()
         );
         assert!(PAY_TO.parse::<TokenProgram>().is_err());
-        let _ = FixedClock::from_unix(0);
     }
 }

@@ -195,13 +195,8 @@ async fn a_restart_with_the_same_data_dir_keeps_everything() {
             .send()
             .await
             .unwrap();
-        let mut headers = http::HeaderMap::new();
-        for (name, value) in response.headers() {
-            headers.insert(
-                http::HeaderName::from_bytes(name.as_str().as_bytes()).unwrap(),
-                http::HeaderValue::from_bytes(value.as_bytes()).unwrap(),
-            );
-        }
+        // reqwest and x402-core share the `http` crate: no conversion needed.
+        let headers = response.headers().clone();
         let challenge =
             Challenge::from_response(402, &headers, &response.bytes().await.unwrap()).unwrap();
         let selected = PaymentPolicy::default()

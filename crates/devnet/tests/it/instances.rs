@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use alloy::primitives::U256;
-use http::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use x402_core::auth::{self, AuthChain};
@@ -89,13 +88,8 @@ impl Api {
 
 async fn challenge(response: reqwest::Response) -> Result<Challenge, Error> {
     let status = response.status().as_u16();
-    let mut headers = HeaderMap::new();
-    for (name, value) in response.headers() {
-        headers.insert(
-            HeaderName::from_bytes(name.as_str().as_bytes()).unwrap(),
-            HeaderValue::from_bytes(value.as_bytes()).unwrap(),
-        );
-    }
+    // reqwest and x402-core share the `http` crate: no conversion needed.
+    let headers = response.headers().clone();
     Challenge::from_response(status, &headers, &response.bytes().await.unwrap())
 }
 

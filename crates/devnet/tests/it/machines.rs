@@ -1,7 +1,6 @@
 //! Machines API: catalog, auth, API keys, credits top-up paid with x402 on each network.
 
 use alloy::primitives::U256;
-use http::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use x402_core::auth::{self, AuthChain};
@@ -43,13 +42,8 @@ fn signed(
 
 async fn challenge_of(response: reqwest::Response) -> Challenge {
     assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
-    let mut headers = HeaderMap::new();
-    for (name, value) in response.headers() {
-        headers.insert(
-            HeaderName::from_bytes(name.as_str().as_bytes()).unwrap(),
-            HeaderValue::from_bytes(value.as_bytes()).unwrap(),
-        );
-    }
+    // reqwest and x402-core share the `http` crate: no conversion needed.
+    let headers = response.headers().clone();
     let body = response.bytes().await.unwrap();
     let challenge = Challenge::from_response(402, &headers, &body).unwrap();
     // The v1 body is there too.
@@ -58,13 +52,8 @@ async fn challenge_of(response: reqwest::Response) -> Challenge {
 }
 
 fn receipt_of(response: &reqwest::Response) -> Receipt {
-    let mut headers = HeaderMap::new();
-    for (name, value) in response.headers() {
-        headers.insert(
-            HeaderName::from_bytes(name.as_str().as_bytes()).unwrap(),
-            HeaderValue::from_bytes(value.as_bytes()).unwrap(),
-        );
-    }
+    // reqwest and x402-core share the `http` crate: no conversion needed.
+    let headers = response.headers().clone();
     Receipt::from_headers(&headers)
         .unwrap()
         .expect("a receipt header")

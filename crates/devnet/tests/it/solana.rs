@@ -1,7 +1,6 @@
 //! Solana `exact` end to end: litesvm ledger, partially signed transfer from x402-core, the
 //! facilitator's co-signature, balances read back from the ledger.
 
-use http::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use x402_core::auth;
@@ -29,17 +28,6 @@ async fn signed_topup(url: &str, payer: &LocalSolanaSigner, body: &[u8]) -> reqw
     request.send().await.unwrap()
 }
 
-fn headers_of(response: &reqwest::Response) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    for (name, value) in response.headers() {
-        headers.insert(
-            HeaderName::from_bytes(name.as_str().as_bytes()).unwrap(),
-            HeaderValue::from_bytes(value.as_bytes()).unwrap(),
-        );
-    }
-    headers
-}
-
 #[tokio::test]
 async fn topup_paid_on_solana_moves_real_usdc_once() {
     let devnet = start().await;
@@ -60,7 +48,7 @@ async fn topup_paid_on_solana_moves_real_usdc_once() {
     let body = br#"{"amount":4,"network":"solana"}"#;
     let first = signed_topup(devnet.url(), &payer, body).await;
     assert_eq!(first.status(), StatusCode::PAYMENT_REQUIRED);
-    let headers = headers_of(&first);
+    let headers = first.headers().clone();
     let challenge = Challenge::from_response(402, &headers, &first.bytes().await.unwrap()).unwrap();
     let selected = PaymentPolicy::default()
         .networks([Network::SOLANA_DEVNET])
@@ -83,7 +71,7 @@ async fn topup_paid_on_solana_moves_real_usdc_once() {
         .await
         .unwrap();
     assert_eq!(paid.status(), StatusCode::OK);
-    let receipt = Receipt::from_headers(&headers_of(&paid)).unwrap().unwrap();
+    let receipt = Receipt::from_headers(paid.headers()).unwrap().unwrap();
     assert!(receipt.success);
     assert_eq!(receipt.network, "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1");
     assert_eq!(
@@ -128,7 +116,7 @@ async fn injected_solana_5xx_changes_nothing_and_a_retry_settles() {
     let pay = || async {
         let first = signed_topup(devnet.url(), &payer, body).await;
         let challenge =
-            Challenge::from_response(402, &headers_of(&first), &first.bytes().await.unwrap())
+            Challenge::from_response(402, &first.headers().clone(), &first.bytes().await.unwrap())
                 .unwrap();
         let selected = PaymentPolicy::default()
             .networks([Network::SOLANA_DEVNET])

@@ -1,6 +1,5 @@
 use alloy_primitives::{B256, U256, address, b256};
 use alloy_sol_types::SolStruct;
-use http::HeaderMap;
 
 use super::exact::{self, Authorization, ExactEvmPayload};
 use super::permit;
@@ -374,5 +373,4 @@ fn exact_refuses_permit_offers_and_vice_versa() {
     )
     .unwrap_err();
     assert!(matches!(err, Error::UnsupportedScheme { .. }));
-    let _ = HeaderMap::new();
 }
