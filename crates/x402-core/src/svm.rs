@@ -311,7 +311,8 @@ pub fn build_transaction(
 /// Signs `transaction` as `signer`, in `signer`'s slot; the other slots are untouched.
 ///
 /// # Errors
-/// [`Error::Signing`] when `signer` is not a required signer, or the signer fails.
+/// [`Error::Signing`] when `signer` is not a required signer, when the transaction has fewer
+/// signature slots than required signers, or when the signer fails.
 pub fn sign_transaction(
     transaction: &mut VersionedTransaction,
     signer: &dyn SolanaSigner,
@@ -328,7 +329,13 @@ pub fn sign_transaction(
             ))
         })?;
     let signature = signer.sign_message(&transaction.message.serialize())?;
-    transaction.signatures[slot] = Signature::from(signature);
+    let slots = transaction.signatures.len();
+    let place = transaction.signatures.get_mut(slot).ok_or_else(|| {
+        Error::Signing(format!(
+            "the transaction has {slots} signature slots but {required} required signers"
+        ))
+    })?;
+    *place = Signature::from(signature);
     Ok(())
 }
 
@@ -776,6 +783,26 @@ mod tests {
             associated_token_address(&owner, &mint, TokenProgram::Token2022).to_string(),
             "H7BrdQ48x8XkXh3UXs7pvPxxF8Z5Ej1WyBwU2ZryzTBL"
         );
+    }
+
+    #[test]
+    fn signing_a_transaction_without_enough_signature_slots_is_an_error() {
+        let payer = LocalSolanaSigner::from_secret([1; 32]);
+        let selected_challenge = challenge(1000, None);
+        let requirement = selected_challenge.offers()[0].requirement().unwrap();
+        let mut transaction = build_transaction(
+            requirement,
+            payer.pubkey(),
+            &chain(TokenProgram::Token),
+            [7; 16],
+        )
+        .unwrap();
+        transaction.signatures.clear();
+        assert!(matches!(
+            sign_transaction(&mut transaction, &payer),
+            Err(Error::Signing(_))
+        ));
+        assert!(transaction.signatures.is_empty(), "nothing was written");
     }
 
     #[test]

@@ -226,6 +226,23 @@ pub fn verify_payload(
             ),
         ));
     }
+    // A client sets `validBefore` to its now + maxTimeoutSeconds (and `validAfter` into the
+    // past: ours by CLOCK_SKEW_SECONDS, the official SDKs' to 0). An authorization valid for
+    // longer would let a captured payment stay usable far beyond what the offer allows; a
+    // client clock up to CLOCK_SKEW_SECONDS ahead of ours is tolerated.
+    let latest = now
+        .saturating_add(requirement.max_timeout_seconds())
+        .saturating_add(CLOCK_SKEW_SECONDS);
+    if authorization.valid_before > latest {
+        return Err(Error::invalid(
+            InvalidReason::ValidBefore,
+            format!(
+                "authorization is valid until {}, later than now ({now}) plus the offer's maxTimeoutSeconds ({}) plus {CLOCK_SKEW_SECONDS} s",
+                authorization.valid_before,
+                requirement.max_timeout_seconds()
+            ),
+        ));
+    }
     if authorization.valid_after > now {
         return Err(Error::invalid(
             InvalidReason::ValidAfter,

@@ -46,7 +46,9 @@ pub mod types {
 /// (one block of margin; the same constant as the reference implementations).
 pub const VALIDITY_BUFFER_SECONDS: u64 = 6;
 
-/// Seconds `validAfter` is set in the past to absorb clock skew.
+/// Seconds `validAfter` is set in the past to absorb clock skew; verifiers likewise tolerate a
+/// client clock this far ahead when they bound `validBefore` (and a permit's `deadline`) by
+/// now + `maxTimeoutSeconds` + this.
 pub const CLOCK_SKEW_SECONDS: u64 = 600;
 
 /// The token's EIP-712 domain for `requirement`: `extra.name` / `extra.version` from the

@@ -45,7 +45,9 @@
 //! # Verification
 //!
 //! [`verify`]: the payment answers the requirement; the signature recovers to `owner`;
-//! `spender == extra.facilitatorAddress`; `value == amount`; `deadline ≥ now + 6`; and, when the
+//! `spender == extra.facilitatorAddress`; `value == amount`; `deadline ≥ now + 6` and
+//! `deadline ≤ now + maxTimeoutSeconds + 600` (a client's clock may run up to 600 s ahead, the
+//! backdating `exact` allows, but a captured permit cannot stay usable for days); and, when the
 //! caller passes the on-chain nonce, `nonce` equals it.
 
 use alloy_primitives::{Address, U256};
@@ -53,7 +55,10 @@ use alloy_sol_types::SolStruct;
 use serde::{Deserialize, Serialize};
 
 use super::types::Permit;
-use super::{VALIDITY_BUFFER_SECONDS, check_signer, parse_signature, signature_hex, token_domain};
+use super::{
+    CLOCK_SKEW_SECONDS, VALIDITY_BUFFER_SECONDS, check_signer, parse_signature, signature_hex,
+    token_domain,
+};
 use crate::address::parse_evm;
 use crate::challenge::{Requirement, Scheme};
 use crate::clock::Clock;
@@ -266,6 +271,19 @@ pub fn verify_payload(
             format!(
                 "permit expired or expires within {VALIDITY_BUFFER_SECONDS} s (deadline {}, now {now})",
                 permit.deadline
+            ),
+        ));
+    }
+    let latest = now
+        .saturating_add(requirement.max_timeout_seconds())
+        .saturating_add(CLOCK_SKEW_SECONDS);
+    if permit.deadline > latest {
+        return Err(Error::invalid(
+            InvalidReason::PermitDeadline,
+            format!(
+                "permit deadline {} is later than now ({now}) plus the offer's maxTimeoutSeconds ({}) plus {CLOCK_SKEW_SECONDS} s",
+                permit.deadline,
+                requirement.max_timeout_seconds()
             ),
         ));
     }

@@ -110,13 +110,31 @@ fn the_spec_signature_does_not_verify_under_another_domain() {
     }
 }
 
-#[test]
-fn verification_rejects_each_kind_of_bad_payment() {
-    let challenge = v1_challenge(
+/// A v1 challenge for Base Sepolia USDC.
+fn base_sepolia_usdc() -> Challenge {
+    v1_challenge(
         "base-sepolia",
         "USDC",
         "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
-    );
+    )
+}
+
+/// `authorization` signed by `signer` for `requirement`.
+fn signed(
+    signer: &LocalEvmSigner,
+    requirement: &crate::challenge::Requirement,
+    authorization: Authorization,
+) -> ExactEvmPayload {
+    let digest = exact::signing_hash(requirement, &authorization).unwrap();
+    ExactEvmPayload {
+        signature: signature_hex(&signer.sign_hash(&digest).unwrap()),
+        authorization,
+    }
+}
+
+#[test]
+fn verification_rejects_each_kind_of_bad_payment() {
+    let challenge = base_sepolia_usdc();
     let requirement = challenge.offers()[0].requirement().unwrap();
     let reason = |payload: &ExactEvmPayload, now: u64| {
         exact::verify_payload(payload, requirement, now)
@@ -143,13 +161,7 @@ fn verification_rejects_each_kind_of_bad_payment() {
 
     // Correctly signed payments that do not match the offer.
     let signer = LocalEvmSigner::from_hex(HARDHAT_0).unwrap();
-    let sign = |authorization: Authorization| {
-        let digest = exact::signing_hash(requirement, &authorization).unwrap();
-        ExactEvmPayload {
-            signature: signature_hex(&signer.sign_hash(&digest).unwrap()),
-            authorization,
-        }
-    };
+    let sign = |authorization: Authorization| signed(&signer, requirement, authorization);
     let good = exact::authorization_for(
         requirement,
         signer.address(),
@@ -188,6 +200,41 @@ fn verification_rejects_each_kind_of_bad_payment() {
         authorization: good,
     };
     assert_eq!(reason(&twin, SPEC_NOW), InvalidReason::EvmSignature);
+}
+
+#[test]
+fn authorizations_valid_for_longer_than_the_offer_allows_are_refused() {
+    let challenge = base_sepolia_usdc();
+    let requirement = challenge.offers()[0].requirement().unwrap();
+    let signer = LocalEvmSigner::from_hex(HARDHAT_0).unwrap();
+    let sign = |authorization: Authorization| signed(&signer, requirement, authorization);
+    let good = exact::authorization_for(
+        requirement,
+        signer.address(),
+        SPEC_NOW,
+        B256::repeat_byte(2),
+    )
+    .unwrap();
+    // What our client builds, and the official SDKs' shape (validAfter 0): accepted, also
+    // when the client's clock runs up to 600 s ahead of ours.
+    assert!(exact::verify_payload(&sign(good.clone()), requirement, SPEC_NOW).is_ok());
+    let mut from_zero = good.clone();
+    from_zero.valid_after = 0;
+    assert!(exact::verify_payload(&sign(from_zero), requirement, SPEC_NOW).is_ok());
+    assert!(exact::verify_payload(&sign(good.clone()), requirement, SPEC_NOW - 600).is_ok());
+    // Valid for longer than the offer allows (a captured authorization usable for days):
+    // refused.
+    let latest = SPEC_NOW + requirement.max_timeout_seconds() + CLOCK_SKEW_SECONDS;
+    for before in [latest + 1, SPEC_NOW + 3 * 86_400, u64::MAX] {
+        let mut long = good.clone();
+        long.valid_before = before;
+        let refused = exact::verify_payload(&sign(long), requirement, SPEC_NOW).unwrap_err();
+        assert_eq!(
+            refused.invalid_reason(),
+            Some(InvalidReason::ValidBefore),
+            "valid until {before}: {refused}"
+        );
+    }
 }
 
 const SECP256K1N: [u8; 32] =
@@ -323,6 +370,10 @@ fn permit_pays_and_verifies() {
             .unwrap()
     };
     assert_eq!(reason(SPEC_NOW + 120, None), InvalidReason::PermitDeadline);
+    // A permit checked long before its deadline was ever offered (a captured permit that
+    // would stay usable for days): refused; up to 600 s of client clock lead is tolerated.
+    assert!(permit::verify(&payment, requirement, SPEC_NOW - 600, None).is_ok());
+    assert_eq!(reason(SPEC_NOW - 601, None), InvalidReason::PermitDeadline);
     assert_eq!(
         reason(SPEC_NOW, Some(U256::from(4))),
         InvalidReason::PermitNonceMismatch
