@@ -30,13 +30,30 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("interop") => interop(),
-        Some("bench") => run(cargo().args(["bench", "-p", "x402-core", "--all-features"])),
+        Some("bench") => run(cargo().args([
+            "bench",
+            "-p",
+            "x402-core",
+            "-p",
+            "devnet",
+            "--features",
+            FEATURES,
+        ])),
         Some("fuzz") => fuzz(args.get(1).map(String::as_str).unwrap_or("60")),
         Some("tools") => tools(),
         Some("contracts") => contracts(args.get(1).map(String::as_str) == Some("--check")),
         Some("demo") => {
             tools()?;
-            run(cargo().args(["run", "--quiet", "-p", "devnet", "--example", "demo"]))
+            run(cargo().args([
+                "run",
+                "--quiet",
+                "-p",
+                "devnet",
+                "--features",
+                FEATURES,
+                "--example",
+                "demo",
+            ]))
         }
         Some("devnet") => {
             tools()?;
@@ -46,6 +63,8 @@ fn main() -> anyhow::Result<()> {
                     "--quiet",
                     "-p",
                     "devnet",
+                    "--features",
+                    FEATURES,
                     "--bin",
                     "x402-devnet",
                     "--",
@@ -115,35 +134,49 @@ fn step(name: &str, f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()
     Ok(())
 }
 
+/// The features every workspace-wide step builds with: clippy, the tests, the docs and the
+/// binaries xtask runs (through [`test_build`], so they are the test step's own artifacts).
+/// One list, so no step compiles the tree again under another feature set.
+const FEATURES: &str = "x402-core/evm,x402-core/solana,x402-core/secp256k1,devnet/cli";
+
+/// `cargo SUBCOMMAND --workspace --features FEATURES --locked`.
+fn workspace(subcommand: &str) -> Command {
+    let mut command = cargo();
+    command.args([
+        subcommand,
+        "--workspace",
+        "--features",
+        FEATURES,
+        "--locked",
+    ]);
+    command
+}
+
+/// Builds every test target, example and binary exactly as the test step does; a no-op once
+/// `cargo test` has run.
+fn test_build() -> anyhow::Result<()> {
+    run(workspace("test").arg("--no-run"))
+}
+
+/// Where cargo puts the debug build.
+fn debug_dir() -> PathBuf {
+    PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_owned()))
+        .join("debug")
+}
+
 fn ci() -> anyhow::Result<()> {
     let started = Instant::now();
     step("rustfmt", || run(cargo().args(["fmt", "--all", "--check"])))?;
     step("tools", tools)?;
     step("contract artifact", || contracts(true))?;
     step("clippy", || {
-        run(cargo().args([
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--all-features",
-            "--locked",
-            "--",
-            "-D",
-            "warnings",
-        ]))
+        run(workspace("clippy").args(["--all-targets", "--", "-D", "warnings"]))
     })?;
-    step("tests", || {
-        run(cargo().args(["test", "--workspace", "--all-features", "--locked"]))
-    })?;
+    step("build", test_build)?;
+    step("tests", || run(&mut workspace("test")))?;
     step("docs", || {
-        run(cargo()
-            .args([
-                "doc",
-                "--workspace",
-                "--all-features",
-                "--no-deps",
-                "--locked",
-            ])
+        run(workspace("doc")
+            .arg("--no-deps")
             .env("RUSTDOCFLAGS", "-D warnings"))
     })?;
     step("feature combinations", feature_combinations)?;
@@ -251,38 +284,19 @@ fn interop() -> anyhow::Result<()> {
         ]))?;
         std::fs::write(&marker, &requirements)?;
     }
-    run(cargo().args([
-        // The same feature set as `cargo test --workspace --all-features`, so CI reuses
-        // the artifacts the test step built instead of compiling the tree again.
-        "build",
-        "--quiet",
-        "--workspace",
-        "--all-features",
-        "--example",
-        "pay",
-        "--locked",
-    ]))?;
-    let target_dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_owned());
-    let pay = PathBuf::from(&target_dir).join("debug/examples/pay");
+    // The `pay` example and `x402-devnet` are the test step's own artifacts.
+    test_build()?;
+    let pay = debug_dir().join("examples/pay");
     run(Command::new(&python)
         .arg("xtask/interop/check.py")
         .arg(&pay))?;
 
     // The official SDK pays a running devnet, and x402-conformance checks its facilitator.
     tools()?;
-    run(cargo().args([
-        "build",
-        "--quiet",
-        "--workspace",
-        "--all-features",
-        "--bin",
-        "x402-devnet",
-        "--locked",
-    ]))?;
     let data_dir = std::env::temp_dir().join(format!("x402-interop-devnet-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
-    let mut devnet = Command::new(PathBuf::from(&target_dir).join("debug/x402-devnet"))
-        .args(["--port", "0", "--no-megaeth", "--data-dir"])
+    let mut devnet = Command::new(debug_dir().join("x402-devnet"))
+        .args(["--port", "0", "--no-megaeth", "--json", "--data-dir"])
         .arg(&data_dir)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -291,16 +305,13 @@ fn interop() -> anyhow::Result<()> {
     let outcome = (|| -> anyhow::Result<()> {
         let stdout = devnet.stdout.take().context("devnet stdout")?;
         let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-        let mut url = None;
-        for line in lines.by_ref() {
-            if let Some(found) = line?.trim().strip_prefix("machines API and facilitator: ") {
-                url = Some(found.to_owned());
-                break;
-            }
-        }
+        let line = lines
+            .next()
+            .context("the devnet exited without describing itself")??;
         // Keep reading so the devnet never writes into a closed pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        let url = url.context("the devnet did not print its URL")?;
+        let url = json_string(&line, "url")
+            .with_context(|| format!("the devnet's --json line has no url: {line}"))?;
         println!("devnet at {url}");
         run(Command::new(&python)
             .arg("xtask/interop/sdk_topup.py")
@@ -326,6 +337,14 @@ fn interop() -> anyhow::Result<()> {
     let _ = devnet.wait();
     let _ = std::fs::remove_dir_all(&data_dir);
     outcome
+}
+
+/// The string value of `"key":"..."` in a one-line JSON object (xtask has no JSON parser, and
+/// the devnet's `--json` line has no escapes in the values xtask reads).
+fn json_string(line: &str, key: &str) -> Option<String> {
+    let start = line.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let end = start + line[start..].find('"')?;
+    Some(line[start..end].to_owned())
 }
 
 fn fuzz(seconds: &str) -> anyhow::Result<()> {

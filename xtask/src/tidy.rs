@@ -1,5 +1,7 @@
 //! Tidy checks that plain `cargo test` enforces: the layering of the workspace, module docs,
-//! and the absence of IO in x402-core.
+//! the absence of IO in x402-core, and that libraries do not print. Every workspace crate is
+//! covered: the list is read from the root manifest's `members`, so a new crate cannot slip
+//! past these checks.
 
 #[cfg(test)]
 mod tests {
@@ -7,13 +9,21 @@ mod tests {
     use std::fs;
     use std::path::{Path, PathBuf};
 
-    const WORKSPACE_CRATES: [&str; 6] = [
-        "x402-core",
-        "compute-api",
-        "grid-api",
-        "sgl-node",
-        "cli",
-        "xtask",
+    /// Which workspace crates each crate may depend on, as normal and as dev-dependencies
+    /// (ARCHITECTURE.md, "Invariants"). Every workspace crate must have a row.
+    const LAYERS: &[(&str, &[&str], &[&str])] = &[
+        ("x402-core", &[], &[]),
+        ("compute-api", &["x402-core"], &["test-support"]),
+        ("grid-api", &["x402-core"], &["test-support"]),
+        ("sgl-node", &["x402-core", "grid-api"], &["test-support"]),
+        (
+            "cli",
+            &["x402-core", "compute-api", "grid-api"],
+            &["test-support"],
+        ),
+        ("devnet", &["x402-core"], &["test-support"]),
+        ("test-support", &["x402-core", "devnet"], &[]),
+        ("xtask", &[], &[]),
     ];
 
     fn root() -> PathBuf {
@@ -23,58 +33,99 @@ mod tests {
             .to_path_buf()
     }
 
-    fn manifest_dir(name: &str) -> PathBuf {
-        if name == "xtask" {
-            root().join("xtask")
-        } else {
-            root().join("crates").join(name)
-        }
+    /// A workspace member: its package name and directory.
+    struct Member {
+        name: String,
+        dir: PathBuf,
     }
 
-    /// Workspace crates each crate depends on, in any dependency section.
-    fn workspace_dependencies(name: &str) -> Vec<String> {
-        let text = fs::read_to_string(manifest_dir(name).join("Cargo.toml")).unwrap();
-        let mut in_dependencies = false;
-        let mut found = Vec::new();
+    /// The members listed in the root manifest, with the package names their manifests give.
+    fn members() -> Vec<Member> {
+        let manifest = fs::read_to_string(root().join("Cargo.toml")).unwrap();
+        let start = manifest.find("members = [").expect("a `members` list");
+        let list = &manifest[start..start + manifest[start..].find(']').unwrap()];
+        let members: Vec<Member> = list
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .map(|path| {
+                let dir = root().join(path);
+                let text = fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+                let name = text
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("name = \""))
+                    .and_then(|rest| rest.strip_suffix('"'))
+                    .unwrap_or_else(|| panic!("{path}/Cargo.toml has no package name"))
+                    .to_owned();
+                Member { name, dir }
+            })
+            .collect();
+        assert!(members.len() >= 8, "the members list was not read");
+        members
+    }
+
+    /// Workspace crates a manifest depends on: `(normal, dev)`.
+    fn workspace_dependencies(member: &Member, names: &[String]) -> (Vec<String>, Vec<String>) {
+        let text = fs::read_to_string(member.dir.join("Cargo.toml")).unwrap();
+        let mut section = "";
+        let (mut normal, mut dev) = (Vec::new(), Vec::new());
         for line in text.lines().map(str::trim) {
             if line.starts_with('[') {
-                in_dependencies = line.contains("dependencies");
-                continue;
-            }
-            if !in_dependencies {
+                section = line;
                 continue;
             }
             let key = line.split(['=', '.', ' ']).next().unwrap_or("");
-            if WORKSPACE_CRATES.contains(&key) {
-                found.push(key.to_owned());
+            if !names.iter().any(|n| n == key) {
+                continue;
+            }
+            if section.contains("dev-dependencies") {
+                dev.push(key.to_owned());
+            } else if section.contains("dependencies") {
+                normal.push(key.to_owned());
             }
         }
-        found
+        (normal, dev)
     }
 
     #[test]
     fn dependencies_point_down_only() {
-        let allowed: BTreeMap<&str, &[&str]> = BTreeMap::from([
-            ("x402-core", &[][..]),
-            ("compute-api", &["x402-core"][..]),
-            ("grid-api", &["x402-core"][..]),
-            ("sgl-node", &["x402-core", "grid-api"][..]),
-            ("cli", &["x402-core", "compute-api", "grid-api"][..]),
-            ("devnet", &["x402-core"][..]),
-            ("xtask", &[][..]),
-        ]);
-        for (name, allowed) in allowed {
-            for dependency in workspace_dependencies(name) {
+        let members = members();
+        let names: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
+        let layers: BTreeMap<&str, (&[&str], &[&str])> = LAYERS
+            .iter()
+            .map(|(name, normal, dev)| (*name, (*normal, *dev)))
+            .collect();
+        for member in &members {
+            let Some((allowed, allowed_dev)) = layers.get(member.name.as_str()) else {
+                panic!(
+                    "{} has no row in LAYERS: say which crates it may depend on (and ARCHITECTURE.md)",
+                    member.name
+                );
+            };
+            let (normal, dev) = workspace_dependencies(member, &names);
+            for dependency in normal {
                 assert!(
                     allowed.contains(&dependency.as_str()),
-                    "{name} must not depend on {dependency} (see ARCHITECTURE.md)"
+                    "{} must not depend on {dependency} (see ARCHITECTURE.md)",
+                    member.name
+                );
+            }
+            for dependency in dev {
+                assert!(
+                    allowed.contains(&dependency.as_str())
+                        || allowed_dev.contains(&dependency.as_str()),
+                    "{} must not dev-depend on {dependency} (see ARCHITECTURE.md)",
+                    member.name
                 );
             }
         }
     }
 
     fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in fs::read_dir(dir).unwrap() {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 rust_files(&path, out);
@@ -86,9 +137,10 @@ mod tests {
 
     #[test]
     fn every_module_starts_with_a_doc_comment() {
-        for name in WORKSPACE_CRATES {
+        for member in members() {
             let mut files = Vec::new();
-            rust_files(&manifest_dir(name).join("src"), &mut files);
+            rust_files(&member.dir.join("src"), &mut files);
+            assert!(!files.is_empty(), "{} has no sources", member.name);
             for file in files {
                 if file.file_name().is_some_and(|f| f == "tests.rs") {
                     continue;
@@ -105,8 +157,12 @@ mod tests {
 
     #[test]
     fn x402_core_does_no_io() {
+        let core = members()
+            .into_iter()
+            .find(|m| m.name == "x402-core")
+            .unwrap();
         let mut files = Vec::new();
-        rust_files(&manifest_dir("x402-core").join("src"), &mut files);
+        rust_files(&core.dir.join("src"), &mut files);
         let forbidden = [
             "std::env",
             "std::fs",
@@ -134,12 +190,21 @@ mod tests {
 
     #[test]
     fn only_binaries_print() {
-        for name in ["x402-core", "compute-api", "grid-api"] {
+        for member in members() {
+            let src = member.dir.join("src");
             let mut files = Vec::new();
-            rust_files(&manifest_dir(name).join("src"), &mut files);
+            rust_files(&src, &mut files);
+            // Binary code: `src/main.rs`, `src/bin/`, and crates that are only binaries.
+            let is_binary_crate = !src.join("lib.rs").exists();
             for file in files {
+                if is_binary_crate
+                    || file == src.join("main.rs")
+                    || file.starts_with(src.join("bin"))
+                {
+                    continue;
+                }
                 let text = fs::read_to_string(&file).unwrap();
-                for word in ["println!", "eprintln!", "dbg!"] {
+                for word in ["println!", "eprintln!", "print!", "eprint!", "dbg!"] {
                     let in_code = text
                         .lines()
                         .any(|l| l.contains(word) && !l.trim_start().starts_with("//"));

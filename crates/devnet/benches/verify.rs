@@ -8,16 +8,16 @@
 
 use std::hint::black_box;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use x402_core::{
-    Challenge, FixedClock, LocalEvmSigner, PaymentPayload, PaymentPolicy, encoding, evm,
-};
+use x402_core::{Challenge, FixedClock, LocalEvmSigner, PaymentPayload, PaymentPolicy, evm};
 
 const OFFER: &str = r#"{"x402Version":2,"resource":{"url":"http://127.0.0.1:8402/compute/credits/topup"},"accepts":[{"scheme":"exact","network":"eip155:84532","amount":"5000000","asset":"0x036CbD53842c5426634e7929541eC2318f3dCF7e","payTo":"0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC","maxTimeoutSeconds":300,"extra":{"name":"USDC","version":"2"}}]}"#;
 const NOW: u64 = 1_800_000_000;
 
 fn verification(c: &mut Criterion) {
-    let challenge = Challenge::from_v2_header(&encoding::encode(OFFER.as_bytes())).unwrap();
+    let challenge = Challenge::from_v2_header(&BASE64.encode(OFFER.as_bytes())).unwrap();
     let selected = PaymentPolicy::default().select(&challenge).unwrap();
     let requirement = selected.requirement();
     let signer = LocalEvmSigner::from_hex(

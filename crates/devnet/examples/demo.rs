@@ -8,52 +8,30 @@
 
 use alloy::primitives::U256;
 use anyhow::{Context, bail};
-use devnet::{Config, Devnet, SystemClock};
+use devnet::{Config, Devnet};
+use reqwest::Method;
 use serde_json::{Value, json};
-use x402_core::auth::{self, AuthChain};
+use test_support::{Client, Now, os_random};
 use x402_core::{
-    AssetRegistry, Challenge, EvmSigner, LocalEvmSigner, Network, PaymentPolicy, Receipt,
-    TokenAmount, evm,
+    AssetRegistry, EvmSigner, LocalEvmSigner, Network, PaymentPolicy, TokenAmount, evm,
 };
 
-fn os_random(buf: &mut [u8]) {
-    #[allow(clippy::expect_used)]
-    getrandom::fill(buf).expect("the OS random source works");
-}
-
+/// Asks for a top-up signed by `wallet`, pays its 402 on `network` and prints what happened.
 async fn top_up(
     devnet: &Devnet,
     wallet: &LocalEvmSigner,
     body: &Value,
     network: Network,
 ) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
+    let client = Client::of(devnet);
     let path = "/compute/credits/topup";
     let bytes = serde_json::to_vec(body)?;
-    let signed = auth::sign_evm(
-        wallet,
-        AuthChain::Base,
-        "POST",
-        path,
-        &bytes,
-        &SystemClock,
-        &mut os_random,
-    )?;
-    let mut request = client
-        .post(format!("{}{path}", devnet.url()))
-        .header("content-type", "application/json")
-        .body(bytes.clone());
-    for (name, value) in signed.pairs() {
-        request = request.header(name, value);
-    }
-    let response = request.send().await?;
+    let response = client
+        .signed(wallet, Method::POST, path, &bytes)?
+        .send()
+        .await?;
     println!("  POST {path} {body} -> {}", response.status());
-    let headers = response.headers().clone();
-    let challenge = Challenge::from_response(
-        response.status().as_u16(),
-        &headers,
-        &response.bytes().await?,
-    )?;
+    let challenge = test_support::challenge(response).await?;
     for offer in challenge.offers() {
         if let Ok(requirement) = offer.requirement() {
             println!("    offer: {}", requirement.summary());
@@ -69,10 +47,10 @@ async fn top_up(
                 &selected,
                 wallet,
                 chain.permit_nonce(wallet.address()).await?,
-                &SystemClock,
+                &Now,
             )?
         }
-        _ => evm::exact::pay(&selected, wallet, &SystemClock, &mut os_random)?,
+        _ => evm::exact::pay(&selected, wallet, &Now, &mut os_random)?,
     };
     println!(
         "  signed {} for {}",
@@ -80,14 +58,12 @@ async fn top_up(
         selected.requirement().summary()
     );
     let paid = client
-        .post(format!("{}{path}", devnet.url()))
-        .header("content-type", "application/json")
+        .post(path, &bytes)
         .header(header.name(), header.value())
-        .body(bytes)
         .send()
         .await?;
     let status = paid.status();
-    let receipt = Receipt::from_headers(&paid.headers().clone())?;
+    let receipt = test_support::receipt(&paid)?;
     let answer: Value = paid.json().await?;
     if !status.is_success() {
         bail!("top-up refused: {answer}");
@@ -105,51 +81,12 @@ async fn top_up(
     Ok(())
 }
 
-/// A wallet-signed JSON call; fails on a non-2xx answer.
-async fn signed_call(
-    devnet: &Devnet,
-    wallet: &LocalEvmSigner,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> anyhow::Result<Value> {
-    let bytes = body
-        .map(|b| serde_json::to_vec(&b))
-        .transpose()?
-        .unwrap_or_default();
-    let headers = auth::sign_evm(
-        wallet,
-        AuthChain::Base,
-        method,
-        path,
-        &bytes,
-        &SystemClock,
-        &mut os_random,
-    )?;
-    let mut request = reqwest::Client::new()
-        .request(method.parse()?, format!("{}{path}", devnet.url()))
-        .header("content-type", "application/json")
-        .body(bytes);
-    for (name, value) in headers.pairs() {
-        request = request.header(name, value);
-    }
-    let response = request.send().await?;
-    let status = response.status();
-    let answer: Value = response.json().await?;
-    if !status.is_success() {
-        bail!("{method} {path} answered {status}: {answer}");
-    }
-    Ok(answer)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let anvil = std::env::var_os("X402_DEVNET_ANVIL")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../.tools/npm/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")
-        });
+    let anvil = match std::env::var_os("X402_DEVNET_ANVIL") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => test_support::anvil()?,
+    };
     println!("1. Starting the devnet (two anvil chains, SQLite state, machines API, facilitator)");
     let devnet = Devnet::start(Config::ephemeral(anvil)).await?;
     println!("  machines API and facilitator at {}", devnet.url());
@@ -160,11 +97,12 @@ async fn main() -> anyhow::Result<()> {
     );
 
     println!("\n2. A throwaway wallet, funded through the devnet's admin route");
+    let client = Client::of(&devnet);
     let mut secret = [0u8; 32];
     os_random(&mut secret);
     let wallet = LocalEvmSigner::from_bytes(&secret)?;
-    let funded: Value = reqwest::Client::new()
-        .post(format!("{}/devnet/fund", devnet.url()))
+    let funded: Value = client
+        .request(Method::POST, "/devnet/fund")
         .json(&json!({ "address": wallet.address().to_string(), "usdc": "25" }))
         .send()
         .await?
@@ -177,8 +115,8 @@ async fn main() -> anyhow::Result<()> {
     );
 
     println!("\n3. The catalog");
-    let plans: Value = reqwest::Client::new()
-        .get(format!("{}/compute/plans?type=vcg", devnet.url()))
+    let plans: Value = client
+        .get("/compute/plans?type=vcg")
         .send()
         .await?
         .json()
@@ -241,33 +179,18 @@ async fn main() -> anyhow::Result<()> {
     os_random(&mut seed);
     let sol_wallet = x402_core::LocalSolanaSigner::from_secret(seed);
     use x402_core::SolanaSigner as _;
-    reqwest::Client::new()
-        .post(format!("{}/devnet/fund", devnet.url()))
+    client
+        .request(Method::POST, "/devnet/fund")
         .json(&json!({ "address": sol_wallet.pubkey().to_string(), "usdc": "5" }))
         .send()
         .await?;
     let path = "/compute/credits/topup";
     let bytes = serde_json::to_vec(&json!({ "amount": "1.50", "network": "solana" }))?;
-    let signed = auth::sign_solana(
-        &sol_wallet,
-        "POST",
-        path,
-        &bytes,
-        &SystemClock,
-        &mut os_random,
-    )?;
-    let mut request = reqwest::Client::new()
-        .post(format!("{}{path}", devnet.url()))
-        .body(bytes.clone());
-    for (name, value) in signed.pairs() {
-        request = request.header(name, value);
-    }
-    let response = request.send().await?;
-    let challenge = Challenge::from_response(
-        response.status().as_u16(),
-        &response.headers().clone(),
-        &response.bytes().await?,
-    )?;
+    let response = client
+        .signed(&sol_wallet, Method::POST, path, &bytes)?
+        .send()
+        .await?;
+    let challenge = test_support::challenge(response).await?;
     let selected = PaymentPolicy::default()
         .networks([Network::SOLANA_DEVNET])
         .select(&challenge)?;
@@ -282,13 +205,12 @@ async fn main() -> anyhow::Result<()> {
         header.name(),
         selected.requirement().summary()
     );
-    let paid = reqwest::Client::new()
-        .post(format!("{}{path}", devnet.url()))
+    let paid = client
+        .post(path, &bytes)
         .header(header.name(), header.value())
-        .body(bytes)
         .send()
         .await?;
-    let receipt = Receipt::from_headers(&paid.headers().clone())?;
+    let receipt = test_support::receipt(&paid)?;
     if !paid.status().is_success() {
         bail!("Solana top-up refused: {}", paid.text().await?);
     }
@@ -305,7 +227,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     println!("\n6. Provision a VPS for 48 hours from those credits, then manage it");
-    let order = signed_call(&devnet, &wallet, "POST", "/compute/provision", Some(json!({"plan":"vc2-1c-1gb","region":"ewr","os_id":2284,"label":"demo","prepaid_hours":48,"use_credits":true}))).await?;
+    let order = client.call_ok(&wallet, Method::POST, "/compute/provision", Some(json!({"plan":"vc2-1c-1gb","region":"ewr","os_id":2284,"label":"demo","prepaid_hours":48,"use_credits":true}))).await?;
     let id = order["order"]["id"]
         .as_str()
         .context("provision answered without an order id")?
@@ -318,44 +240,46 @@ async fn main() -> anyhow::Result<()> {
         order["order"]["payment_amount"].as_str().unwrap_or("?"),
         order["order"]["expires_at"]
     );
-    let details = signed_call(
-        &devnet,
-        &wallet,
-        "GET",
-        &format!("/compute/instances/{id}"),
-        None,
-    )
-    .await?;
+    let details = client
+        .call_ok(
+            &wallet,
+            Method::GET,
+            &format!("/compute/instances/{id}"),
+            None,
+        )
+        .await?;
     println!(
         "  now {} at {}",
         details["order"]["status"], details["order"]["ip_address"]
     );
-    let extended = signed_call(
-        &devnet,
-        &wallet,
-        "POST",
-        &format!("/compute/instances/{id}/extend"),
-        Some(json!({"extend_hours":24,"use_credits":true})),
-    )
-    .await?;
+    let extended = client
+        .call_ok(
+            &wallet,
+            Method::POST,
+            &format!("/compute/instances/{id}/extend"),
+            Some(json!({"extend_hours":24,"use_credits":true})),
+        )
+        .await?;
     println!(
         "  extended by 24 h: expires {}",
         extended["order"]["expires_at"]
     );
-    let balance = signed_call(&devnet, &wallet, "GET", "/compute/credits/balance", None).await?;
+    let balance = client
+        .call_ok(&wallet, Method::GET, "/compute/credits/balance", None)
+        .await?;
     println!(
         "  credits left: ${} of ${} deposited",
         balance["balance"].as_str().unwrap_or("?"),
         balance["total_deposited"].as_str().unwrap_or("?")
     );
-    let destroyed = signed_call(
-        &devnet,
-        &wallet,
-        "DELETE",
-        &format!("/compute/instances/{id}"),
-        None,
-    )
-    .await?;
+    let destroyed = client
+        .call_ok(
+            &wallet,
+            Method::DELETE,
+            &format!("/compute/instances/{id}"),
+            None,
+        )
+        .await?;
     println!("  destroyed: {}", destroyed["instance"]["status"]);
     println!(
         "\nDone: {} payments settled on the local chains.",

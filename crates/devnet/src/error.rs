@@ -1,21 +1,94 @@
 //! The devnet's error type.
 
-use std::fmt::Display;
+use std::path::PathBuf;
+
+use alloy::primitives::B256;
 
 /// Everything that can go wrong inside the devnet.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A local chain (anvil) failed or refused a call.
-    #[error("chain: {0}")]
-    Chain(String),
+    /// The `anvil` binary could not be started.
+    #[error("cannot start anvil at {}: {source}; run `cargo xtask tools`", path.display())]
+    AnvilStart {
+        /// The binary that was tried.
+        path: PathBuf,
+        /// Why it did not start.
+        #[source]
+        source: std::io::Error,
+    },
+    /// anvil started but never said where it listens.
+    #[error("anvil for chain {chain_id} did not report its listening address within 30 s")]
+    AnvilSilent {
+        /// The chain it was started for.
+        chain_id: u64,
+    },
+    /// A JSON-RPC call to anvil failed.
+    #[error("chain {chain_id}: `{call}` failed: {source}")]
+    Rpc {
+        /// The chain.
+        chain_id: u64,
+        /// The RPC method or contract call.
+        call: &'static str,
+        /// What the transport said.
+        #[source]
+        source: Box<alloy::transports::TransportError>,
+    },
+    /// A contract call or deployment failed before it was mined.
+    #[error("chain {chain_id}: `{call}` failed: {source}")]
+    Contract {
+        /// The chain.
+        chain_id: u64,
+        /// The contract function.
+        call: &'static str,
+        /// What the contract binding said.
+        #[source]
+        source: Box<alloy::contract::Error>,
+    },
+    /// A sent transaction's receipt did not come.
+    #[error("chain {chain_id}: waiting for the receipt of `{call}` failed: {source}")]
+    Receipt {
+        /// The chain.
+        chain_id: u64,
+        /// The contract function.
+        call: &'static str,
+        /// What the provider said.
+        #[source]
+        source: Box<alloy::providers::PendingTransactionError>,
+    },
+    /// A transaction was mined but reverted.
+    #[error("chain {chain_id}: `{call}` reverted in transaction {transaction}")]
+    Reverted {
+        /// The chain.
+        chain_id: u64,
+        /// The contract function.
+        call: &'static str,
+        /// The reverted transaction.
+        transaction: B256,
+    },
+    /// The Solana ledger refused an operation.
+    #[error("solana ledger: {operation} failed: {reason}")]
+    Solana {
+        /// What was attempted (`airdrop`, `send transaction`, …).
+        operation: &'static str,
+        /// The ledger's reason.
+        reason: String,
+    },
+    /// A chain snapshot in the data directory could not be read or written.
+    #[error("chain snapshot {}: {reason}", path.display())]
+    Snapshot {
+        /// The snapshot file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
     /// The SQLite state failed.
     #[error("state database: {0}")]
     Store(#[from] rusqlite::Error),
     /// A payment or protocol error from x402-core (bad payments carry their reason code).
     #[error(transparent)]
     Payment(#[from] x402_core::Error),
-    /// Starting or binding a server failed.
+    /// Starting or binding a server, or a file in the data directory, failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -24,17 +97,11 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn chain(detail: impl Display) -> Error {
-        Error::Chain(detail.to_string())
-    }
-    pub(crate) fn rpc(error: impl Display) -> Error {
-        Error::Chain(format!("rpc: {error}"))
-    }
-    pub(crate) fn contract(error: impl Display) -> Error {
-        Error::Chain(format!("contract call: {error}"))
-    }
-    pub(crate) fn pending(error: impl Display) -> Error {
-        Error::Chain(format!("waiting for the receipt: {error}"))
+    pub(crate) fn solana(operation: &'static str, reason: impl Into<String>) -> Error {
+        Error::Solana {
+            operation,
+            reason: reason.into(),
+        }
     }
 
     /// The x402 reason code, when this is a rejected payment.
@@ -43,5 +110,10 @@ impl Error {
             Error::Payment(error) => error.invalid_reason(),
             _ => None,
         }
+    }
+
+    /// Whether this is a refused payment (as opposed to a failure of the devnet or a chain).
+    pub fn is_invalid_payment(&self) -> bool {
+        self.invalid_reason().is_some()
     }
 }

@@ -1,17 +1,93 @@
 //! `x402-devnet`: runs the devnet, or funds a wallet on a running one.
 //!
 //! ```text
-//! x402-devnet [serve] [--port N] [--data-dir DIR] [--anvil PATH] [--no-megaeth]
+//! x402-devnet [serve] [--port N] [--data-dir DIR] [--anvil PATH] [--no-megaeth] [--no-solana]
+//!                     [--boot-delay-ms N] [--provider-reject-permille N]
+//!                     [--solana-5xx-permille N] [--json] [--print-test-key]
 //! x402-devnet fund ADDRESS --usdc N [--url URL]
 //! ```
 
 #![allow(clippy::print_stdout)]
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use devnet::{Config, Devnet};
+use clap::{Args, Parser, Subcommand};
+use devnet::{Config, Devnet, FaultConfig};
+use serde_json::json;
+use x402_core::{Network, SolanaSigner};
+
+/// A local, faithful stand-in for the machines API and its x402 facilitator, on real local
+/// chains (two anvil EVM chains and an in-process Solana ledger).
+#[derive(Parser)]
+#[command(name = "x402-devnet", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: Serve,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the devnet in the foreground (the default).
+    Serve(Serve),
+    /// Mint devnet stablecoins (and gas) to a wallet on a running devnet.
+    Fund(Fund),
+}
+
+#[derive(Args, Clone)]
+struct Serve {
+    /// Port to listen on, on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 8402)]
+    port: u16,
+    /// Where the devnet keeps its state (SQLite, chain states); reused across restarts.
+    #[arg(long, default_value = ".devnet")]
+    data_dir: PathBuf,
+    /// The anvil binary [default: the one `cargo xtask tools` installs, or $X402_DEVNET_ANVIL].
+    #[arg(long)]
+    anvil: Option<PathBuf>,
+    /// Do not start the MegaETH chain.
+    #[arg(long)]
+    no_megaeth: bool,
+    /// Do not start the Solana ledger.
+    #[arg(long)]
+    no_solana: bool,
+    /// How long a new instance stays `pending`, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    boot_delay_ms: u64,
+    /// Per thousand paid instances, how many the simulated provider rejects (refunded).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1000))]
+    provider_reject_permille: u16,
+    /// Per thousand Solana payments, how many get a transient 503 before settlement.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1000))]
+    solana_5xx_permille: u16,
+    /// Print one JSON line with the URLs, chain ids, token addresses, the Solana mint and fee
+    /// payer (for programs) instead of the banner.
+    #[arg(long)]
+    json: bool,
+    /// Also fund a well-known test wallet with 1000 USDC and print its private key.
+    #[arg(long)]
+    print_test_key: bool,
+}
+
+#[derive(Args)]
+struct Fund {
+    /// An EVM (0x…) or Solana (base58) address.
+    address: String,
+    /// How many dollars of the devnet stablecoin to mint.
+    #[arg(long)]
+    usdc: String,
+    /// The running devnet.
+    #[arg(long, default_value = "http://127.0.0.1:8402")]
+    url: String,
+}
+
+/// anvil's fourth default account (from its public test mnemonic): the test wallet that
+/// `--print-test-key` funds. Worthless outside a local chain.
+const TEST_WALLET: &str = "0x90F79bf6EB2c4f870365E785982E1f101E93b906";
+const TEST_WALLET_KEY: &str = "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6";
 
 fn default_anvil() -> PathBuf {
     std::env::var_os("X402_DEVNET_ANVIL")
@@ -24,86 +100,51 @@ fn default_anvil() -> PathBuf {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        // Machine-readable output keeps stdout for the JSON line and logs only warnings.
+        let serving_json = matches!(&cli.command, Some(Command::Serve(s)) if s.json)
+            || (cli.command.is_none() && cli.serve.json);
+        if serving_json { "warn" } else { "info" }.into()
+    });
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .init();
-    let mut args = std::env::args().skip(1).peekable();
-    if args.peek().map(String::as_str) == Some("fund") {
-        args.next();
-        return fund(args.collect()).await;
+    match cli.command {
+        Some(Command::Fund(fund)) => run_fund(fund).await,
+        Some(Command::Serve(serve)) => run_serve(serve).await,
+        None => run_serve(cli.serve).await,
     }
-    if args.peek().map(String::as_str) == Some("serve") {
-        args.next();
-    }
-    let mut config = Config {
-        anvil: default_anvil(),
-        data_dir: Some(PathBuf::from(".devnet")),
-        listen: SocketAddr::from(([127, 0, 0, 1], 8402)),
-        megaeth: true,
-        solana: true,
-        faults: devnet::FaultConfig::default(),
+}
+
+async fn run_serve(serve: Serve) -> anyhow::Result<()> {
+    let config = Config {
+        anvil: serve.anvil.clone().unwrap_or_else(default_anvil),
+        data_dir: Some(serve.data_dir.clone()),
+        listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), serve.port),
+        megaeth: !serve.no_megaeth,
+        solana: !serve.no_solana,
+        faults: FaultConfig {
+            provider_reject_permille: serve.provider_reject_permille,
+            boot_delay_ms: serve.boot_delay_ms,
+            solana_transient_5xx_permille: serve.solana_5xx_permille,
+        },
     };
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--port" => config
-                .listen
-                .set_port(value()?.parse().context("--port must be a number")?),
-            "--data-dir" => config.data_dir = Some(PathBuf::from(value()?)),
-            "--anvil" => config.anvil = PathBuf::from(value()?),
-            "--no-megaeth" => config.megaeth = false,
-            "--no-solana" => config.solana = false,
-            "--boot-delay-ms" => {
-                config.faults.boot_delay_ms = value()?
-                    .parse()
-                    .context("--boot-delay-ms must be a number")?
-            }
-            "--provider-reject-permille" => {
-                config.faults.provider_reject_permille = value()?
-                    .parse()
-                    .context("--provider-reject-permille must be 0-1000")?
-            }
-            other => bail!(
-                "unknown argument `{other}`\nusage: x402-devnet [serve] [--port N] [--data-dir DIR] [--anvil PATH] [--no-megaeth] [--no-solana] [--boot-delay-ms N] [--provider-reject-permille N] | fund ADDRESS --usdc N [--url URL]"
-            ),
-        }
+    let devnet = Devnet::start(config).await.context("starting the devnet")?;
+    if serve.print_test_key {
+        let wallet = TEST_WALLET.parse().context("static address")?;
+        devnet
+            .chains()
+            .fund_evm(wallet, 1_000_000_000)
+            .await
+            .context("funding the test wallet")?;
     }
-    let devnet = Devnet::start(config).await?;
-    println!("x402 devnet (local test network; every key below is public and worthless)");
-    println!("  machines API and facilitator: {}", devnet.url());
-    println!(
-        "  Base Sepolia (eip155:84532) RPC: {}  USDC at {}",
-        devnet.base().rpc_url(),
-        devnet.base().token().address
-    );
-    if let Some(megaeth) = devnet.megaeth() {
-        println!(
-            "  MegaETH (eip155:4326) RPC: {}  MegaUSD at {}",
-            megaeth.rpc_url(),
-            megaeth.token().address
-        );
+    if serve.json {
+        println!("{}", describe(&devnet));
+    } else {
+        print_banner(&devnet, serve.print_test_key);
     }
-    println!("  facilitator signer: {}", devnet.base().facilitator());
-    if let Some(solana) = devnet.solana() {
-        println!(
-            "  Solana devnet (solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1, litesvm in process): USDC mint {}, fee payer {}",
-            solana.mint(),
-            x402_core::SolanaSigner::pubkey(solana.fee_payer())
-        );
-    }
-    println!(
-        "  funded test wallet: 0x90F79bf6EB2c4f870365E785982E1f101E93b906  key 0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6"
-    );
-    let wallet = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
-        .parse()
-        .context("static address")?;
-    devnet
-        .base()
-        .fund(wallet, alloy::primitives::U256::from(1_000_000_000u64))
-        .await?;
-    println!("  (funded with 1000 USDC; fund more with `x402-devnet fund ADDRESS --usdc N`)");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     tokio::select! {
@@ -114,28 +155,78 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn fund(args: Vec<String>) -> anyhow::Result<()> {
-    let mut address = None;
-    let mut usdc = None;
-    let mut url = "http://127.0.0.1:8402".to_owned();
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--usdc" => usdc = args.next(),
-            "--url" => url = args.next().context("--url needs a value")?,
-            _ if address.is_none() => address = Some(arg),
-            other => bail!("unexpected argument `{other}`"),
-        }
+/// The one JSON line `--json` prints: everything a program needs to talk to this devnet.
+fn describe(devnet: &Devnet) -> serde_json::Value {
+    let chains: Vec<serde_json::Value> = devnet
+        .chains()
+        .evm()
+        .map(|chain| {
+            json!({
+                "network": Network::evm(chain.chain_id()).to_string(),
+                "chain_id": chain.chain_id(),
+                "rpc_url": chain.rpc_url(),
+                "token": chain.token().address.to_checksum(None),
+                "symbol": chain.token().symbol,
+                "decimals": chain.token().decimals,
+            })
+        })
+        .collect();
+    let solana = devnet.solana().map(|solana| {
+        json!({
+            "network": Network::SOLANA_DEVNET.to_string(),
+            "rpc_url": format!("{}/solana", devnet.url()),
+            "mint": solana.mint().to_string(),
+            "fee_payer": solana.fee_payer().pubkey().to_string(),
+            "treasury": devnet::SOLANA_TREASURY.to_string(),
+        })
+    });
+    json!({
+        "url": devnet.url(),
+        "facilitator": devnet.base().facilitator().to_checksum(None),
+        "treasury": devnet::TREASURY.to_checksum(None),
+        "evm": chains,
+        "solana": solana,
+    })
+}
+
+fn print_banner(devnet: &Devnet, test_key: bool) {
+    println!("x402 devnet (local test network; its chains and keys are worthless)");
+    println!("  machines API and facilitator: {}", devnet.url());
+    for chain in devnet.chains().evm() {
+        println!(
+            "  {} RPC: {}  {} at {}",
+            Network::evm(chain.chain_id()),
+            chain.rpc_url(),
+            chain.token().symbol,
+            chain.token().address
+        );
     }
-    let (Some(address), Some(usdc)) = (address, usdc) else {
-        bail!("usage: x402-devnet fund ADDRESS --usdc N [--url URL]")
-    };
+    println!("  facilitator signer: {}", devnet.base().facilitator());
+    if let Some(solana) = devnet.solana() {
+        println!(
+            "  {} (litesvm in process, JSON-RPC at {}/solana): USDC mint {}, fee payer {}",
+            Network::SOLANA_DEVNET,
+            devnet.url(),
+            solana.mint(),
+            solana.fee_payer().pubkey()
+        );
+    }
+    if test_key {
+        println!("  test wallet {TEST_WALLET} (1000 USDC), private key {TEST_WALLET_KEY}");
+    }
+    println!(
+        "  fund a wallet: x402-devnet fund ADDRESS --usdc N --url {}",
+        devnet.url()
+    );
+}
+
+async fn run_fund(fund: Fund) -> anyhow::Result<()> {
     let response = reqwest::Client::new()
-        .post(format!("{url}/devnet/fund"))
-        .json(&serde_json::json!({ "address": address, "usdc": usdc }))
+        .post(format!("{}/devnet/fund", fund.url))
+        .json(&json!({ "address": fund.address, "usdc": fund.usdc }))
         .send()
         .await
-        .with_context(|| format!("is the devnet running at {url}?"))?;
+        .with_context(|| format!("is the devnet running at {}?", fund.url))?;
     let status = response.status();
     let body: serde_json::Value = response
         .json()

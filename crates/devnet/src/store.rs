@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::Result;
+use crate::error::Result;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS settlements (

@@ -7,13 +7,14 @@
 
 use std::hint::black_box;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use criterion::{Criterion, criterion_group, criterion_main};
 use ed25519_dalek::Signer as _;
 use k256::ecdsa::SigningKey;
 use x402_core::svm::{SolanaChainState, TokenProgram};
 use x402_core::{
-    Challenge, FixedClock, LocalEvmSigner, LocalSolanaSigner, PaymentPolicy, SolanaSigner,
-    encoding, evm, svm,
+    Challenge, FixedClock, LocalEvmSigner, LocalSolanaSigner, PaymentPolicy, SolanaSigner, evm, svm,
 };
 
 const V1_BODY: &[u8] = br#"{"x402Version":1,"error":"X-PAYMENT header is required","accepts":[{"scheme":"exact","network":"base-sepolia","maxAmountRequired":"10000","asset":"0x036CbD53842c5426634e7929541eC2318f3dCF7e","payTo":"0x209693Bc6afc0C5328bA36FaF03C514EF312287C","resource":"https://api.example.com/premium-data","description":"Access to premium market data","mimeType":"application/json","outputSchema":null,"maxTimeoutSeconds":60,"extra":{"name":"USDC","version":"2"}}]}"#;
@@ -24,7 +25,7 @@ fn parsing(c: &mut Criterion) {
     c.bench_function("parse v1 body", |b| {
         b.iter(|| Challenge::from_body(black_box(V1_BODY)).unwrap())
     });
-    let header = encoding::encode(V2_JSON);
+    let header = BASE64.encode(V2_JSON);
     c.bench_function("parse v2 header", |b| {
         b.iter(|| Challenge::from_v2_header(black_box(&header)).unwrap())
     });
@@ -63,7 +64,7 @@ fn solana_signing(c: &mut Criterion) {
         r#"{{"x402Version":2,"resource":{{"url":"u"}},"accepts":[{{"scheme":"exact","network":"solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1","amount":"1000","asset":"4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU","payTo":"2wKupLR9q6wXYppw8Gr2NvWxKBUqm4PPJKkQfoxHDBg4","maxTimeoutSeconds":60,"extra":{{"feePayer":"{}"}}}}]}}"#,
         fee_payer.pubkey()
     );
-    let challenge = Challenge::from_v2_header(&encoding::encode(json.as_bytes())).unwrap();
+    let challenge = Challenge::from_v2_header(&BASE64.encode(json.as_bytes())).unwrap();
     let selected = PaymentPolicy::default().select(&challenge).unwrap();
     let payer = LocalSolanaSigner::from_secret([8; 32]);
     let chain = SolanaChainState {

@@ -15,7 +15,7 @@ const URL_SAFE_LENIENT: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE
 pub(crate) const MAX_HEADER_LEN: usize = 64 * 1024;
 
 /// Standard alphabet, `=` padded: the only form x402 emits.
-pub fn encode(bytes: &[u8]) -> String {
+pub(crate) fn encode(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
@@ -23,7 +23,7 @@ pub fn encode(bytes: &[u8]) -> String {
 ///
 /// # Errors
 /// [`Error::Malformed`] naming `what` when the text is not base64 or is too large.
-pub fn decode(what: &str, text: &str) -> Result<Vec<u8>> {
+pub(crate) fn decode(what: &str, text: &str) -> Result<Vec<u8>> {
     let text = text.trim();
     if text.len() > MAX_HEADER_LEN {
         return Err(Error::malformed(

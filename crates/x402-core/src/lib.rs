@@ -52,6 +52,7 @@
 //! |---|---|---|
 //! | `evm` | yes | EVM `exact` and `permit`, [`LocalEvmSigner`], EIP-191 wallet auth (alloy) |
 //! | `solana` | no | `svm` (Solana `exact`), `LocalSolanaSigner`, ed25519 wallet auth (Solana component crates, spl-token) |
+//! | `secp256k1` | no | implies `evm`; recovers EVM signatures with libsecp256k1 (C) instead of pure-Rust k256: several times faster verification, for facilitators and servers; signing is unchanged |
 //!
 //! Without `solana`, no `solana-*` crate is compiled; Solana offers can still be read.
 
@@ -61,7 +62,7 @@ pub mod address;
 pub mod auth;
 pub mod challenge;
 pub mod clock;
-pub mod encoding;
+mod encoding;
 mod error;
 #[cfg(feature = "evm")]
 pub mod evm;

@@ -12,7 +12,7 @@ use alloy::signers::local::PrivateKeySigner;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 alloy::sol!(
     #[sol(rpc)]
@@ -22,10 +22,11 @@ alloy::sol!(
 );
 
 /// anvil's first default account (from its well-known test mnemonic): deploys, mints, pays gas.
-pub const DEPLOYER_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+const DEPLOYER_KEY: [u8; 32] =
+    alloy::hex!("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80");
 /// anvil's second default account: the facilitator that submits settlements.
-pub const FACILITATOR_KEY: &str =
-    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+const FACILITATOR_KEY: [u8; 32] =
+    alloy::hex!("59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d");
 
 /// What a token on a devnet chain looks like.
 #[derive(Clone, Debug)]
@@ -62,27 +63,11 @@ impl std::fmt::Debug for EvmChain {
     }
 }
 
-/// Waits for a sent transaction's receipt and refuses a reverted one.
-async fn confirm(
-    sent: std::result::Result<
-        alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>,
-        alloy::contract::Error,
-    >,
-    what: &str,
-) -> Result<B256> {
-    let receipt = sent
-        .map_err(Error::contract)?
-        .get_receipt()
-        .await
-        .map_err(Error::pending)?;
-    if !receipt.status() {
-        return Err(Error::chain(format!(
-            "{what} {} reverted",
-            receipt.transaction_hash
-        )));
-    }
-    Ok(receipt.transaction_hash)
-}
+/// What sending a contract call returns.
+type Sent = std::result::Result<
+    alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>,
+    alloy::contract::Error,
+>;
 
 impl EvmChain {
     /// Starts anvil with `chain_id` on a free loopback port and places the token.
@@ -91,7 +76,8 @@ impl EvmChain {
     /// every second, so a restart keeps balances and used authorizations.
     ///
     /// # Errors
-    /// [`Error::Chain`] when anvil cannot start or the deployment fails.
+    /// [`Error::AnvilStart`] or [`Error::AnvilSilent`] when anvil cannot start; a chain error
+    /// when placing the token fails.
     pub async fn start(
         anvil: &Path,
         chain_id: u64,
@@ -120,16 +106,11 @@ impl EvmChain {
                 .arg(state)
                 .args(["--state-interval", "1"]);
         }
-        let mut child = command.spawn().map_err(|e| {
-            Error::chain(format!(
-                "cannot start anvil at {}: {e}; run `cargo xtask tools`",
-                anvil.display()
-            ))
+        let mut child = command.spawn().map_err(|source| Error::AnvilStart {
+            path: anvil.to_owned(),
+            source,
         })?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| Error::chain("anvil has no stdout"))?;
+        let stdout = child.stdout.take().ok_or(Error::AnvilSilent { chain_id })?;
         let mut lines = BufReader::new(stdout).lines();
         let url = tokio::time::timeout(Duration::from_secs(30), async {
             while let Ok(Some(line)) = lines.next_line().await {
@@ -142,22 +123,19 @@ impl EvmChain {
         .await
         .ok()
         .flatten()
-        .ok_or_else(|| Error::chain("anvil did not report its listening address"))?;
+        .ok_or(Error::AnvilSilent { chain_id })?;
         // Keep draining anvil's output so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
-        let deployer: PrivateKeySigner = DEPLOYER_KEY
-            .parse()
-            .map_err(|_| Error::chain("bad deployer key"))?;
-        let facilitator: PrivateKeySigner = FACILITATOR_KEY
-            .parse()
-            .map_err(|_| Error::chain("bad facilitator key"))?;
+        // Invariant: both constants are anvil's well-known, valid secp256k1 keys.
+        let deployer = PrivateKeySigner::from_bytes(&DEPLOYER_KEY.into())
+            .expect("anvil's first default key is a valid secp256k1 key");
+        let facilitator = PrivateKeySigner::from_bytes(&FACILITATOR_KEY.into())
+            .expect("anvil's second default key is a valid secp256k1 key");
         let facilitator_address = facilitator.address();
         let mut wallet = EthereumWallet::from(deployer.clone());
         wallet.register_signer(facilitator);
-        let endpoint = url
-            .parse()
-            .map_err(|e| Error::chain(format!("anvil url {url}: {e}")))?;
+        let endpoint = url.parse().map_err(|_| Error::AnvilSilent { chain_id })?;
         let provider = ProviderBuilder::new()
             .wallet(wallet)
             .connect_http(endpoint)
@@ -174,7 +152,7 @@ impl EvmChain {
             .provider
             .get_code_at(chain.token.address)
             .await
-            .map_err(Error::rpc)?
+            .map_err(chain.rpc("eth_getCode"))?
             .is_empty();
         if !(resuming && placed) {
             chain.place_token(deployer.address()).await?;
@@ -193,17 +171,62 @@ impl EvmChain {
             minter,
         )
         .await
-        .map_err(|e| Error::chain(format!("deploying the token: {e}")))?;
+        .map_err(self.contract_error("deploy DevnetToken"))?;
         let code = self
             .provider
             .get_code_at(*deployed.address())
             .await
-            .map_err(Error::rpc)?;
+            .map_err(self.rpc("eth_getCode"))?;
         self.provider
             .raw_request::<_, ()>("anvil_setCode".into(), (t.address, code))
             .await
-            .map_err(|e| Error::chain(format!("anvil_setCode: {e}")))?;
+            .map_err(self.rpc("anvil_setCode"))?;
         Ok(())
+    }
+
+    fn rpc(
+        &self,
+        call: &'static str,
+    ) -> impl FnOnce(alloy::transports::TransportError) -> Error + use<> {
+        let chain_id = self.chain_id;
+        move |source| Error::Rpc {
+            chain_id,
+            call,
+            source: Box::new(source),
+        }
+    }
+
+    fn contract_error(
+        &self,
+        call: &'static str,
+    ) -> impl FnOnce(alloy::contract::Error) -> Error + use<> {
+        let chain_id = self.chain_id;
+        move |source| Error::Contract {
+            chain_id,
+            call,
+            source: Box::new(source),
+        }
+    }
+
+    /// Waits for a sent transaction's receipt and refuses a reverted one.
+    async fn confirm(&self, sent: Sent, call: &'static str) -> Result<B256> {
+        let receipt = sent
+            .map_err(self.contract_error(call))?
+            .get_receipt()
+            .await
+            .map_err(|source| Error::Receipt {
+                chain_id: self.chain_id,
+                call,
+                source: Box::new(source),
+            })?;
+        if !receipt.status() {
+            return Err(Error::Reverted {
+                chain_id: self.chain_id,
+                call,
+                transaction: receipt.transaction_hash,
+            });
+        }
+        Ok(receipt.transaction_hash)
     }
 
     /// The chain id.
@@ -230,73 +253,68 @@ impl EvmChain {
     /// Mints `amount` atomic units to `to`, and gives it 1 ETH for gas if it has none.
     ///
     /// # Errors
-    /// [`Error::Chain`] when the transaction fails.
+    /// A chain error when the transaction fails.
     pub async fn fund(&self, to: Address, amount: U256) -> Result<B256> {
-        let receipt = self
-            .contract()
-            .mint(to, amount)
-            .send()
-            .await
-            .map_err(Error::contract)?
-            .get_receipt()
-            .await
-            .map_err(Error::pending)?;
+        let contract = self.contract();
+        let transaction = self
+            .confirm(contract.mint(to, amount).send().await, "mint")
+            .await?;
         if self
             .provider
             .get_balance(to)
             .await
-            .map_err(Error::rpc)?
+            .map_err(self.rpc("eth_getBalance"))?
             .is_zero()
         {
             let wei = U256::from(10u64).pow(U256::from(18u64));
             self.provider
                 .raw_request::<_, ()>("anvil_setBalance".into(), (to, wei))
                 .await
-                .map_err(|e| Error::chain(format!("anvil_setBalance: {e}")))?;
+                .map_err(self.rpc("anvil_setBalance"))?;
         }
-        Ok(receipt.transaction_hash)
+        Ok(transaction)
     }
 
     /// Token balance of `owner`.
     ///
     /// # Errors
-    /// [`Error::Chain`] on RPC failure.
+    /// A chain error when the RPC call fails.
     pub async fn balance_of(&self, owner: Address) -> Result<U256> {
         self.contract()
             .balanceOf(owner)
             .call()
             .await
-            .map_err(Error::contract)
+            .map_err(self.contract_error("balanceOf"))
     }
 
     /// Whether an EIP-3009 authorization nonce is used.
     ///
     /// # Errors
-    /// [`Error::Chain`] on RPC failure.
+    /// A chain error when the RPC call fails.
     pub async fn authorization_used(&self, authorizer: Address, nonce: B256) -> Result<bool> {
         self.contract()
             .authorizationState(authorizer, nonce)
             .call()
             .await
-            .map_err(Error::contract)
+            .map_err(self.contract_error("authorizationState"))
     }
 
     /// The ERC-2612 nonce of `owner`.
     ///
     /// # Errors
-    /// [`Error::Chain`] on RPC failure.
+    /// A chain error when the RPC call fails.
     pub async fn permit_nonce(&self, owner: Address) -> Result<U256> {
         self.contract()
             .nonces(owner)
             .call()
             .await
-            .map_err(Error::contract)
+            .map_err(self.contract_error("nonces"))
     }
 
     /// Submits an EIP-3009 `transferWithAuthorization` from the facilitator and waits for it.
     ///
     /// # Errors
-    /// [`Error::Chain`] when the call reverts or the transaction fails.
+    /// [`Error::Reverted`] when the call reverts; another chain error when the transaction fails.
     pub async fn transfer_with_authorization(
         &self,
         verified: &x402_core::evm::exact::Verified,
@@ -315,13 +333,14 @@ impl EvmChain {
                 signature,
             )
             .from(self.facilitator);
-        confirm(call.send().await, "transferWithAuthorization").await
+        self.confirm(call.send().await, "transferWithAuthorization")
+            .await
     }
 
     /// Submits `permit` then `transferFrom(owner, pay_to, value)` from the facilitator.
     ///
     /// # Errors
-    /// [`Error::Chain`] when either call reverts.
+    /// [`Error::Reverted`] when either call reverts.
     pub async fn permit_and_pull(
         &self,
         verified: &x402_core::evm::permit::Verified,
@@ -342,10 +361,10 @@ impl EvmChain {
                 B256::from(s.s()),
             )
             .from(self.facilitator);
-        confirm(permit.send().await, "permit").await?;
+        self.confirm(permit.send().await, "permit").await?;
         let pull = contract
             .transferFrom(p.owner, pay_to, p.value.atomic())
             .from(self.facilitator);
-        confirm(pull.send().await, "transferFrom").await
+        self.confirm(pull.send().await, "transferFrom").await
     }
 }

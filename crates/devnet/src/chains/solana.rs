@@ -16,10 +16,14 @@ use litesvm::LiteSVM;
 use solana_account::Account;
 use solana_address::Address;
 use solana_program_pack::Pack;
+use solana_transaction_v4::versioned::VersionedTransaction;
 use x402_core::svm::{TokenProgram, associated_token_address};
 use x402_core::{LocalSolanaSigner, SolanaAddress, SolanaSigner};
 
-use crate::{Error, Result};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use crate::error::{Error, Result};
 
 /// The Solana devnet USDC mint.
 pub const USDC_MINT: &str = "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU";
@@ -50,8 +54,49 @@ fn address(key: &SolanaAddress) -> Address {
     Address::new_from_array(key.to_bytes())
 }
 
-fn chain_error(detail: impl std::fmt::Display) -> Error {
-    Error::Chain(format!("solana: {detail}"))
+/// A rent-exempt account owned by the SPL Token program holding `state`.
+fn token_program_account<T: Pack>(svm: &LiteSVM, state: T, what: &'static str) -> Result<Account> {
+    let mut data = vec![0u8; T::LEN];
+    T::pack(state, &mut data).map_err(|e| Error::solana(what, e.to_string()))?;
+    Ok(Account {
+        lamports: svm.minimum_balance_for_rent_exemption(data.len()),
+        data,
+        owner: Address::new_from_array(TokenProgram::Token.id().to_bytes()),
+        executable: false,
+        rent_epoch: 0,
+    })
+}
+
+/// An account as the ledger holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountInfo {
+    /// Balance in lamports.
+    pub lamports: u64,
+    /// The account's data.
+    pub data: Vec<u8>,
+    /// The owning program.
+    pub owner: SolanaAddress,
+    /// Whether it is a program.
+    pub executable: bool,
+}
+
+/// What a simulated transaction would do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Simulation {
+    /// The ledger's error, when the transaction would fail.
+    pub error: Option<String>,
+    /// Program logs.
+    pub logs: Vec<String>,
+    /// Compute units consumed.
+    pub compute_units: u64,
+}
+
+/// A transaction the ledger refused; nothing moved.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the ledger refused the transaction: {reason}")]
+pub struct Refused {
+    /// The ledger's reason.
+    pub reason: String,
 }
 
 impl SolanaChain {
@@ -59,7 +104,8 @@ impl SolanaChain {
     /// the token program, ATA program and memo program loaded.
     ///
     /// # Errors
-    /// [`Error::Chain`] when the ledger refuses the genesis accounts.
+    /// [`Error::Solana`] when the ledger refuses the genesis accounts; [`Error::Snapshot`] when
+    /// the snapshot cannot be read.
     pub fn new(
         fee_payer_secret: [u8; 32],
         snapshot: Option<std::path::PathBuf>,
@@ -67,8 +113,10 @@ impl SolanaChain {
         let mut svm = LiteSVM::new();
         let fee_payer = LocalSolanaSigner::from_secret(fee_payer_secret);
         svm.airdrop(&address(&fee_payer.pubkey()), AIRDROP_LAMPORTS)
-            .map_err(|e| chain_error(format!("airdrop to the fee payer: {:?}", e.err)))?;
-        let mint: SolanaAddress = USDC_MINT.parse().map_err(chain_error)?;
+            .map_err(|e| Error::solana("airdrop to the fee payer", format!("{:?}", e.err)))?;
+        let mint: SolanaAddress = USDC_MINT.parse().map_err(|e: x402_core::Error| {
+            Error::solana("reading the mint address", e.to_string())
+        })?;
         let mint_state = spl_token::state::Mint {
             mint_authority: solana_program_option::COption::None,
             supply: 0,
@@ -76,17 +124,9 @@ impl SolanaChain {
             is_initialized: true,
             freeze_authority: solana_program_option::COption::None,
         };
-        let mut data = vec![0u8; spl_token::state::Mint::LEN];
-        spl_token::state::Mint::pack(mint_state, &mut data).map_err(chain_error)?;
-        let account = Account {
-            lamports: svm.minimum_balance_for_rent_exemption(data.len()),
-            data,
-            owner: Address::new_from_array(TokenProgram::Token.id().to_bytes()),
-            executable: false,
-            rent_epoch: 0,
-        };
+        let account = token_program_account(&svm, mint_state, "packing the mint")?;
         svm.set_account(address(&mint), account)
-            .map_err(|e| chain_error(format!("creating the mint: {e:?}")))?;
+            .map_err(|e| Error::solana("creating the mint", format!("{e:?}")))?;
         let chain = SolanaChain {
             svm: Mutex::new(svm),
             snapshot,
@@ -106,15 +146,18 @@ impl SolanaChain {
         let Ok(text) = std::fs::read_to_string(path) else {
             return Ok(());
         };
-        let saved: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| chain_error(format!("reading {}: {e}", path.display())))?;
+        let unreadable = |reason: String| Error::Snapshot {
+            path: path.clone(),
+            reason,
+        };
+        let saved: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
         let mut svm = self.svm();
         for account in saved["accounts"].as_array().into_iter().flatten() {
             let parse = || -> Option<(Address, Account)> {
                 let key: SolanaAddress = account["address"].as_str()?.parse().ok()?;
                 let owner: SolanaAddress = account["owner"].as_str()?.parse().ok()?;
-                let data =
-                    x402_core::encoding::decode("account", account["data"].as_str()?).ok()?;
+                let data = BASE64.decode(account["data"].as_str()?).ok()?;
                 Some((
                     address(&key),
                     Account {
@@ -126,11 +169,10 @@ impl SolanaChain {
                     },
                 ))
             };
-            let (key, value) = parse().ok_or_else(|| {
-                chain_error(format!("{} holds an unreadable account", path.display()))
-            })?;
+            let (key, value) =
+                parse().ok_or_else(|| unreadable("it holds an unreadable account".to_owned()))?;
             svm.set_account(key, value)
-                .map_err(|e| chain_error(format!("restoring an account: {e:?}")))?;
+                .map_err(|e| Error::solana("restoring an account", format!("{e:?}")))?;
         }
         if let Some(slot) = saved["slot"].as_u64() {
             self.slot.store(slot, std::sync::atomic::Ordering::Relaxed);
@@ -170,7 +212,7 @@ impl SolanaChain {
                     "address": SolanaAddress::new(key.to_bytes()).to_string(),
                     "owner": SolanaAddress::new(account.owner.to_bytes()).to_string(),
                     "lamports": account.lamports,
-                    "data": x402_core::encoding::encode(&account.data),
+                    "data": BASE64.encode(&account.data),
                 })
             })
             .collect();
@@ -219,7 +261,7 @@ impl SolanaChain {
     /// Gives `owner` `amount` atomic USDC (creating its token account) and SOL for fees.
     ///
     /// # Errors
-    /// [`Error::Chain`] when the ledger refuses the account.
+    /// [`Error::Solana`] when the ledger refuses the account.
     pub fn fund(&self, owner: &SolanaAddress, amount: u64) -> Result<()> {
         let ata = associated_token_address(owner, &self.mint, TokenProgram::Token);
         let mut svm = self.svm();
@@ -232,24 +274,16 @@ impl SolanaChain {
             amount: existing
                 .map_or(0, |s| s.amount)
                 .checked_add(amount)
-                .ok_or_else(|| chain_error("balance overflow"))?,
+                .ok_or_else(|| Error::solana("funding", "the balance would overflow a u64"))?,
             state: spl_token::state::AccountState::Initialized,
             ..Default::default()
         };
-        let mut data = vec![0u8; spl_token::state::Account::LEN];
-        spl_token::state::Account::pack(state, &mut data).map_err(chain_error)?;
-        let account = Account {
-            lamports: svm.minimum_balance_for_rent_exemption(data.len()),
-            data,
-            owner: Address::new_from_array(TokenProgram::Token.id().to_bytes()),
-            executable: false,
-            rent_epoch: 0,
-        };
+        let account = token_program_account(&svm, state, "packing the token account")?;
         svm.set_account(address(&ata), account)
-            .map_err(|e| chain_error(format!("creating the token account: {e:?}")))?;
+            .map_err(|e| Error::solana("creating the token account", format!("{e:?}")))?;
         if svm.get_balance(&address(owner)).unwrap_or(0) == 0 {
             svm.airdrop(&address(owner), AIRDROP_LAMPORTS)
-                .map_err(|e| chain_error(format!("airdrop: {:?}", e.err)))?;
+                .map_err(|e| Error::solana("airdrop", format!("{:?}", e.err)))?;
         }
         drop(svm);
         self.save()
@@ -259,13 +293,20 @@ impl SolanaChain {
     /// transaction signature.
     ///
     /// # Errors
-    /// [`Error::Chain`] when the ledger rejects the transaction (nothing moved then).
+    /// [`Error::Solana`] when the ledger rejects the transaction (nothing moved then).
     pub fn settle(&self, mut verified: x402_core::svm::Verified) -> Result<String> {
         verified.cosign(&self.fee_payer)?;
-        let bytes = bincode::serialize(&verified.transaction).map_err(chain_error)?;
-        let transaction: solana_transaction::versioned::VersionedTransaction =
-            bincode::deserialize(&bytes).map_err(chain_error)?;
-        self.send(transaction).map_err(chain_error)
+        let bytes = bincode::serialize(&verified.transaction)
+            .map_err(|e| Error::solana("encoding the transaction", e.to_string()))?;
+        let transaction: VersionedTransaction = bincode::deserialize(&bytes)
+            .map_err(|e| Error::solana("decoding the transaction", e.to_string()))?;
+        match self.send(transaction) {
+            Ok(signature) => Ok(signature),
+            Err(SendError::Refused(refused)) => {
+                Err(Error::solana("send transaction", refused.reason))
+            }
+            Err(SendError::Snapshot(error)) => Err(error),
+        }
     }
 
     /// The current slot: one per processed transaction, as a devnet ledger counts them.
@@ -273,34 +314,41 @@ impl SolanaChain {
         self.slot.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Processes a transaction; `Err` carries the ledger's error text.
+    /// Processes a transaction; returns its base58 signature.
+    ///
+    /// # Errors
+    /// [`SendError::Refused`] when the ledger refuses it (nothing moved);
+    /// [`SendError::Snapshot`] when it was processed but the snapshot could not be written.
     pub fn send(
         &self,
-        transaction: solana_transaction::versioned::VersionedTransaction,
-    ) -> std::result::Result<String, String> {
+        transaction: VersionedTransaction,
+    ) -> std::result::Result<String, SendError> {
         let result = self.svm().send_transaction(transaction);
         match result {
             Ok(meta) => {
                 self.slot.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.save().map_err(|e| e.to_string())?;
+                self.save().map_err(SendError::Snapshot)?;
                 Ok(meta.signature.to_string())
             }
-            Err(failed) => Err(format!("{:?}", failed.err)),
+            Err(failed) => Err(SendError::Refused(Refused {
+                reason: format!("{:?}", failed.err),
+            })),
         }
     }
 
-    /// Simulates a transaction: `(error, logs, compute units)`.
-    pub fn simulate(
-        &self,
-        transaction: solana_transaction::versioned::VersionedTransaction,
-    ) -> (Option<String>, Vec<String>, u64) {
+    /// Simulates a transaction.
+    pub fn simulate(&self, transaction: VersionedTransaction) -> Simulation {
         match self.svm().simulate_transaction(transaction) {
-            Ok(info) => (None, info.meta.logs, info.meta.compute_units_consumed),
-            Err(failed) => (
-                Some(format!("{:?}", failed.err)),
-                failed.meta.logs,
-                failed.meta.compute_units_consumed,
-            ),
+            Ok(info) => Simulation {
+                error: None,
+                logs: info.meta.logs,
+                compute_units: info.meta.compute_units_consumed,
+            },
+            Err(failed) => Simulation {
+                error: Some(format!("{:?}", failed.err)),
+                logs: failed.meta.logs,
+                compute_units: failed.meta.compute_units_consumed,
+            },
         }
     }
 
@@ -316,15 +364,13 @@ impl SolanaChain {
         })
     }
 
-    /// An account: `(lamports, data, owner, executable)`.
-    pub fn account(&self, key: &SolanaAddress) -> Option<(u64, Vec<u8>, SolanaAddress, bool)> {
-        self.svm().get_account(&address(key)).map(|a| {
-            (
-                a.lamports,
-                a.data,
-                SolanaAddress::new(a.owner.to_bytes()),
-                a.executable,
-            )
+    /// An account, if it exists.
+    pub fn account(&self, key: &SolanaAddress) -> Option<AccountInfo> {
+        self.svm().get_account(&address(key)).map(|a| AccountInfo {
+            lamports: a.lamports,
+            data: a.data,
+            owner: SolanaAddress::new(a.owner.to_bytes()),
+            executable: a.executable,
         })
     }
 
@@ -336,7 +382,7 @@ impl SolanaChain {
     /// Sends `lamports` to `to`; returns the airdrop signature.
     ///
     /// # Errors
-    /// [`Error::Chain`] when the airdrop fails.
+    /// [`Error::Solana`] when the airdrop fails.
     pub fn airdrop(&self, to: &SolanaAddress, lamports: u64) -> Result<String> {
         let result = self.svm().airdrop(&address(to), lamports);
         match result {
@@ -345,7 +391,19 @@ impl SolanaChain {
                 self.save()?;
                 Ok(meta.signature.to_string())
             }
-            Err(failed) => Err(chain_error(format!("airdrop: {:?}", failed.err))),
+            Err(failed) => Err(Error::solana("airdrop", format!("{:?}", failed.err))),
         }
     }
+}
+
+/// Why [`SolanaChain::send`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The ledger refused the transaction; nothing moved.
+    #[error(transparent)]
+    Refused(Refused),
+    /// The transaction was processed, but the ledger snapshot could not be written.
+    #[error("processed, but {0}")]
+    Snapshot(Error),
 }

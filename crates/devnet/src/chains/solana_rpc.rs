@@ -12,9 +12,13 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use solana_program_pack::Pack;
+use solana_transaction_v4::versioned::VersionedTransaction;
 use x402_core::SolanaAddress;
 
-use crate::solana::{SolanaChain, USDC_DECIMALS};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use crate::chains::solana::{AccountInfo, SendError, Simulation, SolanaChain, USDC_DECIMALS};
 
 /// The RPC route.
 pub fn routes(chain: Arc<SolanaChain>) -> Router {
@@ -80,9 +84,14 @@ fn with_context(chain: &SolanaChain, value: Value) -> Value {
 fn account_json(chain: &SolanaChain, key: &SolanaAddress) -> Value {
     match chain.account(key) {
         None => Value::Null,
-        Some((lamports, data, owner, executable)) => json!({
+        Some(AccountInfo {
+            lamports,
+            data,
+            owner,
+            executable,
+        }) => json!({
             "lamports": lamports,
-            "data": [x402_core::encoding::encode(&data), "base64"],
+            "data": [BASE64.encode(&data), "base64"],
             "owner": owner.to_string(),
             "executable": executable,
             "rentEpoch": u64::MAX,
@@ -91,9 +100,7 @@ fn account_json(chain: &SolanaChain, key: &SolanaAddress) -> Value {
     }
 }
 
-fn transaction(
-    params: &Value,
-) -> Result<solana_transaction::versioned::VersionedTransaction, RpcError> {
+fn transaction(params: &Value) -> Result<VersionedTransaction, RpcError> {
     let text = param(params, 0)
         .and_then(Value::as_str)
         .ok_or_else(|| invalid_params("param 0 must be an encoded transaction"))?;
@@ -106,8 +113,9 @@ fn transaction(
             .into_vec()
             .map_err(|_| invalid_params("transaction is not base58"))?
     } else {
-        x402_core::encoding::decode("transaction", text)
-            .map_err(|e| invalid_params(e.to_string()))?
+        BASE64
+            .decode(text)
+            .map_err(|_| invalid_params("transaction is not base64"))?
     };
     bincode::deserialize(&bytes).map_err(|e| invalid_params(format!("not a transaction: {e}")))
 }
@@ -125,7 +133,7 @@ fn call(chain: &SolanaChain, method: &str, params: &Value) -> Result<Value, RpcE
         }
         "getBalance" => Ok(with_context(
             chain,
-            json!(chain.account(&key(params, 0)?).map_or(0, |a| a.0)),
+            json!(chain.account(&key(params, 0)?).map_or(0, |a| a.lamports)),
         )),
         "getAccountInfo" => Ok(with_context(chain, account_json(chain, &key(params, 0)?))),
         "getMultipleAccounts" => {
@@ -146,7 +154,7 @@ fn call(chain: &SolanaChain, method: &str, params: &Value) -> Result<Value, RpcE
             let account = chain
                 .account(&key(params, 0)?)
                 .ok_or_else(|| invalid_params("could not find account"))?;
-            let state = spl_token::state::Account::unpack(&account.1)
+            let state = spl_token::state::Account::unpack(&account.data)
                 .map_err(|_| invalid_params("not a token account"))?;
             let text =
                 x402_core::TokenAmount::from_u64(state.amount).to_decimal_string(USDC_DECIMALS);
@@ -165,18 +173,28 @@ fn call(chain: &SolanaChain, method: &str, params: &Value) -> Result<Value, RpcE
             )))
         }
         "simulateTransaction" => {
-            let (err, logs, units) = chain.simulate(transaction(params)?);
+            let Simulation {
+                error,
+                logs,
+                compute_units,
+            } = chain.simulate(transaction(params)?);
             Ok(with_context(
                 chain,
-                json!({ "err": err, "logs": logs, "accounts": null, "unitsConsumed": units, "returnData": null }),
+                json!({ "err": error, "logs": logs, "accounts": null, "unitsConsumed": compute_units, "returnData": null }),
             ))
         }
         "sendTransaction" => chain
             .send(transaction(params)?)
             .map(Value::String)
-            .map_err(|e| RpcError {
-                code: -32002,
-                message: format!("Transaction simulation failed: {e}"),
+            .map_err(|error| match error {
+                SendError::Refused(refused) => RpcError {
+                    code: -32002,
+                    message: format!("Transaction simulation failed: {}", refused.reason),
+                },
+                other => RpcError {
+                    code: -32603,
+                    message: other.to_string(),
+                },
             }),
         "getSignatureStatuses" => {
             let signatures = param(params, 0)

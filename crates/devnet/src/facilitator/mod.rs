@@ -1,5 +1,5 @@
 //! The x402 facilitator: verification with x402-core plus on-chain checks, and settlement by
-//! real transactions. The machines API calls it in process; [`routes`] serves it over HTTP
+//! real transactions. The paid services call it in process; [`http`] serves it over HTTP
 //! (`GET /supported`, `POST /verify`, `POST /settle`) for other servers and conformance tools.
 //!
 //! A payment is settled at most once: before anything is sent to a chain, the payment's key
@@ -7,25 +7,21 @@
 //! of any number of concurrent duplicates exactly one proceeds and the rest get
 //! `duplicate_settlement`. A claim is released only when the chain did not take the payment.
 
+pub mod http;
+
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::value::RawValue;
-use serde_json::{Value, json};
 use x402_core::challenge::Scheme;
 use x402_core::{
     AssetId, Clock, InvalidReason, Network, PayTo, PaymentPayload, Requirement, TokenAmount,
-    X402Version,
 };
 
-use crate::evm::EvmChain;
-use crate::solana::SolanaChain;
+use crate::chains::Chains;
+use crate::chains::evm::EvmChain;
+use crate::chains::solana::{SolanaChain, USDC_DECIMALS};
+use crate::error::{Error, Result};
 use crate::store::{Claim, Store};
-use crate::{Error, Result};
 
 /// A settled payment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,11 +36,20 @@ pub struct Settlement {
     pub amount: TokenAmount,
 }
 
+/// One kind of payment the facilitator settles (an entry of `GET /supported`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kind {
+    /// The x402 version.
+    pub version: x402_core::X402Version,
+    /// The scheme.
+    pub scheme: Scheme,
+    /// The network.
+    pub network: Network,
+}
+
 /// The facilitator over the devnet's chains.
 pub struct Facilitator {
-    base: Arc<EvmChain>,
-    megaeth: Option<Arc<EvmChain>>,
-    solana: Option<Arc<SolanaChain>>,
+    chains: Chains,
     store: Arc<Store>,
     clock: Arc<dyn Clock + Send + Sync>,
 }
@@ -52,8 +57,7 @@ pub struct Facilitator {
 impl std::fmt::Debug for Facilitator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Facilitator")
-            .field("base", &self.base)
-            .field("megaeth", &self.megaeth)
+            .field("chains", &self.chains)
             .finish_non_exhaustive()
     }
 }
@@ -65,28 +69,42 @@ fn invalid(reason: InvalidReason, detail: impl Into<String>) -> Error {
     })
 }
 
+/// The refusal of a requirement this facilitator does not settle.
+fn unsupported(requirement: &Requirement) -> Error {
+    invalid(
+        InvalidReason::UnsupportedScheme,
+        format!(
+            "this facilitator does not settle `{}` on {} for asset {}",
+            requirement.scheme(),
+            requirement.network(),
+            requirement.asset()
+        ),
+    )
+}
+
 impl Facilitator {
-    /// A facilitator settling `exact` on the Base Sepolia chain and, if given, `permit` on the
-    /// MegaETH chain.
+    /// A facilitator settling `exact` on Base Sepolia and, when they run, `permit` on MegaETH
+    /// and `exact` on the Solana ledger.
     pub fn new(
-        base: Arc<EvmChain>,
-        megaeth: Option<Arc<EvmChain>>,
-        solana: Option<Arc<SolanaChain>>,
+        chains: Chains,
         store: Arc<Store>,
         clock: Arc<dyn Clock + Send + Sync>,
     ) -> Facilitator {
         Facilitator {
-            base,
-            megaeth,
-            solana,
+            chains,
             store,
             clock,
         }
     }
 
+    /// The chains it settles on.
+    pub fn chains(&self) -> &Chains {
+        &self.chains
+    }
+
     /// The Solana ledger, if this facilitator serves `requirement` on it.
     fn solana_for(&self, requirement: &Requirement) -> Option<&SolanaChain> {
-        let solana = self.solana.as_deref()?;
+        let solana = self.chains.solana.as_deref()?;
         let ok = requirement.scheme() == &Scheme::Exact
             && requirement.network() == &Network::SOLANA_DEVNET
             && requirement.asset() == AssetId::Solana(solana.mint());
@@ -95,7 +113,8 @@ impl Facilitator {
 
     /// The Solana fee payer, when the Solana ledger runs.
     pub fn solana_fee_payer(&self) -> Option<x402_core::SolanaAddress> {
-        self.solana
+        self.chains
+            .solana
             .as_ref()
             .map(|s| x402_core::SolanaSigner::pubkey(s.fee_payer()))
     }
@@ -104,8 +123,8 @@ impl Facilitator {
     /// asset.
     fn chain_for(&self, requirement: &Requirement) -> Option<&EvmChain> {
         let chain = match requirement.scheme() {
-            Scheme::Exact => Some(&*self.base),
-            Scheme::Permit => self.megaeth.as_deref(),
+            Scheme::Exact => Some(&*self.chains.base),
+            Scheme::Permit => self.chains.megaeth.as_deref(),
             Scheme::Other(_) => None,
         }?;
         let network_ok = requirement.network().chain_id() == Some(chain.chain_id());
@@ -115,19 +134,26 @@ impl Facilitator {
 
     /// The facilitator's signer addresses (the permit spender, the transaction sender).
     pub fn evm_signer(&self) -> alloy::primitives::Address {
-        self.base.facilitator()
+        self.chains.base.facilitator()
     }
 
-    /// `(x402Version, scheme, network)` of every kind this facilitator settles.
-    pub fn kinds(&self) -> Vec<(u8, &'static str, Network)> {
+    /// Every kind of payment this facilitator settles.
+    pub fn kinds(&self) -> Vec<Kind> {
         let mut kinds = Vec::new();
-        for version in [1u8, 2] {
-            kinds.push((version, "exact", Network::evm(self.base.chain_id())));
-            if let Some(megaeth) = &self.megaeth {
-                kinds.push((version, "permit", Network::evm(megaeth.chain_id())));
+        for version in [x402_core::X402Version::V1, x402_core::X402Version::V2] {
+            let mut kind = |scheme: Scheme, network: Network| {
+                kinds.push(Kind {
+                    version,
+                    scheme,
+                    network,
+                })
+            };
+            kind(Scheme::Exact, Network::evm(self.chains.base.chain_id()));
+            if let Some(megaeth) = &self.chains.megaeth {
+                kind(Scheme::Permit, Network::evm(megaeth.chain_id()));
             }
-            if self.solana.is_some() {
-                kinds.push((version, "exact", Network::SOLANA_DEVNET));
+            if self.chains.solana.is_some() {
+                kind(Scheme::Exact, Network::SOLANA_DEVNET);
             }
         }
         kinds
@@ -137,7 +163,7 @@ impl Facilitator {
     /// unused authorization or current permit nonce). Returns the payer.
     ///
     /// # Errors
-    /// [`Error::Payment`] with the reason code; [`Error::Chain`] when the chain cannot answer.
+    /// [`Error::Payment`] with the reason code; a chain error when the chain cannot answer.
     pub async fn verify(
         &self,
         payment: &PaymentPayload,
@@ -148,19 +174,11 @@ impl Facilitator {
 
     async fn check(&self, payment: &PaymentPayload, requirement: &Requirement) -> Result<Checked> {
         if requirement.network().is_solana() {
-            let solana = self.solana_for(requirement).ok_or_else(|| {
-                invalid(
-                    InvalidReason::UnsupportedScheme,
-                    format!(
-                        "this facilitator does not settle `{}` on {} for asset {}",
-                        requirement.scheme(),
-                        requirement.network(),
-                        requirement.asset()
-                    ),
-                )
-            })?;
+            let solana = self
+                .solana_for(requirement)
+                .ok_or_else(|| unsupported(requirement))?;
             let config = x402_core::svm::VerifyConfig {
-                decimals: Some(crate::solana::USDC_DECIMALS),
+                decimals: Some(USDC_DECIMALS),
                 ..x402_core::svm::VerifyConfig::new(vec![x402_core::SolanaSigner::pubkey(
                     solana.fee_payer(),
                 )])
@@ -174,17 +192,9 @@ impl Facilitator {
             }
             return Ok(Checked::Solana(Box::new(verified)));
         }
-        let chain = self.chain_for(requirement).ok_or_else(|| {
-            invalid(
-                InvalidReason::UnsupportedScheme,
-                format!(
-                    "this facilitator does not settle `{}` on {} for asset {}",
-                    requirement.scheme(),
-                    requirement.network(),
-                    requirement.asset()
-                ),
-            )
-        })?;
+        let chain = self
+            .chain_for(requirement)
+            .ok_or_else(|| unsupported(requirement))?;
         let now = self.clock.now_unix();
         match requirement.scheme() {
             Scheme::Permit => {
@@ -245,45 +255,32 @@ impl Facilitator {
         let chain = self
             .chain_for(requirement)
             .ok_or_else(|| invalid(InvalidReason::UnsupportedScheme, "unsupported"))?;
-        let (key, payer, amount) = match &checked {
-            Checked::Exact(v) => (
-                format!(
+        let claim = match &checked {
+            Checked::Exact(v) => PaymentClaim {
+                key: format!(
                     "{}:{:#x}:{}",
                     requirement.network(),
                     v.payer,
                     v.authorization.nonce
                 ),
-                v.payer,
-                v.authorization.value,
-            ),
-            Checked::Permit(v) => (
-                format!(
+                payer: v.payer.to_checksum(None),
+                amount: v.authorization.value,
+            },
+            Checked::Permit(v) => PaymentClaim {
+                key: format!(
                     "{}:{:#x}:permit:{}",
                     requirement.network(),
                     v.payer,
                     v.permit.nonce
                 ),
-                v.payer,
-                v.permit.value,
-            ),
+                payer: v.payer.to_checksum(None),
+                amount: v.permit.value,
+            },
             Checked::Solana(_) => {
                 return Err(invalid(InvalidReason::UnsupportedScheme, "unreachable"));
             }
         };
-        let payer_text = payer.to_checksum(None);
-        if self.store.claim_settlement(
-            &key,
-            requirement.network().as_str(),
-            &payer_text,
-            &amount.to_string(),
-            self.clock.now_unix_ms(),
-        )? == Claim::Taken
-        {
-            return Err(invalid(
-                InvalidReason::DuplicateSettlement,
-                "this payment was already settled or is being settled",
-            ));
-        }
+        self.claim(requirement, &claim)?;
         let sent = match &checked {
             Checked::Exact(v) => chain.transfer_with_authorization(v).await,
             Checked::Permit(v) => match requirement.pay_to() {
@@ -295,23 +292,7 @@ impl Facilitator {
             },
             Checked::Solana(_) => Err(invalid(InvalidReason::UnsupportedScheme, "unreachable")),
         };
-        match sent {
-            Ok(hash) => {
-                let transaction = format!("{hash:#x}");
-                self.store.settled(&key, &transaction)?;
-                tracing::info!(network = %requirement.network(), payer = %payer_text, amount = %amount, %transaction, "settled");
-                Ok(Settlement {
-                    network: requirement.network_text().to_owned(),
-                    payer: payer_text,
-                    transaction,
-                    amount,
-                })
-            }
-            Err(error) => {
-                self.store.release(&key)?;
-                Err(error)
-            }
-        }
+        self.conclude(requirement, claim, sent.map(|hash| format!("{hash:#x}")))
     }
 }
 
@@ -331,39 +312,65 @@ impl Facilitator {
         // The message (blockhash, memo, accounts, amount) identifies the payment.
         let digest =
             <sha2::Sha256 as sha2::Digest>::digest(verified.transaction.message.serialize());
-        let key = format!("{}:{}", requirement.network(), alloy::hex::encode(digest));
-        let payer = verified.payer.to_string();
-        let amount = verified.amount;
-        if self.store.claim_settlement(
-            &key,
+        let claim = PaymentClaim {
+            key: format!("{}:{}", requirement.network(), alloy::hex::encode(digest)),
+            payer: verified.payer.to_string(),
+            amount: verified.amount,
+        };
+        self.claim(requirement, &claim)?;
+        let sent = solana.settle(verified);
+        self.conclude(requirement, claim, sent)
+    }
+
+    /// Claims `claim` for settlement, or refuses it as a duplicate.
+    fn claim(&self, requirement: &Requirement, claim: &PaymentClaim) -> Result<()> {
+        let outcome = self.store.claim_settlement(
+            &claim.key,
             requirement.network().as_str(),
-            &payer,
-            &amount.to_string(),
+            &claim.payer,
+            &claim.amount.to_string(),
             self.clock.now_unix_ms(),
-        )? == Claim::Taken
-        {
-            return Err(invalid(
+        )?;
+        match outcome {
+            Claim::Claimed => Ok(()),
+            Claim::Taken => Err(invalid(
                 InvalidReason::DuplicateSettlement,
                 "this payment was already settled or is being settled",
-            ));
+            )),
         }
-        match solana.settle(verified) {
+    }
+
+    /// Records how a claimed payment's transaction went: settled, or released when it failed.
+    fn conclude(
+        &self,
+        requirement: &Requirement,
+        claim: PaymentClaim,
+        sent: Result<String>,
+    ) -> Result<Settlement> {
+        match sent {
             Ok(transaction) => {
-                self.store.settled(&key, &transaction)?;
-                tracing::info!(network = %requirement.network(), %payer, %amount, %transaction, "settled");
+                self.store.settled(&claim.key, &transaction)?;
+                tracing::info!(network = %requirement.network(), payer = %claim.payer, amount = %claim.amount, %transaction, "settled");
                 Ok(Settlement {
                     network: requirement.network_text().to_owned(),
-                    payer,
+                    payer: claim.payer,
                     transaction,
-                    amount,
+                    amount: claim.amount,
                 })
             }
             Err(error) => {
-                self.store.release(&key)?;
+                self.store.release(&claim.key)?;
                 Err(error)
             }
         }
     }
+}
+
+/// What a settlement claims in the database before anything is sent to a chain.
+struct PaymentClaim {
+    key: String,
+    payer: String,
+    amount: TokenAmount,
 }
 
 enum Checked {
@@ -398,112 +405,4 @@ fn payment_owner(payment: &PaymentPayload) -> Result<alloy::primitives::Address>
         .owner
         .parse()
         .map_err(|_| invalid(InvalidReason::Payload, "permit owner is not an address"))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct FacilitatorRequest {
-    payment_payload: Box<RawValue>,
-    payment_requirements: Box<RawValue>,
-}
-
-/// Parses a `/verify` or `/settle` body into the payment and the requirement.
-fn read_request(body: &[u8]) -> std::result::Result<(PaymentPayload, Requirement), Box<Response>> {
-    let bad = |detail: String| {
-        (
-            http::StatusCode::BAD_REQUEST,
-            Json(json!({ "error": detail })),
-        )
-            .into_response()
-    };
-    let request: FacilitatorRequest = serde_json::from_slice(body).map_err(|e| {
-        bad(format!(
-            "body must be {{x402Version, paymentPayload, paymentRequirements}}: {e}"
-        ))
-    })?;
-    let payment = PaymentPayload::from_json(request.payment_payload.get().as_bytes())
-        .map_err(|e| bad(e.to_string()))?;
-    let requirement = Requirement::parse(payment.version(), &request.payment_requirements)
-        .map_err(|e| bad(e.to_string()))?;
-    Ok((payment, requirement))
-}
-
-fn reason_of(error: &Error) -> (&'static str, String) {
-    match error.invalid_reason() {
-        Some(reason) => (reason.as_str(), error.to_string()),
-        None => ("unexpected_settle_error", error.to_string()),
-    }
-}
-
-/// The facilitator's HTTP routes.
-pub fn routes(facilitator: Arc<Facilitator>) -> Router {
-    Router::new()
-        .route("/supported", get(supported))
-        .route("/verify", post(verify))
-        .route("/settle", post(settle))
-        .with_state(facilitator)
-}
-
-async fn supported(State(facilitator): State<Arc<Facilitator>>) -> Json<Value> {
-    let kinds: Vec<Value> = facilitator
-        .kinds()
-        .into_iter()
-        .map(|(version, scheme, network)| {
-            let network = match version {
-                1 => network.v1_name().unwrap_or(network.as_str()).to_owned(),
-                _ => network.to_string(),
-            };
-            let mut kind = json!({ "x402Version": version, "scheme": scheme, "network": network });
-            if let (true, Some(fee_payer)) = (
-                network.starts_with("solana"),
-                facilitator.solana_fee_payer(),
-            ) {
-                kind["extra"] = json!({ "feePayer": fee_payer.to_string() });
-            }
-            kind
-        })
-        .collect();
-    let mut signers = json!({ "eip155:*": [facilitator.evm_signer().to_checksum(None)] });
-    if let Some(fee_payer) = facilitator.solana_fee_payer() {
-        signers["solana:*"] = json!([fee_payer.to_string()]);
-    }
-    Json(json!({ "kinds": kinds, "extensions": [], "signers": signers }))
-}
-
-async fn verify(State(facilitator): State<Arc<Facilitator>>, body: axum::body::Bytes) -> Response {
-    let (payment, requirement) = match read_request(&body) {
-        Ok(parsed) => parsed,
-        Err(response) => return *response,
-    };
-    match facilitator.verify(&payment, &requirement).await {
-        Ok(payer) => Json(json!({ "isValid": true, "payer": payer })).into_response(),
-        Err(error) => {
-            let (reason, message) = reason_of(&error);
-            let reason = if error.invalid_reason().is_some() {
-                reason
-            } else {
-                "unexpected_verify_error"
-            };
-            Json(json!({ "isValid": false, "invalidReason": reason, "invalidMessage": message }))
-                .into_response()
-        }
-    }
-}
-
-async fn settle(State(facilitator): State<Arc<Facilitator>>, body: axum::body::Bytes) -> Response {
-    let (payment, requirement) = match read_request(&body) {
-        Ok(parsed) => parsed,
-        Err(response) => return *response,
-    };
-    let network = match payment.version() {
-        X402Version::V1 => requirement.network_text().to_owned(),
-        X402Version::V2 => requirement.network().to_string(),
-    };
-    match facilitator.settle(&payment, &requirement).await {
-        Ok(settlement) => Json(json!({ "success": true, "payer": settlement.payer, "transaction": settlement.transaction, "network": network, "amount": settlement.amount })).into_response(),
-        Err(error) => {
-            let (reason, message) = reason_of(&error);
-            Json(json!({ "success": false, "errorReason": reason, "errorMessage": message, "transaction": "", "network": network })).into_response()
-        }
-    }
 }

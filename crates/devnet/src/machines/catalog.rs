@@ -3,9 +3,15 @@
 //! Prices are integers of US dollar micros per hour; monthly is 720 hours and daily 24, as the
 //! compute API counts them. JSON numbers are written from exact decimal text, never from floats.
 
+use axum::Json;
+use axum::extract::Query;
+use axum::response::IntoResponse;
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use x402_core::UsdMicros;
+
+use crate::api::{ApiError, ApiResult};
 
 /// One plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -335,35 +341,89 @@ pub const PLANS: &[Plan] = &[
     },
 ];
 
+/// A region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    /// Region id (`ewr`, `nyc3`, …).
+    pub id: &'static str,
+    /// City.
+    pub city: &'static str,
+    /// ISO country code.
+    pub country: &'static str,
+    /// Continent.
+    pub continent: &'static str,
+}
+
+/// An OS image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OsImage {
+    /// The `os_id` a provision names.
+    pub id: u32,
+    /// Display name.
+    pub name: &'static str,
+    /// Architecture.
+    pub arch: &'static str,
+    /// Distribution family.
+    pub family: &'static str,
+}
+
+const fn region(
+    id: &'static str,
+    city: &'static str,
+    country: &'static str,
+    continent: &'static str,
+) -> Region {
+    Region {
+        id,
+        city,
+        country,
+        continent,
+    }
+}
+
+const fn image(id: u32, name: &'static str, arch: &'static str, family: &'static str) -> OsImage {
+    OsImage {
+        id,
+        name,
+        arch,
+        family,
+    }
+}
+
 /// The regions.
-pub const REGIONS: &[(&str, &str, &str, &str)] = &[
-    ("ewr", "New Jersey", "US", "North America"),
-    ("ord", "Chicago", "US", "North America"),
-    ("lax", "Los Angeles", "US", "North America"),
-    ("sjc", "Silicon Valley", "US", "North America"),
-    ("ams", "Amsterdam", "NL", "Europe"),
-    ("fra", "Frankfurt", "DE", "Europe"),
-    ("nrt", "Tokyo", "JP", "Asia"),
-    ("sgp", "Singapore", "SG", "Asia"),
-    ("nyc3", "New York (DigitalOcean)", "US", "North America"),
-    (
+pub const REGIONS: &[Region] = &[
+    region("ewr", "New Jersey", "US", "North America"),
+    region("ord", "Chicago", "US", "North America"),
+    region("lax", "Los Angeles", "US", "North America"),
+    region("sjc", "Silicon Valley", "US", "North America"),
+    region("ams", "Amsterdam", "NL", "Europe"),
+    region("fra", "Frankfurt", "DE", "Europe"),
+    region("nrt", "Tokyo", "JP", "Asia"),
+    region("sgp", "Singapore", "SG", "Asia"),
+    region("nyc3", "New York (DigitalOcean)", "US", "North America"),
+    region(
         "sfo3",
         "San Francisco (DigitalOcean)",
         "US",
         "North America",
     ),
-    ("ams3", "Amsterdam (DigitalOcean)", "NL", "Europe"),
-    ("nyc2", "New York (DigitalOcean GPU)", "US", "North America"),
-    ("tor1", "Toronto (DigitalOcean GPU)", "CA", "North America"),
+    region("ams3", "Amsterdam (DigitalOcean)", "NL", "Europe"),
+    region("nyc2", "New York (DigitalOcean GPU)", "US", "North America"),
+    region("tor1", "Toronto (DigitalOcean GPU)", "CA", "North America"),
 ];
 
 /// The OS images.
-pub const OS_IMAGES: &[(u32, &str, &str, &str)] = &[
-    (2284, "Ubuntu 24.04 LTS x64", "x64", "ubuntu"),
-    (1743, "Ubuntu 22.04 LTS x64", "x64", "ubuntu"),
-    (2136, "Debian 12 x64 (bookworm)", "x64", "debian"),
-    (2571, "Rocky Linux 9 x64", "x64", "rockylinux"),
+pub const OS_IMAGES: &[OsImage] = &[
+    image(2284, "Ubuntu 24.04 LTS x64", "x64", "ubuntu"),
+    image(1743, "Ubuntu 22.04 LTS x64", "x64", "ubuntu"),
+    image(2136, "Debian 12 x64 (bookworm)", "x64", "debian"),
+    image(2571, "Rocky Linux 9 x64", "x64", "rockylinux"),
 ];
+
+/// An OS image by id.
+pub fn os_image(id: u32) -> Option<&'static OsImage> {
+    OS_IMAGES.iter().find(|o| o.id == id)
+}
 
 /// A plan by id.
 pub fn plan(id: &str) -> Option<&'static Plan> {
@@ -383,14 +443,48 @@ pub fn plans_json(class: Option<&str>) -> Value {
 
 /// `GET /compute/regions` body.
 pub fn regions_json() -> Value {
-    let regions: Vec<Value> = REGIONS.iter().map(|(id, city, country, continent)| json!({ "id": id, "city": city, "country": country, "continent": continent })).collect();
+    let regions: Vec<Value> = REGIONS
+        .iter()
+        .map(|r| json!({ "id": r.id, "city": r.city, "country": r.country, "continent": r.continent }))
+        .collect();
     json!({ "regions": regions })
 }
 
 /// `GET /compute/os` body.
 pub fn os_json() -> Value {
-    let images: Vec<Value> = OS_IMAGES.iter().map(|(id, name, arch, family)| json!({ "id": id, "name": name, "arch": arch, "family": family })).collect();
+    let images: Vec<Value> = OS_IMAGES
+        .iter()
+        .map(|o| json!({ "id": o.id, "name": o.name, "arch": o.arch, "family": o.family }))
+        .collect();
     json!({ "os_options": images })
+}
+
+#[derive(Deserialize)]
+pub(super) struct PlansQuery {
+    #[serde(rename = "type")]
+    class: Option<String>,
+}
+
+/// `GET /compute/plans[?type=vps|vhp|vdc|vcg]`.
+pub(super) async fn plans(Query(query): Query<PlansQuery>) -> ApiResult {
+    match query.class.as_deref() {
+        None | Some("vps" | "vhp" | "vdc" | "vcg") => {
+            Ok(Json(plans_json(query.class.as_deref())).into_response())
+        }
+        Some(other) => Err(ApiError::bad_request(format!(
+            "unknown plan type `{other}`: use vps, vhp, vdc or vcg"
+        ))),
+    }
+}
+
+/// `GET /compute/regions`.
+pub(super) async fn regions() -> Json<Value> {
+    Json(regions_json())
+}
+
+/// `GET /compute/os`.
+pub(super) async fn os() -> Json<Value> {
+    Json(os_json())
 }
 
 #[cfg(test)]
@@ -406,7 +500,7 @@ mod tests {
         for plan in PLANS {
             for location in plan.locations {
                 assert!(
-                    REGIONS.iter().any(|r| r.0 == *location),
+                    REGIONS.iter().any(|r| r.id == *location),
                     "{} in unknown region {location}",
                     plan.id
                 );

@@ -8,21 +8,19 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use x402_core::{PaymentPayload, UsdMicros};
 
-use crate::catalog::{self, Plan};
-use crate::machines::{
-    ApiError, ApiResult, AppState, authenticate, charge, dollars, has_auth, network_filter,
-    random_id, rfc3339, with_receipt,
-};
+use super::Machines;
+use super::catalog::{self, Plan};
+use crate::api::{ApiError, ApiResult, dollars, parse_body, random_id, rfc3339};
+use crate::auth::Call;
+use crate::payment::{Family, Paid, Price, with_optional_receipt};
 use crate::store::InstanceRecord;
 
 const HOUR_MS: u64 = 3_600_000;
@@ -32,18 +30,6 @@ const CHALLENGE_HINT: &str =
 
 /// Fewest hours a provision may prepay.
 pub const MIN_PREPAID_HOURS: u64 = 24;
-
-/// The instance routes.
-pub fn routes(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/compute/provision", post(provision))
-        .route("/compute/instances", get(list))
-        .route("/compute/instances/{id}", get(details).delete(destroy))
-        .route("/compute/instances/{id}/password", post(password))
-        .route("/compute/instances/{id}/extend", post(extend))
-        .route("/compute/instances/{id}/resize", post(resize))
-        .with_state(state)
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,15 +84,11 @@ fn default_label() -> String {
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, message)
+    ApiError::bad_request(message)
 }
 
 fn not_found(id: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("no instance {id}"))
-}
-
-fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8], shape: &str) -> ApiResult<T> {
-    serde_json::from_slice(body).map_err(|e| bad(format!("body must be {shape}: {e}")))
+    ApiError::not_found(format!("no instance {id}"))
 }
 
 impl ProvisionRequest {
@@ -126,7 +108,7 @@ impl ProvisionRequest {
                 plan.locations.join(", ")
             )));
         }
-        if !catalog::OS_IMAGES.iter().any(|os| os.0 == self.os_id) {
+        if catalog::os_image(self.os_id).is_none() {
             return Err(bad(format!(
                 "unknown os_id {}: see GET /compute/os",
                 self.os_id
@@ -137,13 +119,7 @@ impl ProvisionRequest {
                 "prepaid_hours must be at least {MIN_PREPAID_HOURS}"
             )));
         }
-        let has_key = self
-            .ssh_public_key
-            .as_deref()
-            .is_some_and(|k| !k.trim().is_empty())
-            || self.ssh_key_id.is_some()
-            || self.ssh_key_ids.as_ref().is_some_and(|k| !k.is_empty());
-        if plan.provider() == "digitalocean" && !has_key {
+        if plan.provider() == "digitalocean" && !self.has_ssh_key() {
             return Err(bad(
                 "DigitalOcean (do:) plans need ssh_public_key or ssh_key_id(s); there is no password fallback",
             ));
@@ -173,10 +149,16 @@ impl ProvisionRequest {
                 "deploy_node needs 50,000 SGL staked to the paying wallet; the devnet has no SGL staking",
             ));
         }
+        if let Some(hostname) = &self.hostname
+            && !is_hostname(hostname)
+        {
+            return Err(bad(format!(
+                "hostname `{hostname}` is not a valid host name (letters, digits and hyphens, 1-63 per label, at most 253 in all)"
+            )));
+        }
         if self.label.len() > 256 {
             return Err(bad("label is longer than 256 bytes"));
         }
-        let _ = &self.hostname;
         let price = plan
             .price(self.prepaid_hours)
             .ok_or_else(|| bad("prepaid_hours is too large"))?;
@@ -192,65 +174,76 @@ impl ProvisionRequest {
     }
 }
 
-/// How the purchase was paid, for refunds.
-enum Paid {
-    Credits,
-    X402 { transaction: String },
+/// Whether `name` is an RFC 1123 host name.
+fn is_hostname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
-async fn provision(
-    State(state): State<Arc<AppState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    let payment = PaymentPayload::from_headers(&headers)
+/// How a purchase was paid, for refunds.
+enum Payment {
+    Credits,
+    X402(Box<Paid>),
+}
+
+impl Payment {
+    fn transaction(&self) -> Option<&str> {
+        match self {
+            Payment::Credits => None,
+            Payment::X402(paid) => Some(&paid.settlement.transaction),
+        }
+    }
+
+    fn paid(&self) -> Option<&Paid> {
+        match self {
+            Payment::Credits => None,
+            Payment::X402(paid) => Some(paid),
+        }
+    }
+}
+
+pub(super) async fn provision(State(state): State<Arc<Machines>>, call: Call) -> ApiResult {
+    let payment = PaymentPayload::from_headers(&call.headers)
         .map_err(|e| bad(format!("unreadable payment header: {e}")))?;
-    let request: ProvisionRequest = parse_body(&body, "{plan, region, prepaid_hours, ...}")?;
+    let request: ProvisionRequest = parse_body(&call.body, "{plan, region, prepaid_hours, ...}")?;
     let (plan, price) = request.validate()?;
-    let filter = network_filter(request.network.as_deref())?;
-    let caller = if has_auth(&headers) || request.use_credits {
-        Some(authenticate(&state, &headers, &method, &uri, &body)?)
+    let family = Family::from_request(request.network.as_deref())?;
+    let caller = if request.use_credits {
+        Some(state.auth.wallet(&call)?)
     } else {
-        None
+        state.auth.optional_wallet(&call)?
     };
-    let (owner, paid, response_payment) = if request.use_credits {
-        let owner = caller
-            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "use_credits needs auth"))?;
+    let (owner, payment) = if request.use_credits {
+        let owner = caller.ok_or_else(|| ApiError::unauthorized("use_credits needs auth"))?;
         spend_credits(&state, &owner, price)?;
-        (owner, Paid::Credits, None)
+        (owner, Payment::Credits)
     } else {
         let description = format!("{} for {} hours", plan.id, request.prepaid_hours);
-        let (payment, settlement) = match charge(
-            &state,
-            &uri,
-            price,
-            &description,
-            filter,
-            payment,
-            CHALLENGE_HINT,
-        )
-        .await
-        {
+        let price = Price {
+            amount: price,
+            description: &description,
+            family,
+            hint: CHALLENGE_HINT,
+        };
+        let paid = match state.cashier.charge(&call.uri, price, payment).await {
             Ok(paid) => paid,
             Err(response) => return Ok(response),
         };
-        let owner = caller.unwrap_or_else(|| settlement.payer.to_lowercase());
-        (
-            owner,
-            Paid::X402 {
-                transaction: settlement.transaction.clone(),
-            },
-            Some((payment, settlement)),
-        )
+        let owner = caller.unwrap_or_else(|| paid.settlement.payer.to_lowercase());
+        (owner, Payment::X402(Box::new(paid)))
     };
-    let tx_hash = match &paid {
-        Paid::X402 { transaction } => Some(transaction.clone()),
-        Paid::Credits => None,
-    };
+    let tx_hash = payment.transaction().map(str::to_owned);
     if state.faults.provider_rejects() {
-        refund(&state, &owner, price, &paid)?;
+        refund(&state, &owner, price, &payment)?;
         let body = json!({
             "error": "the provider rejected the instance; the price was refunded to your credits",
             "refunded": dollars(price),
@@ -287,13 +280,10 @@ async fn provision(
     state.store.insert_instance(&record)?;
     let body = json!({ "success": true, "order": instance_json(&record, now), "tx_hash": tx_hash });
     let response = (StatusCode::CREATED, Json(body)).into_response();
-    Ok(match response_payment {
-        Some((payment, settlement)) => with_receipt(response, &payment, &settlement),
-        None => response,
-    })
+    Ok(with_optional_receipt(response, payment.paid()))
 }
 
-fn spend_credits(state: &AppState, wallet: &str, price: UsdMicros) -> ApiResult<()> {
+fn spend_credits(state: &Machines, wallet: &str, price: UsdMicros) -> ApiResult<()> {
     match state.store.spend(wallet, price.0)? {
         Ok(_) => Ok(()),
         Err(shortfall) => {
@@ -311,10 +301,10 @@ fn spend_credits(state: &AppState, wallet: &str, price: UsdMicros) -> ApiResult<
     }
 }
 
-fn refund(state: &AppState, wallet: &str, price: UsdMicros, paid: &Paid) -> ApiResult<()> {
-    match paid {
-        Paid::Credits => state.store.unspend(wallet, price.0)?,
-        Paid::X402 { .. } => {
+fn refund(state: &Machines, wallet: &str, price: UsdMicros, payment: &Payment) -> ApiResult<()> {
+    match payment {
+        Payment::Credits => state.store.unspend(wallet, price.0)?,
+        Payment::X402(_) => {
             state.store.deposit(wallet, price.0)?;
         }
     }
@@ -360,11 +350,7 @@ fn instance_json(record: &InstanceRecord, now: u64) -> Value {
             "pending".to_owned()
         });
     }
-    let os = catalog::OS_IMAGES
-        .iter()
-        .find(|o| o.0 == record.os_id)
-        .map(|o| o.1)
-        .unwrap_or("");
+    let os = catalog::os_image(record.os_id).map_or("", |o| o.name);
     json!({
         "id": record.id,
         "status": status,
@@ -392,14 +378,8 @@ fn instance_json(record: &InstanceRecord, now: u64) -> Value {
     })
 }
 
-async fn list(
-    State(state): State<Arc<AppState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    let wallet = authenticate(&state, &headers, &method, &uri, &body)?;
+pub(super) async fn list(State(state): State<Arc<Machines>>, call: Call) -> ApiResult {
+    let wallet = state.auth.wallet(&call)?;
     let now = state.clock.now_unix_ms();
     let instances: Vec<Value> = state
         .store
@@ -410,41 +390,34 @@ async fn list(
     Ok(Json(json!({ "instances": instances })).into_response())
 }
 
-fn owned(state: &AppState, wallet: &str, id: &str) -> ApiResult<InstanceRecord> {
+fn owned(state: &Machines, wallet: &str, id: &str) -> ApiResult<InstanceRecord> {
     state
         .store
         .instance(wallet, id)?
         .ok_or_else(|| not_found(id))
 }
 
-async fn details(
-    State(state): State<Arc<AppState>>,
+pub(super) async fn details(
+    State(state): State<Arc<Machines>>,
     Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    call: Call,
 ) -> ApiResult {
-    let wallet = authenticate(&state, &headers, &method, &uri, &body)?;
+    let wallet = state.auth.wallet(&call)?;
     let record = owned(&state, &wallet, &id)?;
     Ok(Json(json!({ "order": instance_json(&record, state.clock.now_unix_ms()) })).into_response())
 }
 
-async fn destroy(
-    State(state): State<Arc<AppState>>,
+pub(super) async fn destroy(
+    State(state): State<Arc<Machines>>,
     Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    call: Call,
 ) -> ApiResult {
-    let wallet = authenticate(&state, &headers, &method, &uri, &body)?;
+    let wallet = state.auth.wallet(&call)?;
     let mut record = owned(&state, &wallet, &id)?;
     if record.destroyed_ms.is_some() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("instance {id} is already destroyed"),
-        ));
+        return Err(ApiError::conflict(format!(
+            "instance {id} is already destroyed"
+        )));
     }
     let now = state.clock.now_unix_ms();
     record.destroyed_ms = Some(now);
@@ -452,15 +425,12 @@ async fn destroy(
     Ok(Json(json!({ "success": true, "instance": instance_json(&record, now) })).into_response())
 }
 
-async fn password(
-    State(state): State<Arc<AppState>>,
+pub(super) async fn password(
+    State(state): State<Arc<Machines>>,
     Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    call: Call,
 ) -> ApiResult {
-    let wallet = authenticate(&state, &headers, &method, &uri, &body)?;
+    let wallet = state.auth.wallet(&call)?;
     let record = owned(&state, &wallet, &id)?;
     if record.ssh_key || catalog::plan(&record.plan).is_some_and(|p| p.provider() == "digitalocean")
     {
@@ -502,33 +472,30 @@ fn default_extend_hours() -> u64 {
     24
 }
 
-async fn extend(
-    State(state): State<Arc<AppState>>,
+pub(super) async fn extend(
+    State(state): State<Arc<Machines>>,
     Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    call: Call,
 ) -> ApiResult {
-    let payment = PaymentPayload::from_headers(&headers)
+    let payment = PaymentPayload::from_headers(&call.headers)
         .map_err(|e| bad(format!("unreadable payment header: {e}")))?;
-    let request: ExtendRequest = if body.is_empty() {
+    let request: ExtendRequest = if call.body.is_empty() {
         ExtendRequest {
             extend_hours: 24,
             network: None,
             use_credits: false,
         }
     } else {
-        parse_body(&body, "{extend_hours, network, use_credits}")?
+        parse_body(&call.body, "{extend_hours, network, use_credits}")?
     };
-    let filter = network_filter(request.network.as_deref())?;
+    let family = Family::from_request(request.network.as_deref())?;
     if request.extend_hours == 0 {
         return Err(bad("extend_hours must be at least 1"));
     }
-    let caller = if has_auth(&headers) || request.use_credits {
-        Some(authenticate(&state, &headers, &method, &uri, &body)?)
+    let caller = if request.use_credits {
+        Some(state.auth.wallet(&call)?)
     } else {
-        None
+        state.auth.optional_wallet(&call)?
     };
     let mut record = match &caller {
         Some(wallet) => owned(&state, wallet, &id)?,
@@ -538,55 +505,40 @@ async fn extend(
             .ok_or_else(|| not_found(&id))?,
     };
     if record.destroyed_ms.is_some() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("instance {id} is destroyed"),
-        ));
+        return Err(ApiError::conflict(format!("instance {id} is destroyed")));
     }
     let plan = catalog::plan(&record.plan)
         .ok_or_else(|| ApiError::internal("instance on an unknown plan"))?;
     let price = plan
         .price(request.extend_hours)
         .ok_or_else(|| bad("extend_hours is too large"))?;
-    let mut receipt = None;
-    let tx_hash = if request.use_credits {
+    let payment = if request.use_credits {
         let wallet = caller
-            .clone()
-            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "use_credits needs auth"))?;
-        spend_credits(&state, &wallet, price)?;
-        None
+            .as_deref()
+            .ok_or_else(|| ApiError::unauthorized("use_credits needs auth"))?;
+        spend_credits(&state, wallet, price)?;
+        Payment::Credits
     } else {
         let description = format!("extend {id} by {} hours", request.extend_hours);
-        let (payment, settlement) = match charge(
-            &state,
-            &uri,
-            price,
-            &description,
-            filter,
-            payment,
-            CHALLENGE_HINT,
-        )
-        .await
-        {
-            Ok(paid) => paid,
-            Err(response) => return Ok(response),
+        let price = Price {
+            amount: price,
+            description: &description,
+            family,
+            hint: CHALLENGE_HINT,
         };
-        let tx = settlement.transaction.clone();
-        receipt = Some((payment, settlement));
-        Some(tx)
+        match state.cashier.charge(&call.uri, price, payment).await {
+            Ok(paid) => Payment::X402(Box::new(paid)),
+            Err(response) => return Ok(response),
+        }
     };
     let now = state.clock.now_unix_ms();
     record.expires_ms = record.expires_ms.max(now) + request.extend_hours * HOUR_MS;
     record.prepaid_hours += request.extend_hours;
     record.paid_micros += price.0;
     state.store.update_instance(&record)?;
-    let response =
-        Json(json!({ "success": true, "order": instance_json(&record, now), "tx_hash": tx_hash }))
-            .into_response();
-    Ok(match receipt {
-        Some((payment, settlement)) => with_receipt(response, &payment, &settlement),
-        None => response,
-    })
+    let response = Json(json!({ "success": true, "order": instance_json(&record, now), "tx_hash": payment.transaction() }))
+        .into_response();
+    Ok(with_optional_receipt(response, payment.paid()))
 }
 
 #[derive(Deserialize)]
@@ -597,16 +549,13 @@ struct ResizeRequest {
     confirm_disk_resize: bool,
 }
 
-async fn resize(
-    State(state): State<Arc<AppState>>,
+pub(super) async fn resize(
+    State(state): State<Arc<Machines>>,
     Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    call: Call,
 ) -> ApiResult {
-    let wallet = authenticate(&state, &headers, &method, &uri, &body)?;
-    let request: ResizeRequest = parse_body(&body, "{plan, confirm_disk_resize}")?;
+    let wallet = state.auth.wallet(&call)?;
+    let request: ResizeRequest = parse_body(&call.body, "{plan, confirm_disk_resize}")?;
     let mut record = owned(&state, &wallet, &id)?;
     let now = state.clock.now_unix_ms();
     match status(&record, now) {

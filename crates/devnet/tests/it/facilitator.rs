@@ -1,26 +1,26 @@
 //! The facilitator over HTTP, and state across a restart.
 
 use alloy::primitives::U256;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use test_support::{Client, Now, os_random};
 use x402_core::challenge::{PaymentRequired, RequirementSpec, ResourceInfo, Scheme};
 use x402_core::{
-    AssetId, Challenge, EvmSigner, Network, PayTo, PaymentPayload, PaymentPolicy, TokenAmount,
-    encoding, evm,
+    AssetId, Challenge, EvmSigner, Network, PayTo, PaymentPayload, PaymentPolicy, TokenAmount, evm,
 };
-
-use crate::{Now, anvil, funded_wallet, os_random, start};
 
 fn requirement_json(required: &PaymentRequired) -> Value {
     let challenge: Value =
-        serde_json::from_slice(&encoding::decode("t", &required.to_v2_header()).unwrap()).unwrap();
+        serde_json::from_slice(&BASE64.decode(required.to_v2_header()).unwrap()).unwrap();
     challenge["accepts"][0].clone()
 }
 
 #[tokio::test]
 async fn verify_and_settle_over_http() {
-    let devnet = start().await;
-    let payer = funded_wallet(&devnet, 10).await;
+    let devnet = test_support::start().await.unwrap();
+    let payer = test_support::funded_wallet(&devnet, 10).await.unwrap();
     let client = reqwest::Client::new();
     let supported: Value = client
         .get(format!("{}/supported", devnet.url()))
@@ -68,8 +68,7 @@ async fn verify_and_settle_over_http() {
     let challenge = Challenge::from_v2_header(&required.to_v2_header()).unwrap();
     let selected = PaymentPolicy::default().select(&challenge).unwrap();
     let header = evm::exact::pay(&selected, &payer, &Now, &mut os_random).unwrap();
-    let payload: Value =
-        serde_json::from_slice(&encoding::decode("t", header.value()).unwrap()).unwrap();
+    let payload: Value = serde_json::from_slice(&BASE64.decode(header.value()).unwrap()).unwrap();
     assert!(PaymentPayload::from_header_value(header.value()).is_ok());
     let body = json!({ "x402Version": 2, "paymentPayload": payload, "paymentRequirements": requirement_json(&required) });
 
@@ -151,14 +150,14 @@ async fn a_restart_with_the_same_data_dir_keeps_everything() {
     ));
     let config = || devnet::Config {
         data_dir: Some(dir.clone()),
-        ..devnet::Config::ephemeral(anvil())
+        ..devnet::Config::ephemeral(test_support::anvil().unwrap())
     };
     let payer;
     let header;
     let body = br#"{"amount":4,"network":"base"}"#;
     {
         let devnet = devnet::Devnet::start(config()).await.unwrap();
-        payer = funded_wallet(&devnet, 10).await;
+        payer = test_support::funded_wallet(&devnet, 10).await.unwrap();
         devnet
             .solana()
             .unwrap()
@@ -170,24 +169,13 @@ async fn a_restart_with_the_same_data_dir_keeps_everything() {
             )
             .unwrap();
         let url = format!("{}/compute/credits/topup", devnet.url());
-        let key: Value = {
-            let headers = x402_core::auth::sign_evm(
-                &payer,
-                x402_core::auth::AuthChain::Base,
-                "POST",
-                "/compute/api-keys",
-                b"",
-                &Now,
-                &mut os_random,
-            )
+        let key: Value = Client::of(&devnet)
+            .send_signed(&payer, reqwest::Method::POST, "/compute/api-keys", b"")
+            .await
+            .unwrap()
+            .json()
+            .await
             .unwrap();
-            let mut request =
-                reqwest::Client::new().post(format!("{}/compute/api-keys", devnet.url()));
-            for (name, value) in headers.pairs() {
-                request = request.header(name, value);
-            }
-            request.send().await.unwrap().json().await.unwrap()
-        };
         let response = reqwest::Client::new()
             .post(&url)
             .header("X-API-Key", key["api_key"].as_str().unwrap())
@@ -195,10 +183,7 @@ async fn a_restart_with_the_same_data_dir_keeps_everything() {
             .send()
             .await
             .unwrap();
-        // reqwest and x402-core share the `http` crate: no conversion needed.
-        let headers = response.headers().clone();
-        let challenge =
-            Challenge::from_response(402, &headers, &response.bytes().await.unwrap()).unwrap();
+        let challenge = test_support::challenge(response).await.unwrap();
         let selected = PaymentPolicy::default()
             .networks([Network::BASE_SEPOLIA])
             .select(&challenge)

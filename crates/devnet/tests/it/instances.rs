@@ -6,113 +6,27 @@ use std::time::Duration;
 use alloy::primitives::U256;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use x402_core::auth::{self, AuthChain};
-use x402_core::{
-    Challenge, Error, EvmSigner, LocalEvmSigner, Network, PaymentPolicy, TokenAmount, evm,
-};
+use test_support::{Client, challenge};
+use x402_core::{Error, EvmSigner, LocalEvmSigner, TokenAmount};
 
-use crate::{Now, anvil, funded_wallet, os_random};
-
-struct Api {
-    url: String,
-    client: reqwest::Client,
-}
-
-impl Api {
-    async fn call(
-        &self,
-        wallet: Option<&LocalEvmSigner>,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-        extra: &[(&str, &str)],
-    ) -> reqwest::Response {
-        let bytes = body
-            .map(|b| serde_json::to_vec(&b).unwrap())
-            .unwrap_or_default();
-        let mut request = self
-            .client
-            .request(method.clone(), format!("{}{path}", self.url))
-            .body(bytes.clone())
-            .header("content-type", "application/json");
-        if let Some(wallet) = wallet {
-            for (name, value) in auth::sign_evm(
-                wallet,
-                AuthChain::Base,
-                method.as_str(),
-                path,
-                &bytes,
-                &Now,
-                &mut os_random,
-            )
-            .unwrap()
-            .pairs()
-            {
-                request = request.header(name, value);
-            }
-        }
-        for (name, value) in extra {
-            request = request.header(*name, *value);
-        }
-        request.send().await.unwrap()
-    }
-
-    /// Answers the 402 of `path` with a Base Sepolia payment and returns the final response.
-    async fn pay(&self, wallet: &LocalEvmSigner, path: &str, body: Value) -> reqwest::Response {
-        let first = self
-            .call(
-                Some(wallet),
-                reqwest::Method::POST,
-                path,
-                Some(body.clone()),
-                &[],
-            )
-            .await;
-        assert_eq!(first.status(), StatusCode::PAYMENT_REQUIRED);
-        let challenge = challenge(first).await.unwrap();
-        let selected = PaymentPolicy::default()
-            .networks([Network::BASE_SEPOLIA])
-            .select(&challenge)
-            .unwrap();
-        let header = evm::exact::pay(&selected, wallet, &Now, &mut os_random).unwrap();
-        self.call(
-            None,
-            reqwest::Method::POST,
-            path,
-            Some(body),
-            &[(header.name(), header.value())],
-        )
-        .await
-    }
-}
-
-async fn challenge(response: reqwest::Response) -> Result<Challenge, Error> {
-    let status = response.status().as_u16();
-    // reqwest and x402-core share the `http` crate: no conversion needed.
-    let headers = response.headers().clone();
-    Challenge::from_response(status, &headers, &response.bytes().await.unwrap())
-}
-
-async fn devnet_with(boot_delay_ms: u64) -> (devnet::Devnet, Api) {
-    let config = devnet::Config {
+async fn devnet_with(boot_delay_ms: u64) -> (devnet::Devnet, Client) {
+    let devnet = test_support::start_with(|config| devnet::Config {
         faults: devnet::FaultConfig {
             boot_delay_ms,
             ..devnet::FaultConfig::default()
         },
-        ..devnet::Config::ephemeral(anvil())
-    };
-    let devnet = devnet::Devnet::start(config).await.unwrap();
-    let api = Api {
-        url: devnet.url().to_owned(),
-        client: reqwest::Client::new(),
-    };
+        ..config
+    })
+    .await
+    .unwrap();
+    let api = Client::of(&devnet);
     (devnet, api)
 }
 
 #[tokio::test]
 async fn provision_with_x402_then_manage_the_instance() {
     let (devnet, api) = devnet_with(400).await;
-    let owner = funded_wallet(&devnet, 20).await;
+    let owner = test_support::funded_wallet(&devnet, 20).await.unwrap();
     let body = json!({"plan":"vc2-1c-1gb","region":"ewr","os_id":2284,"label":"x402-instance","prepaid_hours":24,"network":"base"});
 
     // The price is the plan's hourly rate times the hours: 0.008 × 24 = $0.192.
@@ -124,7 +38,8 @@ async fn provision_with_x402_then_manage_the_instance() {
             Some(body.clone()),
             &[],
         )
-        .await,
+        .await
+        .unwrap(),
     )
     .await
     .unwrap();
@@ -132,7 +47,10 @@ async fn provision_with_x402_then_manage_the_instance() {
     assert_eq!(offer.amount(), TokenAmount::from_u64(192_000));
 
     let before = devnet.base().balance_of(owner.address()).await.unwrap();
-    let created = api.pay(&owner, "/compute/provision", body).await;
+    let created = api
+        .pay_base(&owner, "/compute/provision", body)
+        .await
+        .unwrap();
     assert_eq!(created.status(), StatusCode::CREATED);
     let created: Value = created.json().await.unwrap();
     assert_eq!(
@@ -155,6 +73,7 @@ async fn provision_with_x402_then_manage_the_instance() {
             &[],
         )
         .await
+        .unwrap()
         .json()
         .await
         .unwrap();
@@ -174,6 +93,7 @@ async fn provision_with_x402_then_manage_the_instance() {
             &[],
         )
         .await
+        .unwrap()
         .json()
         .await
         .unwrap();
@@ -193,6 +113,7 @@ async fn provision_with_x402_then_manage_the_instance() {
             &[]
         )
         .await
+        .unwrap()
         .status(),
         StatusCode::NOT_FOUND
     );
@@ -205,6 +126,7 @@ async fn provision_with_x402_then_manage_the_instance() {
             &[],
         )
         .await
+        .unwrap()
         .json()
         .await
         .unwrap();
@@ -218,6 +140,7 @@ async fn provision_with_x402_then_manage_the_instance() {
             &[]
         )
         .await
+        .unwrap()
         .status(),
         StatusCode::NOT_FOUND
     );
@@ -232,7 +155,8 @@ async fn provision_with_x402_then_manage_the_instance() {
             None,
             &[],
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(first.status(), StatusCode::OK);
     let access: Value = first.json().await.unwrap();
     assert_eq!(access["access"]["username"], "root");
@@ -245,6 +169,7 @@ async fn provision_with_x402_then_manage_the_instance() {
             &[]
         )
         .await
+        .unwrap()
         .status(),
         StatusCode::CONFLICT
     );
@@ -252,12 +177,13 @@ async fn provision_with_x402_then_manage_the_instance() {
     // Extend by 48 hours with x402: expires_at moves by exactly 48 h.
     let old_expiry = details["order"]["expires_at"].as_str().unwrap().to_owned();
     let extended = api
-        .pay(
+        .pay_base(
             &owner,
             &format!("/compute/instances/{id}/extend"),
             json!({"extend_hours":48,"network":"base"}),
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(extended.status(), StatusCode::OK);
     let extended: Value = extended.json().await.unwrap();
     let parse = |t: &str| {
@@ -277,7 +203,8 @@ async fn provision_with_x402_then_manage_the_instance() {
             Some(json!({"plan":"vc2-2c-4gb","confirm_disk_resize":false})),
             &[],
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(resized.status(), StatusCode::OK);
     let resized: Value = resized.json().await.unwrap();
     assert_eq!(resized["to_plan"], "vc2-2c-4gb");
@@ -293,7 +220,8 @@ async fn provision_with_x402_then_manage_the_instance() {
             Some(json!({"plan":"vc2-1c-1gb"})),
             &[],
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(
         down.status(),
         StatusCode::BAD_REQUEST,
@@ -309,7 +237,8 @@ async fn provision_with_x402_then_manage_the_instance() {
             None,
             &[],
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(destroyed.status(), StatusCode::OK);
     let destroyed: Value = destroyed.json().await.unwrap();
     assert_eq!(destroyed["instance"]["status"], "destroyed");
@@ -322,6 +251,7 @@ async fn provision_with_x402_then_manage_the_instance() {
             &[]
         )
         .await
+        .unwrap()
         .status(),
         StatusCode::CONFLICT
     );
@@ -330,10 +260,11 @@ async fn provision_with_x402_then_manage_the_instance() {
 #[tokio::test]
 async fn credits_pay_for_instances_and_shortfalls_are_not_challenges() {
     let (devnet, api) = devnet_with(0).await;
-    let owner = funded_wallet(&devnet, 30).await;
+    let owner = test_support::funded_wallet(&devnet, 30).await.unwrap();
     assert_eq!(
-        api.pay(&owner, "/compute/credits/topup", json!({"amount":1}))
+        api.pay_base(&owner, "/compute/credits/topup", json!({"amount":1}))
             .await
+            .unwrap()
             .status(),
         StatusCode::OK
     );
@@ -346,10 +277,11 @@ async fn credits_pay_for_instances_and_shortfalls_are_not_challenges() {
             Some(dear),
             &[],
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(short.status(), StatusCode::PAYMENT_REQUIRED);
     match challenge(short).await {
-        Err(Error::NoChallenge { message, .. }) => assert!(
+        Err(test_support::Error::Payment(Error::NoChallenge { message, .. })) => assert!(
             message.contains("insufficient credits") && message.contains("shortfall 20.60"),
             "{message}"
         ),
@@ -364,7 +296,8 @@ async fn credits_pay_for_instances_and_shortfalls_are_not_challenges() {
             Some(cheap),
             &[],
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(created.status(), StatusCode::CREATED);
     let created: Value = created.json().await.unwrap();
     assert_eq!(created["order"]["access_method"], "ssh_key");
@@ -377,6 +310,7 @@ async fn credits_pay_for_instances_and_shortfalls_are_not_challenges() {
             &[],
         )
         .await
+        .unwrap()
         .json()
         .await
         .unwrap();
@@ -391,7 +325,8 @@ async fn credits_pay_for_instances_and_shortfalls_are_not_challenges() {
             Some(json!({"extend_hours":25,"use_credits":true})),
             &[],
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(extended.status(), StatusCode::OK);
     let password = api
         .call(
@@ -401,7 +336,8 @@ async fn credits_pay_for_instances_and_shortfalls_are_not_challenges() {
             None,
             &[],
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(
         password.status(),
         StatusCode::BAD_REQUEST,
@@ -412,22 +348,22 @@ async fn credits_pay_for_instances_and_shortfalls_are_not_challenges() {
 #[tokio::test]
 async fn provider_rejection_refunds_to_credits() {
     let (devnet, api) = devnet_with(0).await;
-    let owner = funded_wallet(&devnet, 10).await;
+    let owner = test_support::funded_wallet(&devnet, 10).await.unwrap();
     let set = api
-        .client
-        .post(format!("{}/devnet/faults", api.url))
+        .request(reqwest::Method::POST, "/devnet/faults")
         .json(&json!({"provider_reject_permille":1000}))
         .send()
         .await
         .unwrap();
     assert_eq!(set.status(), StatusCode::OK);
     let rejected = api
-        .pay(
+        .pay_base(
             &owner,
             "/compute/provision",
             json!({"plan":"vc2-1c-1gb","region":"ewr","prepaid_hours":48}),
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(rejected.status(), StatusCode::BAD_GATEWAY);
     let rejected: Value = rejected.json().await.unwrap();
     assert_eq!(rejected["refunded"], "0.384");
@@ -440,6 +376,7 @@ async fn provider_rejection_refunds_to_credits() {
             &[],
         )
         .await
+        .unwrap()
         .json()
         .await
         .unwrap();
@@ -453,6 +390,7 @@ async fn provider_rejection_refunds_to_credits() {
             &[],
         )
         .await
+        .unwrap()
         .json()
         .await
         .unwrap();
@@ -462,7 +400,7 @@ async fn provider_rejection_refunds_to_credits() {
 #[tokio::test]
 async fn bad_provision_requests_get_400_and_change_nothing() {
     let (devnet, api) = devnet_with(0).await;
-    let owner = funded_wallet(&devnet, 10).await;
+    let owner = test_support::funded_wallet(&devnet, 10).await.unwrap();
     let cases = [
         json!({"plan":"vc2-1c-1gb","region":"ewr","prepaid_hours":23}),
         json!({"plan":"nope","region":"ewr","prepaid_hours":24}),
@@ -485,7 +423,8 @@ async fn bad_provision_requests_get_400_and_change_nothing() {
                 Some(body.clone()),
                 &[],
             )
-            .await;
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
         let error: Value = response.json().await.unwrap();
         assert!(error["error"].is_string(), "{error}");
@@ -498,7 +437,8 @@ async fn bad_provision_requests_get_400_and_change_nothing() {
             Some(json!({"plan":"vc2-1c-1gb","region":"ewr","prepaid_hours":24})),
             &[("X-PAYMENT", "not base64!")],
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(garbage.status(), StatusCode::BAD_REQUEST);
     let listed: Value = api
         .call(
@@ -509,6 +449,7 @@ async fn bad_provision_requests_get_400_and_change_nothing() {
             &[],
         )
         .await
+        .unwrap()
         .json()
         .await
         .unwrap();

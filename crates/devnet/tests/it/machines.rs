@@ -1,67 +1,35 @@
 //! Machines API: catalog, auth, API keys, credits top-up paid with x402 on each network.
 
 use alloy::primitives::U256;
+use devnet::TREASURY;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use test_support::{Client, Now, os_random};
 use x402_core::auth::{self, AuthChain};
 use x402_core::{Challenge, EvmSigner, LocalEvmSigner, Network, PaymentPolicy, Receipt, evm};
-
-use crate::{Now, funded_wallet, os_random, start, treasury};
 
 fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-/// A request signed with the wallet-auth headers.
-fn signed(
-    signer: &LocalEvmSigner,
-    method: reqwest::Method,
-    url: &str,
-    path: &str,
-    body: &[u8],
-) -> reqwest::RequestBuilder {
-    let headers = auth::sign_evm(
-        signer,
-        AuthChain::Base,
-        method.as_str(),
-        path,
-        body,
-        &Now,
-        &mut os_random,
-    )
-    .unwrap();
-    let mut request = client()
-        .request(method, url)
-        .body(body.to_vec())
-        .header("content-type", "application/json");
-    for (name, value) in headers.pairs() {
-        request = request.header(name, value);
-    }
-    request
-}
-
+/// The challenge of a 402, which must carry the v1 body too.
 async fn challenge_of(response: reqwest::Response) -> Challenge {
     assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
-    // reqwest and x402-core share the `http` crate: no conversion needed.
     let headers = response.headers().clone();
     let body = response.bytes().await.unwrap();
-    let challenge = Challenge::from_response(402, &headers, &body).unwrap();
-    // The v1 body is there too.
     assert!(Challenge::from_body(&body).is_ok());
-    challenge
+    Challenge::from_response(402, &headers, &body).unwrap()
 }
 
 fn receipt_of(response: &reqwest::Response) -> Receipt {
-    // reqwest and x402-core share the `http` crate: no conversion needed.
-    let headers = response.headers().clone();
-    Receipt::from_headers(&headers)
+    test_support::receipt(response)
         .unwrap()
         .expect("a receipt header")
 }
 
 #[tokio::test]
 async fn catalog_endpoints() {
-    let devnet = start().await;
+    let devnet = test_support::start().await.unwrap();
     let plans: Value = client()
         .get(format!("{}/compute/plans?type=vcg", devnet.url()))
         .send()
@@ -112,21 +80,20 @@ async fn catalog_endpoints() {
 
 #[tokio::test]
 async fn topup_paid_on_base_sepolia_moves_real_usdc_once() {
-    let devnet = start().await;
-    let payer = funded_wallet(&devnet, 20).await;
+    let devnet = test_support::start().await.unwrap();
+    let payer = test_support::funded_wallet(&devnet, 20).await.unwrap();
     let url = format!("{}/compute/credits/topup", devnet.url());
     let body = br#"{"amount":5,"network":"base"}"#;
     let challenge = challenge_of(
-        signed(
-            &payer,
-            reqwest::Method::POST,
-            &url,
-            "/compute/credits/topup",
-            body,
-        )
-        .send()
-        .await
-        .unwrap(),
+        Client::of(&devnet)
+            .send_signed(
+                &payer,
+                reqwest::Method::POST,
+                "/compute/credits/topup",
+                body,
+            )
+            .await
+            .unwrap(),
     )
     .await;
     let selected = PaymentPolicy::default()
@@ -136,7 +103,7 @@ async fn topup_paid_on_base_sepolia_moves_real_usdc_once() {
     let header = evm::exact::pay(&selected, &payer, &Now, &mut os_random).unwrap();
 
     let before_payer = devnet.base().balance_of(payer.address()).await.unwrap();
-    let before_treasury = devnet.base().balance_of(treasury()).await.unwrap();
+    let before_treasury = devnet.base().balance_of(TREASURY).await.unwrap();
     let paid = client()
         .post(&url)
         .header("content-type", "application/json")
@@ -157,7 +124,7 @@ async fn topup_paid_on_base_sepolia_moves_real_usdc_once() {
         before_payer - U256::from(5_000_000u64)
     );
     assert_eq!(
-        devnet.base().balance_of(treasury()).await.unwrap(),
+        devnet.base().balance_of(TREASURY).await.unwrap(),
         before_treasury + U256::from(5_000_000u64)
     );
 
@@ -189,41 +156,34 @@ async fn topup_paid_on_base_sepolia_moves_real_usdc_once() {
 
     // The credit shows up for the wallet.
     let path = "/compute/credits/balance";
-    let balance: Value = signed(
-        &payer,
-        reqwest::Method::GET,
-        &format!("{}{path}", devnet.url()),
-        path,
-        b"",
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let balance: Value = Client::of(&devnet)
+        .send_signed(&payer, reqwest::Method::GET, path, b"")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(balance["balance"], "5.00");
     assert_eq!(balance["wallet"], format!("{:#x}", payer.address()));
 }
 
 #[tokio::test]
 async fn topup_paid_with_a_megaeth_permit() {
-    let devnet = start().await;
-    let payer = funded_wallet(&devnet, 10).await;
+    let devnet = test_support::start().await.unwrap();
+    let payer = test_support::funded_wallet(&devnet, 10).await.unwrap();
     let megaeth = devnet.megaeth().unwrap();
     let url = format!("{}/compute/credits/topup", devnet.url());
     let body = br#"{"amount":"2.50","network":"megaeth"}"#;
     let challenge = challenge_of(
-        signed(
-            &payer,
-            reqwest::Method::POST,
-            &url,
-            "/compute/credits/topup",
-            body,
-        )
-        .send()
-        .await
-        .unwrap(),
+        Client::of(&devnet)
+            .send_signed(
+                &payer,
+                reqwest::Method::POST,
+                "/compute/credits/topup",
+                body,
+            )
+            .await
+            .unwrap(),
     )
     .await;
     let selected = PaymentPolicy::default().select(&challenge).unwrap();
@@ -244,7 +204,7 @@ async fn topup_paid_with_a_megaeth_permit() {
         megaeth.balance_of(payer.address()).await.unwrap(),
         before - moved
     );
-    assert_eq!(megaeth.balance_of(treasury()).await.unwrap(), moved);
+    assert_eq!(megaeth.balance_of(TREASURY).await.unwrap(), moved);
     // The permit nonce is spent: the same header cannot pay again.
     let replay = client()
         .post(&url)
@@ -262,21 +222,20 @@ async fn topup_paid_with_a_megaeth_permit() {
 
 #[tokio::test]
 async fn concurrent_duplicates_settle_once() {
-    let devnet = start().await;
-    let payer = funded_wallet(&devnet, 50).await;
+    let devnet = test_support::start().await.unwrap();
+    let payer = test_support::funded_wallet(&devnet, 50).await.unwrap();
     let url = format!("{}/compute/credits/topup", devnet.url());
     let body = br#"{"amount":3,"network":"base"}"#;
     let challenge = challenge_of(
-        signed(
-            &payer,
-            reqwest::Method::POST,
-            &url,
-            "/compute/credits/topup",
-            body,
-        )
-        .send()
-        .await
-        .unwrap(),
+        Client::of(&devnet)
+            .send_signed(
+                &payer,
+                reqwest::Method::POST,
+                "/compute/credits/topup",
+                body,
+            )
+            .await
+            .unwrap(),
     )
     .await;
     let selected = PaymentPolicy::default()
@@ -313,21 +272,20 @@ async fn concurrent_duplicates_settle_once() {
 
 #[tokio::test]
 async fn bad_payments_are_refused_and_change_nothing() {
-    let devnet = start().await;
-    let payer = funded_wallet(&devnet, 20).await;
+    let devnet = test_support::start().await.unwrap();
+    let payer = test_support::funded_wallet(&devnet, 20).await.unwrap();
     let url = format!("{}/compute/credits/topup", devnet.url());
     let body = br#"{"amount":5}"#;
     let challenge = challenge_of(
-        signed(
-            &payer,
-            reqwest::Method::POST,
-            &url,
-            "/compute/credits/topup",
-            body,
-        )
-        .send()
-        .await
-        .unwrap(),
+        Client::of(&devnet)
+            .send_signed(
+                &payer,
+                reqwest::Method::POST,
+                "/compute/credits/topup",
+                body,
+            )
+            .await
+            .unwrap(),
     )
     .await;
     let selected = PaymentPolicy::default()
@@ -417,16 +375,15 @@ async fn bad_payments_are_refused_and_change_nothing() {
         br#"{"amount":[5]}"#,
         b"not json",
     ] {
-        let response = signed(
-            &payer,
-            reqwest::Method::POST,
-            &url,
-            "/compute/credits/topup",
-            bad_body,
-        )
-        .send()
-        .await
-        .unwrap();
+        let response = Client::of(&devnet)
+            .send_signed(
+                &payer,
+                reqwest::Method::POST,
+                "/compute/credits/topup",
+                bad_body,
+            )
+            .await
+            .unwrap();
         assert_eq!(
             response.status(),
             StatusCode::BAD_REQUEST,
@@ -443,7 +400,7 @@ async fn bad_payments_are_refused_and_change_nothing() {
 
 #[tokio::test]
 async fn auth_nonces_are_single_use_and_api_keys_work() {
-    let devnet = start().await;
+    let devnet = test_support::start().await.unwrap();
     let wallet = LocalEvmSigner::from_hex(
         "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
     )
@@ -508,16 +465,10 @@ async fn auth_nonces_are_single_use_and_api_keys_work() {
     );
 
     let revoke_path = format!("{path}/{}", created["id"].as_str().unwrap());
-    let revoked = signed(
-        &wallet,
-        reqwest::Method::DELETE,
-        &format!("{}{revoke_path}", devnet.url()),
-        &revoke_path,
-        b"",
-    )
-    .send()
-    .await
-    .unwrap();
+    let revoked = Client::of(&devnet)
+        .send_signed(&wallet, reqwest::Method::DELETE, &revoke_path, b"")
+        .await
+        .unwrap();
     assert_eq!(revoked.status(), StatusCode::OK);
     assert_eq!(
         client()

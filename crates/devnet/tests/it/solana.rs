@@ -3,34 +3,24 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use x402_core::auth;
+use test_support::{Client, os_random};
 use x402_core::svm::{self, SolanaChainState, TokenProgram};
 use x402_core::{Challenge, LocalSolanaSigner, Network, PaymentPolicy, Receipt, SolanaSigner};
 
-use crate::{Now, os_random, start};
-
-async fn signed_topup(url: &str, payer: &LocalSolanaSigner, body: &[u8]) -> reqwest::Response {
-    let headers = auth::sign_solana(
-        payer,
-        "POST",
-        "/compute/credits/topup",
-        body,
-        &Now,
-        &mut os_random,
-    )
-    .unwrap();
-    let mut request = reqwest::Client::new()
-        .post(format!("{url}/compute/credits/topup"))
-        .body(body.to_vec());
-    for (name, value) in headers.pairs() {
-        request = request.header(name, value);
-    }
-    request.send().await.unwrap()
+async fn signed_topup(
+    devnet: &devnet::Devnet,
+    payer: &LocalSolanaSigner,
+    body: &[u8],
+) -> reqwest::Response {
+    Client::of(devnet)
+        .send_signed(payer, reqwest::Method::POST, "/compute/credits/topup", body)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
 async fn topup_paid_on_solana_moves_real_usdc_once() {
-    let devnet = start().await;
+    let devnet = test_support::start().await.unwrap();
     let solana = devnet.solana().unwrap();
     let mut secret = [0u8; 32];
     os_random(&mut secret);
@@ -46,7 +36,7 @@ async fn topup_paid_on_solana_moves_real_usdc_once() {
     assert_eq!(solana.token_balance(&payer.pubkey()), 10_000_000);
 
     let body = br#"{"amount":4,"network":"solana"}"#;
-    let first = signed_topup(devnet.url(), &payer, body).await;
+    let first = signed_topup(&devnet, &payer, body).await;
     assert_eq!(first.status(), StatusCode::PAYMENT_REQUIRED);
     let headers = first.headers().clone();
     let challenge = Challenge::from_response(402, &headers, &first.bytes().await.unwrap()).unwrap();
@@ -100,7 +90,7 @@ async fn topup_paid_on_solana_moves_real_usdc_once() {
 
 #[tokio::test]
 async fn injected_solana_5xx_changes_nothing_and_a_retry_settles() {
-    let devnet = start().await;
+    let devnet = test_support::start().await.unwrap();
     let solana = devnet.solana().unwrap();
     let payer = LocalSolanaSigner::from_secret([0x33; 32]);
     solana.fund(&payer.pubkey(), 5_000_000).unwrap();
@@ -114,7 +104,7 @@ async fn injected_solana_5xx_changes_nothing_and_a_retry_settles() {
     assert_eq!(set(1000).await.unwrap().status(), StatusCode::OK);
     let body = br#"{"amount":2,"network":"solana"}"#;
     let pay = || async {
-        let first = signed_topup(devnet.url(), &payer, body).await;
+        let first = signed_topup(&devnet, &payer, body).await;
         let challenge =
             Challenge::from_response(402, &first.headers().clone(), &first.bytes().await.unwrap())
                 .unwrap();
@@ -159,7 +149,7 @@ async fn rpc(url: &str, method: &str, params: Value) -> Value {
 
 #[tokio::test]
 async fn json_rpc_subset_answers_like_a_solana_node() {
-    let devnet = start().await;
+    let devnet = test_support::start().await.unwrap();
     let solana = devnet.solana().unwrap();
     let url = devnet.url();
     assert_eq!(rpc(url, "getHealth", json!([])).await["result"], "ok");
@@ -210,9 +200,11 @@ async fn json_rpc_subset_answers_like_a_solana_node() {
         mint["result"]["value"]["owner"],
         "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
     );
-    let data =
-        x402_core::encoding::decode("mint", mint["result"]["value"]["data"][0].as_str().unwrap())
-            .unwrap();
+    let data = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        mint["result"]["value"]["data"][0].as_str().unwrap(),
+    )
+    .unwrap();
     assert_eq!(
         (data.len(), data[44]),
         (82, 6),

@@ -1,0 +1,202 @@
+//! The top of the crate: [`Devnet::start`] starts the chains, opens the ledger, builds the
+//! facilitator, auth and cashier every service shares, and mounts the services (the machines
+//! API, the facilitator's HTTP face, the Solana JSON-RPC, the admin routes) on one port.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use x402_core::Clock;
+
+use crate::admin::Admin;
+use crate::auth::Authenticator;
+use crate::chains::evm::EvmChain;
+use crate::chains::solana::SolanaChain;
+use crate::chains::{Chains, ChainsConfig, SOLANA_TREASURY, TREASURY, solana_rpc};
+use crate::error::Result;
+use crate::facilitator::{self, Facilitator};
+use crate::faults::{FaultConfig, Faults};
+use crate::machines::Machines;
+use crate::payment::{Cashier, PayTo};
+use crate::store::Store;
+
+/// How to run the devnet.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The `anvil` binary (`cargo xtask tools` installs it under `.tools/`).
+    pub anvil: PathBuf,
+    /// Where state lives; `None` keeps everything in memory and temporary files.
+    pub data_dir: Option<PathBuf>,
+    /// Where to listen; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Whether to start the MegaETH chain too.
+    pub megaeth: bool,
+    /// Whether to start the Solana ledger (litesvm) too.
+    pub solana: bool,
+    /// Fault injection.
+    pub faults: FaultConfig,
+}
+
+impl Config {
+    /// In-memory state, a free loopback port, every chain.
+    pub fn ephemeral(anvil: PathBuf) -> Config {
+        Config {
+            anvil,
+            data_dir: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            megaeth: true,
+            solana: true,
+            faults: FaultConfig::default(),
+        }
+    }
+}
+
+/// The system clock (the devnet is a server; it may read the time).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_unix_ms(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    }
+}
+
+/// A running devnet.
+pub struct Devnet {
+    url: String,
+    chains: Chains,
+    facilitator: Arc<Facilitator>,
+    store: Arc<Store>,
+    faults: Arc<Faults>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Devnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Devnet")
+            .field("url", &self.url)
+            .field("chains", &self.chains)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Devnet {
+    /// Starts the chains, opens the state and serves.
+    ///
+    /// # Errors
+    /// A chain error when anvil or the ledger cannot start; [`crate::Error::Store`];
+    /// [`crate::Error::Io`] when the data directory or the port cannot be used.
+    pub async fn start(config: Config) -> Result<Devnet> {
+        if let Some(dir) = &config.data_dir {
+            std::fs::create_dir_all(dir)?;
+        }
+        let store = Arc::new(Store::open(
+            config
+                .data_dir
+                .as_ref()
+                .map(|d| d.join("devnet.sqlite"))
+                .as_deref(),
+        )?);
+        let chains = Chains::start(&ChainsConfig {
+            anvil: config.anvil.clone(),
+            data_dir: config.data_dir.clone(),
+            megaeth: config.megaeth,
+            solana: config.solana,
+        })
+        .await?;
+        let clock: Arc<dyn Clock + Send + Sync> = Arc::new(SystemClock);
+        let faults = Arc::new(Faults::new(config.faults));
+        let facilitator = Arc::new(Facilitator::new(
+            chains.clone(),
+            store.clone(),
+            clock.clone(),
+        ));
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let url = format!("http://{}", listener.local_addr()?);
+
+        let auth = Arc::new(Authenticator::new(store.clone(), clock.clone()));
+        let pay_to = PayTo {
+            evm: TREASURY,
+            solana: SOLANA_TREASURY,
+        };
+        let cashier = Arc::new(Cashier::new(
+            facilitator.clone(),
+            pay_to,
+            url.clone(),
+            faults.clone(),
+        ));
+        let machines = Arc::new(Machines::new(
+            store.clone(),
+            auth,
+            cashier,
+            clock,
+            faults.clone(),
+        ));
+        let admin = Arc::new(Admin::new(chains.clone(), faults.clone()));
+        let mut app = Router::new()
+            .merge(machines.routes())
+            .merge(facilitator::http::routes(facilitator.clone()))
+            .merge(admin.routes());
+        if let Some(solana) = &chains.solana {
+            app = app.merge(solana_rpc::routes(solana.clone()));
+        }
+        let server = tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                tracing::error!(%error, "devnet server stopped");
+            }
+        });
+        tracing::info!(%url, base = chains.base.rpc_url(), "devnet listening");
+        Ok(Devnet {
+            url,
+            chains,
+            facilitator,
+            store,
+            faults,
+            server,
+        })
+    }
+
+    /// Base URL of the machines API and facilitator.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+    /// Every running chain.
+    pub fn chains(&self) -> &Chains {
+        &self.chains
+    }
+    /// The Base Sepolia chain.
+    pub fn base(&self) -> &EvmChain {
+        &self.chains.base
+    }
+    /// The MegaETH chain.
+    pub fn megaeth(&self) -> Option<&EvmChain> {
+        self.chains.megaeth.as_deref()
+    }
+    /// The Solana ledger.
+    pub fn solana(&self) -> Option<&SolanaChain> {
+        self.chains.solana.as_deref()
+    }
+    /// The facilitator.
+    pub fn facilitator(&self) -> &Facilitator {
+        &self.facilitator
+    }
+    /// The state database.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+    /// The live fault switches.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// Stops serving and stops the chains (their state files are written on exit).
+    pub async fn shutdown(self) {
+        self.server.abort();
+        let _ = self.server.await;
+    }
+}

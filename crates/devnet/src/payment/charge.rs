@@ -1,0 +1,86 @@
+//! The charge: answer 402 without a payment; with one, find the offer it answers, settle it
+//! through the facilitator, and turn a refusal into the 402 (or 502) to send.
+
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use x402_core::challenge::PaymentRequired;
+use x402_core::{Challenge, PaymentPayload, X402Version};
+
+use super::offers::payment_required;
+use super::{Cashier, Paid, Price};
+use crate::api::ApiError;
+use crate::facilitator::Settlement;
+
+impl Cashier {
+    /// Charges `price` with x402: without a payment, the 402 to send; with one, the settled
+    /// payment, or the 402 (or 502) saying why it was refused.
+    pub(crate) async fn charge(
+        &self,
+        uri: &Uri,
+        price: Price<'_>,
+        payment: Option<PaymentPayload>,
+    ) -> Result<Paid, Response> {
+        let required = self.offers(uri, &price);
+        let Some(payment) = payment else {
+            return Err(payment_required(&required, price.hint));
+        };
+        let settlement = self.settle(&required, &payment).await?;
+        Ok(Paid {
+            payment,
+            settlement,
+        })
+    }
+
+    /// Finds the offer `payment` answers and settles it; a failed payment becomes the 402 to
+    /// send.
+    async fn settle(
+        &self,
+        required: &PaymentRequired,
+        payment: &PaymentPayload,
+    ) -> Result<Settlement, Response> {
+        let challenge = match payment.version() {
+            X402Version::V1 => Challenge::from_body(&required.to_v1_body()),
+            X402Version::V2 => Challenge::from_v2_header(&required.to_v2_header()),
+        }
+        .map_err(|e| ApiError::internal(e).into_response())?;
+        let requirement = challenge
+            .offers()
+            .iter()
+            .filter_map(|o| o.requirement().ok())
+            .find(|r| r.network() == payment.network() && r.scheme() == payment.scheme())
+            .ok_or_else(|| {
+                payment_required(
+                    required,
+                    &format!(
+                        "no offer for `{}` on {}",
+                        payment.scheme(),
+                        payment.network()
+                    ),
+                )
+            })?;
+        if payment.network().is_solana() && self.faults.solana_transient_failure() {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "transient Solana facilitator error (injected); retry with a fresh blockhash",
+            )
+            .into_response());
+        }
+        match self.facilitator.settle(payment, requirement).await {
+            Ok(settlement) => Ok(settlement),
+            Err(error) => match error.invalid_reason() {
+                Some(reason) => {
+                    tracing::info!(%reason, %error, "payment refused");
+                    Err(payment_required(
+                        required,
+                        &format!("payment refused ({reason}): {error}"),
+                    ))
+                }
+                None => Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    format!("settlement failed: {error}"),
+                )
+                .into_response()),
+            },
+        }
+    }
+}

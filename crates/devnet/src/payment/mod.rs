@@ -1,0 +1,105 @@
+//! How a paid endpoint charges: the offers it makes (`offers.rs`), the charge itself — settle
+//! through the in-process facilitator, or answer 402 (`charge.rs`) — and the receipt header it
+//! returns (`receipt.rs`). Every x402-paid endpoint of every service goes through
+//! `Cashier::charge`.
+
+mod charge;
+mod offers;
+mod receipt;
+
+pub(crate) use receipt::with_optional_receipt;
+
+use std::sync::Arc;
+
+use x402_core::{PaymentPayload, SolanaAddress, UsdMicros};
+
+use crate::api::{ApiError, ApiResult};
+use crate::facilitator::{Facilitator, Settlement};
+use crate::faults::Faults;
+
+/// The payment families a request may ask for with its `network` field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// EIP-3009 `exact` on Base Sepolia.
+    BaseExact,
+    /// ERC-2612 `permit` on MegaETH.
+    MegaethPermit,
+    /// SPL `exact` on Solana devnet.
+    Solana,
+}
+
+impl Family {
+    /// The family a request's `network` field names (`None`: offer every running chain).
+    ///
+    /// # Errors
+    /// 400 for a name the devnet does not know.
+    pub(crate) fn from_request(network: Option<&str>) -> ApiResult<Option<Family>> {
+        match network {
+            None => Ok(None),
+            Some("base" | "base-sepolia") => Ok(Some(Family::BaseExact)),
+            Some("megaeth") => Ok(Some(Family::MegaethPermit)),
+            Some("solana" | "solana-devnet") => Ok(Some(Family::Solana)),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "unknown network `{other}`: use base, megaeth or solana"
+            ))),
+        }
+    }
+}
+
+/// Where the devnet's payments go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PayTo {
+    /// Recipient on the EVM chains.
+    pub evm: alloy::primitives::Address,
+    /// Recipient of Solana payments (owner of the receiving token account).
+    pub solana: SolanaAddress,
+}
+
+/// What one paid endpoint asks for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Price<'a> {
+    /// The price.
+    pub(crate) amount: UsdMicros,
+    /// What the payment buys (the challenge's resource description).
+    pub(crate) description: &'a str,
+    /// Only this family, when the request named one.
+    pub(crate) family: Option<Family>,
+    /// The 402's `error` text when no payment came.
+    pub(crate) hint: &'a str,
+}
+
+/// A payment that settled, with the request's payment header it came from.
+#[derive(Debug)]
+pub(crate) struct Paid {
+    /// The payment as sent.
+    pub(crate) payment: PaymentPayload,
+    /// Its settlement.
+    pub(crate) settlement: Settlement,
+}
+
+/// Makes offers and charges payments for every paid endpoint.
+#[derive(Debug)]
+pub struct Cashier {
+    facilitator: Arc<Facilitator>,
+    pay_to: PayTo,
+    public_url: String,
+    faults: Arc<Faults>,
+}
+
+impl Cashier {
+    /// A cashier settling through `facilitator` to `pay_to`; `public_url` prefixes the
+    /// challenges' resource URLs.
+    pub fn new(
+        facilitator: Arc<Facilitator>,
+        pay_to: PayTo,
+        public_url: String,
+        faults: Arc<Faults>,
+    ) -> Cashier {
+        Cashier {
+            facilitator,
+            pay_to,
+            public_url,
+            faults,
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! The receipt header a paid answer carries: `X-PAYMENT-RESPONSE` for a v1 payment,
+//! `PAYMENT-RESPONSE` for v2.
+
+use axum::http::HeaderValue;
+use axum::response::Response;
+use x402_core::receipt::{PAYMENT_RESPONSE, X_PAYMENT_RESPONSE};
+use x402_core::{Receipt, X402Version};
+
+use super::Paid;
+
+impl Paid {
+    /// `response` with this payment's receipt header.
+    pub(crate) fn with_receipt(&self, mut response: Response) -> Response {
+        let settlement = &self.settlement;
+        let receipt = Receipt {
+            success: true,
+            transaction: settlement.transaction.clone(),
+            network: settlement.network.clone(),
+            payer: Some(settlement.payer.clone()),
+            error_reason: None,
+            amount: Some(settlement.amount),
+        };
+        let name = match self.payment.version() {
+            X402Version::V1 => X_PAYMENT_RESPONSE,
+            X402Version::V2 => PAYMENT_RESPONSE,
+        };
+        if let Ok(value) = HeaderValue::from_str(&receipt.to_header_value()) {
+            response.headers_mut().insert(name, value);
+        }
+        response
+    }
+}
+
+/// `response` with the receipt of `paid`, when the request was paid with x402.
+pub(crate) fn with_optional_receipt(response: Response, paid: Option<&Paid>) -> Response {
+    match paid {
+        Some(paid) => paid.with_receipt(response),
+        None => response,
+    }
+}
