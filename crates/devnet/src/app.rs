@@ -16,10 +16,10 @@ use crate::chains::evm::EvmChain;
 use crate::chains::solana::SolanaChain;
 use crate::chains::{Chains, ChainsConfig, SOLANA_TREASURY, TREASURY, solana_rpc};
 use crate::error::Result;
-use crate::facilitator::{self, Facilitator};
+use crate::facilitator::{self, Facilitator, Payees};
 use crate::faults::{FaultConfig, Faults};
 use crate::machines::Machines;
-use crate::payment::{Cashier, PayTo};
+use crate::payment::Cashier;
 use crate::store::Store;
 
 /// How to run the devnet.
@@ -111,8 +111,13 @@ impl Devnet {
         .await?;
         let clock: Arc<dyn Clock + Send + Sync> = Arc::new(SystemClock);
         let faults = Arc::new(Faults::new(config.faults));
+        let payees = Payees {
+            evm: TREASURY,
+            solana: SOLANA_TREASURY,
+        };
         let facilitator = Arc::new(Facilitator::new(
             chains.clone(),
+            payees,
             store.clone(),
             clock.clone(),
         ));
@@ -120,13 +125,8 @@ impl Devnet {
         let url = format!("http://{}", listener.local_addr()?);
 
         let auth = Arc::new(Authenticator::new(store.clone(), clock.clone()));
-        let pay_to = PayTo {
-            evm: TREASURY,
-            solana: SOLANA_TREASURY,
-        };
         let cashier = Arc::new(Cashier::new(
             facilitator.clone(),
-            pay_to,
             url.clone(),
             faults.clone(),
         ));

@@ -9,7 +9,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
-use x402_core::Clock;
+use x402_core::{Clock, PayTo};
 
 use crate::api::{ApiError, ApiResult};
 use crate::store::Store;
@@ -75,8 +75,8 @@ impl Authenticator {
     }
 
     /// The calling wallet: from `X-API-Key`, else from the `X-Auth-*` headers (whose nonce is
-    /// then used up).
-    pub(crate) fn wallet(&self, call: &Call) -> ApiResult<String> {
+    /// then used up). EVM or Solana, typed: a base58 address keeps its case.
+    pub(crate) fn wallet(&self, call: &Call) -> ApiResult<PayTo> {
         let Call {
             method,
             uri,
@@ -115,11 +115,14 @@ impl Authenticator {
                 "auth nonce already used: sign every request with a fresh nonce",
             ));
         }
-        Ok(identity.address)
+        identity
+            .address
+            .parse()
+            .map_err(|e: x402_core::Error| ApiError::unauthorized(e.to_string()))
     }
 
     /// The calling wallet when the request carries credentials, `None` when it carries none.
-    pub(crate) fn optional_wallet(&self, call: &Call) -> ApiResult<Option<String>> {
+    pub(crate) fn optional_wallet(&self, call: &Call) -> ApiResult<Option<PayTo>> {
         match has_credentials(&call.headers) {
             true => self.wallet(call).map(Some),
             false => Ok(None),
@@ -127,7 +130,7 @@ impl Authenticator {
     }
 
     /// The calling wallet, refusing API keys: for managing the keys themselves.
-    pub(crate) fn wallet_by_signature(&self, call: &Call, action: &str) -> ApiResult<String> {
+    pub(crate) fn wallet_by_signature(&self, call: &Call, action: &str) -> ApiResult<PayTo> {
         if call.headers.contains_key(API_KEY_HEADER) {
             return Err(ApiError::unauthorized(format!(
                 "{action} needs the wallet signature headers, not an API key"

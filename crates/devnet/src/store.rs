@@ -6,8 +6,44 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
+use x402_core::PayTo;
 
 use crate::error::Result;
+
+/// How a wallet is written in the database and in the API's JSON: EVM addresses in lowercase
+/// hex (as the compute API's wallet auth sends them), Solana addresses in base58, whose case
+/// is part of the address.
+pub fn wallet_key(wallet: &PayTo) -> String {
+    match wallet {
+        PayTo::Evm(address) => format!("{address:#x}"),
+        PayTo::Solana(address) => address.to_string(),
+    }
+}
+
+/// Reads a wallet written by [`wallet_key`].
+fn read_wallet(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<PayTo> {
+    let text: String = row.get(index)?;
+    text.parse().map_err(|e: x402_core::Error| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+/// `value` as SQLite's signed integer, refusing what does not fit (never wrapping).
+fn int(value: u64) -> rusqlite::Result<i64> {
+    i64::try_from(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+/// A column written by [`int`], refusing a negative value (never wrapping).
+fn uint(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<u64> {
+    let value: i64 = row.get(index)?;
+    u64::try_from(value).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Integer,
+            Box::new(e),
+        )
+    })
+}
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS settlements (
@@ -144,7 +180,7 @@ impl Store {
         self.with(|c| {
             let inserted = c.execute(
                 "INSERT OR IGNORE INTO settlements (key, network, payer, amount, status, created_ms) VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
-                params![key, network, payer, amount, now_ms as i64],
+                params![key, network, payer, amount, int(now_ms)?],
             )?;
             Ok(if inserted == 1 { Claim::Claimed } else { Claim::Taken })
         })
@@ -187,9 +223,8 @@ impl Store {
             c.query_row(
                 "SELECT COUNT(*) FROM settlements WHERE status = 'settled'",
                 [],
-                |r| r.get::<_, i64>(0),
+                |r| uint(r, 0),
             )
-            .map(|n| n as u64)
         })
     }
 
@@ -197,15 +232,20 @@ impl Store {
     ///
     /// # Errors
     /// [`crate::Error::Store`].
-    pub fn deposit(&self, wallet: &str, micros: u64) -> Result<Credits> {
+    pub fn deposit(&self, wallet: &PayTo, micros: u64) -> Result<Credits> {
+        let wallet = wallet_key(wallet);
         self.with(|c| {
             let tx = c.transaction()?;
+            let before = read_credits(&tx, &wallet)?;
+            let deposited = before.deposited_micros.checked_add(micros).ok_or_else(|| {
+                rusqlite::Error::ToSqlConversionFailure("the deposit total would overflow".into())
+            })?;
             tx.execute(
                 "INSERT INTO credits (wallet, deposited_micros) VALUES (?1, ?2)
-                 ON CONFLICT(wallet) DO UPDATE SET deposited_micros = deposited_micros + excluded.deposited_micros",
-                params![wallet, micros as i64],
+                 ON CONFLICT(wallet) DO UPDATE SET deposited_micros = excluded.deposited_micros",
+                params![wallet, int(deposited)?],
             )?;
-            let credits = read_credits(&tx, wallet)?;
+            let credits = read_credits(&tx, &wallet)?;
             tx.commit()?;
             Ok(credits)
         })
@@ -215,18 +255,21 @@ impl Store {
     ///
     /// # Errors
     /// [`crate::Error::Store`].
-    pub fn spend(&self, wallet: &str, micros: u64) -> Result<std::result::Result<Credits, u64>> {
+    pub fn spend(&self, wallet: &PayTo, micros: u64) -> Result<std::result::Result<Credits, u64>> {
+        let wallet = wallet_key(wallet);
         self.with(|c| {
             let tx = c.transaction()?;
-            let credits = read_credits(&tx, wallet)?;
+            let credits = read_credits(&tx, &wallet)?;
             if credits.balance_micros() < micros {
                 return Ok(Err(micros - credits.balance_micros()));
             }
+            // Covered by the balance, so the sum stays at most the deposits.
+            let spent = credits.spent_micros.saturating_add(micros);
             tx.execute(
-                "UPDATE credits SET spent_micros = spent_micros + ?2 WHERE wallet = ?1",
-                params![wallet, micros as i64],
+                "UPDATE credits SET spent_micros = ?2 WHERE wallet = ?1",
+                params![wallet, int(spent)?],
             )?;
-            let credits = read_credits(&tx, wallet)?;
+            let credits = read_credits(&tx, &wallet)?;
             tx.commit()?;
             Ok(Ok(credits))
         })
@@ -236,11 +279,12 @@ impl Store {
     ///
     /// # Errors
     /// [`crate::Error::Store`].
-    pub fn unspend(&self, wallet: &str, micros: u64) -> Result<()> {
+    pub fn unspend(&self, wallet: &PayTo, micros: u64) -> Result<()> {
+        let wallet = wallet_key(wallet);
         self.with(|c| {
             c.execute(
                 "UPDATE credits SET spent_micros = MAX(0, spent_micros - ?2) WHERE wallet = ?1",
-                params![wallet, micros as i64],
+                params![wallet, int(micros)?],
             )
             .map(|_| ())
         })
@@ -250,8 +294,8 @@ impl Store {
     ///
     /// # Errors
     /// [`crate::Error::Store`].
-    pub fn credits(&self, wallet: &str) -> Result<Credits> {
-        self.with(|c| read_credits(c, wallet))
+    pub fn credits(&self, wallet: &PayTo) -> Result<Credits> {
+        self.with(|c| read_credits(c, &wallet_key(wallet)))
     }
 
     /// Records an auth nonce; `false` when it was already used. Forgets nonces older than
@@ -263,11 +307,11 @@ impl Store {
         self.with(|c| {
             c.execute(
                 "DELETE FROM auth_nonces WHERE seen_ms < ?1",
-                params![now_ms.saturating_sub(keep_ms) as i64],
+                params![int(now_ms.saturating_sub(keep_ms))?],
             )?;
             let inserted = c.execute(
                 "INSERT OR IGNORE INTO auth_nonces (nonce, seen_ms) VALUES (?1, ?2)",
-                params![nonce, now_ms as i64],
+                params![nonce, int(now_ms)?],
             )?;
             Ok(inserted == 1)
         })
@@ -279,7 +323,7 @@ impl Store {
     /// [`crate::Error::Store`].
     pub fn insert_api_key(
         &self,
-        wallet: &str,
+        wallet: &PayTo,
         id: &str,
         key_hash: &str,
         key_last4: &str,
@@ -289,7 +333,7 @@ impl Store {
         self.with(|c| {
             c.execute(
                 "INSERT INTO api_keys (id, wallet, key_hash, key_last4, label, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![id, wallet, key_hash, key_last4, label, created_at],
+                params![id, wallet_key(wallet), key_hash, key_last4, label, created_at],
             )
             .map(|_| ())
         })
@@ -299,12 +343,12 @@ impl Store {
     ///
     /// # Errors
     /// [`crate::Error::Store`].
-    pub fn wallet_for_key(&self, key_hash: &str) -> Result<Option<String>> {
+    pub fn wallet_for_key(&self, key_hash: &str) -> Result<Option<PayTo>> {
         self.with(|c| {
             c.query_row(
                 "SELECT wallet FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL",
                 params![key_hash],
-                |r| r.get(0),
+                |r| read_wallet(r, 0),
             )
             .optional()
         })
@@ -314,7 +358,8 @@ impl Store {
     ///
     /// # Errors
     /// [`crate::Error::Store`].
-    pub fn api_keys(&self, wallet: &str) -> Result<Vec<ApiKeyRecord>> {
+    pub fn api_keys(&self, wallet: &PayTo) -> Result<Vec<ApiKeyRecord>> {
+        let wallet = wallet_key(wallet);
         self.with(|c| {
             let mut statement = c.prepare("SELECT id, label, key_last4, created_at, revoked_at FROM api_keys WHERE wallet = ?1 ORDER BY created_at, id")?;
             let rows = statement.query_map(params![wallet], |r| {
@@ -328,7 +373,8 @@ impl Store {
     ///
     /// # Errors
     /// [`crate::Error::Store`].
-    pub fn revoke_api_key(&self, wallet: &str, id: &str, at: &str) -> Result<bool> {
+    pub fn revoke_api_key(&self, wallet: &PayTo, id: &str, at: &str) -> Result<bool> {
+        let wallet = wallet_key(wallet);
         self.with(|c| {
             c.execute("UPDATE api_keys SET revoked_at = ?3 WHERE id = ?1 AND wallet = ?2 AND revoked_at IS NULL", params![id, wallet, at]).map(|n| n == 1)
         })
@@ -341,7 +387,7 @@ pub struct InstanceRecord {
     /// Id.
     pub id: String,
     /// Owner.
-    pub wallet: String,
+    pub wallet: PayTo,
     /// Plan id.
     pub plan: String,
     /// Region id.
@@ -377,18 +423,21 @@ const INSTANCE_COLUMNS: &str = "id, wallet, plan, region, os_id, label, ssh_key,
 fn read_instance(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRecord> {
     Ok(InstanceRecord {
         id: r.get(0)?,
-        wallet: r.get(1)?,
+        wallet: read_wallet(r, 1)?,
         plan: r.get(2)?,
         region: r.get(3)?,
         os_id: r.get(4)?,
         label: r.get(5)?,
         ssh_key: r.get(6)?,
-        created_ms: r.get::<_, i64>(7)? as u64,
-        active_ms: r.get::<_, i64>(8)? as u64,
-        expires_ms: r.get::<_, i64>(9)? as u64,
-        destroyed_ms: r.get::<_, Option<i64>>(10)?.map(|v| v as u64),
-        prepaid_hours: r.get::<_, i64>(11)? as u64,
-        paid_micros: r.get::<_, i64>(12)? as u64,
+        created_ms: uint(r, 7)?,
+        active_ms: uint(r, 8)?,
+        expires_ms: uint(r, 9)?,
+        destroyed_ms: match r.get::<_, Option<i64>>(10)? {
+            Some(_) => Some(uint(r, 10)?),
+            None => None,
+        },
+        prepaid_hours: uint(r, 11)?,
+        paid_micros: uint(r, 12)?,
         password_taken: r.get(13)?,
         tx_hash: r.get(14)?,
         metadata: r.get(15)?,
@@ -405,8 +454,8 @@ impl Store {
             c.execute(
                 &format!("INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
                 params![
-                    i.id, i.wallet, i.plan, i.region, i.os_id, i.label, i.ssh_key, i.created_ms as i64, i.active_ms as i64, i.expires_ms as i64,
-                    i.destroyed_ms.map(|v| v as i64), i.prepaid_hours as i64, i.paid_micros as i64, i.password_taken, i.tx_hash, i.metadata
+                    i.id, wallet_key(&i.wallet), i.plan, i.region, i.os_id, i.label, i.ssh_key, int(i.created_ms)?, int(i.active_ms)?, int(i.expires_ms)?,
+                    i.destroyed_ms.map(int).transpose()?, int(i.prepaid_hours)?, int(i.paid_micros)?, i.password_taken, i.tx_hash, i.metadata
                 ],
             )
             .map(|_| ())
@@ -417,7 +466,8 @@ impl Store {
     ///
     /// # Errors
     /// [`crate::Error::Store`].
-    pub fn instance(&self, wallet: &str, id: &str) -> Result<Option<InstanceRecord>> {
+    pub fn instance(&self, wallet: &PayTo, id: &str) -> Result<Option<InstanceRecord>> {
+        let wallet = wallet_key(wallet);
         self.with(|c| {
             c.query_row(
                 &format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?1 AND wallet = ?2"),
@@ -447,7 +497,8 @@ impl Store {
     ///
     /// # Errors
     /// [`crate::Error::Store`].
-    pub fn instances(&self, wallet: &str) -> Result<Vec<InstanceRecord>> {
+    pub fn instances(&self, wallet: &PayTo) -> Result<Vec<InstanceRecord>> {
+        let wallet = wallet_key(wallet);
         self.with(|c| {
             let mut statement = c.prepare(&format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE wallet = ?1 ORDER BY created_ms DESC, id"))?;
             let rows = statement.query_map(params![wallet], read_instance)?;
@@ -464,7 +515,7 @@ impl Store {
         self.with(|c| {
             c.execute(
                 "UPDATE instances SET plan = ?2, expires_ms = ?3, prepaid_hours = ?4, paid_micros = ?5, destroyed_ms = ?6, password_taken = ?7, metadata = ?8 WHERE id = ?1",
-                params![i.id, i.plan, i.expires_ms as i64, i.prepaid_hours as i64, i.paid_micros as i64, i.destroyed_ms.map(|v| v as i64), i.password_taken, i.metadata],
+                params![i.id, i.plan, int(i.expires_ms)?, int(i.prepaid_hours)?, int(i.paid_micros)?, i.destroyed_ms.map(int).transpose()?, i.password_taken, i.metadata],
             )
             .map(|_| ())
         })
@@ -491,8 +542,8 @@ fn read_credits(c: &Connection, wallet: &str) -> rusqlite::Result<Credits> {
         params![wallet],
         |r| {
             Ok(Credits {
-                deposited_micros: r.get::<_, i64>(0)? as u64,
-                spent_micros: r.get::<_, i64>(1)? as u64,
+                deposited_micros: uint(r, 0)?,
+                spent_micros: uint(r, 1)?,
             })
         },
     )
@@ -503,6 +554,10 @@ fn read_credits(c: &Connection, wallet: &str) -> rusqlite::Result<Credits> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn wallet() -> PayTo {
+        PayTo::Evm(alloy::primitives::Address::repeat_byte(7))
+    }
 
     #[test]
     fn claims_are_exclusive_and_releasable() {
@@ -533,12 +588,12 @@ mod tests {
     #[test]
     fn credits_never_go_negative() {
         let store = Store::open(None).unwrap();
-        assert_eq!(store.credits("w").unwrap(), Credits::default());
-        store.deposit("w", 5_000_000).unwrap();
-        assert_eq!(store.spend("w", 7_000_000).unwrap(), Err(2_000_000));
+        assert_eq!(store.credits(&wallet()).unwrap(), Credits::default());
+        store.deposit(&wallet(), 5_000_000).unwrap();
+        assert_eq!(store.spend(&wallet(), 7_000_000).unwrap(), Err(2_000_000));
         assert_eq!(
             store
-                .spend("w", 3_000_000)
+                .spend(&wallet(), 3_000_000)
                 .unwrap()
                 .unwrap()
                 .balance_micros(),
@@ -561,12 +616,12 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         {
             let store = Store::open(Some(&path)).unwrap();
-            store.deposit("w", 42).unwrap();
+            store.deposit(&wallet(), 42).unwrap();
             store.claim_settlement("k", "n", "p", "1", 0).unwrap();
             store.settled("k", "tx").unwrap();
         }
         let store = Store::open(Some(&path)).unwrap();
-        assert_eq!(store.credits("w").unwrap().deposited_micros, 42);
+        assert_eq!(store.credits(&wallet()).unwrap().deposited_micros, 42);
         assert_eq!(
             store.claim_settlement("k", "n", "p", "1", 0).unwrap(),
             Claim::Taken

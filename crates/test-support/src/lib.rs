@@ -360,6 +360,44 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Asks for `path` signed by the Solana `wallet`, answers its 402 with a Solana `exact`
+    /// payment built on `recent_blockhash`, sent without auth headers, and returns the paid
+    /// answer.
+    ///
+    /// # Errors
+    /// When the first answer is no challenge, or signing or sending fails.
+    pub async fn pay_solana(
+        &self,
+        wallet: &LocalSolanaSigner,
+        recent_blockhash: [u8; 32],
+        path: &str,
+        body: Value,
+    ) -> Result<Response> {
+        let bytes = serde_json::to_vec(&body).map_err(|e| Error::Status {
+            what: path.to_owned(),
+            status: reqwest::StatusCode::BAD_REQUEST,
+            body: e.to_string(),
+        })?;
+        let first = self.send_signed(wallet, Method::POST, path, &bytes).await?;
+        let challenge = challenge(first).await?;
+        let selected = PaymentPolicy::default()
+            .networks([Network::SOLANA_DEVNET])
+            .select(&challenge)?;
+        let chain = x402_core::svm::SolanaChainState {
+            recent_blockhash,
+            decimals: 6,
+            token_program: x402_core::svm::TokenProgram::Token,
+        };
+        let header = x402_core::svm::pay(&selected, wallet, &chain, &mut os_random)?;
+        Ok(self
+            .post(path, &bytes)
+            .header(header.name(), header.value())
+            .send()
+            .await?)
+    }
+}
+
 /// The challenge in `response` (a 402 or 412 with either form).
 ///
 /// # Errors

@@ -119,7 +119,7 @@ async fn settle(State(facilitator): State<Arc<Facilitator>>, body: axum::body::B
         X402Version::V2 => requirement.network().to_string(),
     };
     match facilitator.settle(&payment, &requirement).await {
-        Ok(settlement) => Json(json!({ "success": true, "payer": settlement.payer, "transaction": settlement.transaction, "network": network, "amount": settlement.amount })).into_response(),
+        Ok(settlement) => Json(json!({ "success": true, "payer": settlement.payer.to_string(), "transaction": settlement.transaction, "network": network, "amount": settlement.amount })).into_response(),
         Err(error) => {
             let (reason, message) = reason_of(&error);
             Json(json!({ "success": false, "errorReason": reason, "errorMessage": message, "transaction": "", "network": network })).into_response()

@@ -28,8 +28,8 @@ use crate::store::{Claim, Store};
 pub struct Settlement {
     /// The network, as the requirement wrote it.
     pub network: String,
-    /// The payer's address.
-    pub payer: String,
+    /// The payer.
+    pub payer: PayTo,
     /// Transaction hash.
     pub transaction: String,
     /// Amount moved.
@@ -47,9 +47,26 @@ pub struct Kind {
     pub network: Network,
 }
 
+/// Where the devnet's payments go: the payees this facilitator serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Payees {
+    /// Recipient on the EVM chains.
+    pub evm: alloy::primitives::Address,
+    /// Recipient of Solana payments (owner of the receiving token account).
+    pub solana: x402_core::SolanaAddress,
+}
+
+impl Payees {
+    /// Whether `pay_to` is one of them.
+    pub fn contains(&self, pay_to: &PayTo) -> bool {
+        *pay_to == PayTo::Evm(self.evm) || *pay_to == PayTo::Solana(self.solana)
+    }
+}
+
 /// The facilitator over the devnet's chains.
 pub struct Facilitator {
     chains: Chains,
+    payees: Payees,
     store: Arc<Store>,
     clock: Arc<dyn Clock + Send + Sync>,
 }
@@ -84,17 +101,26 @@ fn unsupported(requirement: &Requirement) -> Error {
 
 impl Facilitator {
     /// A facilitator settling `exact` on Base Sepolia and, when they run, `permit` on MegaETH
-    /// and `exact` on the Solana ledger.
+    /// and `exact` on the Solana ledger. A `permit` moves the payer's tokens wherever the
+    /// facilitator sends them (its signature does not bind `payTo`), so permits settle only to
+    /// `payees`.
     pub fn new(
         chains: Chains,
+        payees: Payees,
         store: Arc<Store>,
         clock: Arc<dyn Clock + Send + Sync>,
     ) -> Facilitator {
         Facilitator {
             chains,
+            payees,
             store,
             clock,
         }
+    }
+
+    /// The payees it serves.
+    pub fn payees(&self) -> Payees {
+        self.payees
     }
 
     /// The chains it settles on.
@@ -198,6 +224,16 @@ impl Facilitator {
         let now = self.clock.now_unix();
         match requirement.scheme() {
             Scheme::Permit => {
+                if !self.payees.contains(&requirement.pay_to()) {
+                    return Err(invalid(
+                        InvalidReason::Requirements,
+                        format!(
+                            "this facilitator settles permits only to the payee it serves ({}); payTo {} is not it",
+                            self.payees.evm,
+                            requirement.pay_to()
+                        ),
+                    ));
+                }
                 let owner = payment_owner(payment)?;
                 let nonce = chain.permit_nonce(owner).await?;
                 let verified =
@@ -258,22 +294,24 @@ impl Facilitator {
         let claim = match &checked {
             Checked::Exact(v) => PaymentClaim {
                 key: format!(
-                    "{}:{:#x}:{}",
+                    "{}:{}:{:#x}:{}",
                     requirement.network(),
+                    requirement.asset(),
                     v.payer,
                     v.authorization.nonce
                 ),
-                payer: v.payer.to_checksum(None),
+                payer: PayTo::Evm(v.payer),
                 amount: v.authorization.value,
             },
             Checked::Permit(v) => PaymentClaim {
                 key: format!(
-                    "{}:{:#x}:permit:{}",
+                    "{}:{}:{:#x}:permit:{}",
                     requirement.network(),
+                    requirement.asset(),
                     v.payer,
                     v.permit.nonce
                 ),
-                payer: v.payer.to_checksum(None),
+                payer: PayTo::Evm(v.payer),
                 amount: v.permit.value,
             },
             Checked::Solana(_) => {
@@ -313,8 +351,13 @@ impl Facilitator {
         let digest =
             <sha2::Sha256 as sha2::Digest>::digest(verified.transaction.message.serialize());
         let claim = PaymentClaim {
-            key: format!("{}:{}", requirement.network(), alloy::hex::encode(digest)),
-            payer: verified.payer.to_string(),
+            key: format!(
+                "{}:{}:{}",
+                requirement.network(),
+                requirement.asset(),
+                alloy::hex::encode(digest)
+            ),
+            payer: PayTo::Solana(verified.payer),
             amount: verified.amount,
         };
         self.claim(requirement, &claim)?;
@@ -327,7 +370,7 @@ impl Facilitator {
         let outcome = self.store.claim_settlement(
             &claim.key,
             requirement.network().as_str(),
-            &claim.payer,
+            &claim.payer.to_string(),
             &claim.amount.to_string(),
             self.clock.now_unix_ms(),
         )?;
@@ -369,7 +412,7 @@ impl Facilitator {
 /// What a settlement claims in the database before anything is sent to a chain.
 struct PaymentClaim {
     key: String,
-    payer: String,
+    payer: PayTo,
     amount: TokenAmount,
 }
 

@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use x402_core::{PaymentPayload, UsdMicros};
 
@@ -14,6 +15,7 @@ use super::catalog;
 use crate::api::{ApiError, ApiResult, dollars, parse_body};
 use crate::auth::{Call, has_credentials};
 use crate::payment::{Family, Price};
+use crate::store::wallet_key;
 
 /// The smallest top-up.
 const MIN_TOPUP: UsdMicros = UsdMicros::from_dollars(1);
@@ -21,6 +23,7 @@ const MIN_TOPUP: UsdMicros = UsdMicros::from_dollars(1);
 pub(super) async fn balance(State(state): State<Arc<Machines>>, call: Call) -> ApiResult {
     let wallet = state.auth.wallet(&call)?;
     let credits = state.store.credits(&wallet)?;
+    let wallet = wallet_key(&wallet);
     let body = if credits.deposited_micros == 0 {
         json!({ "wallet": wallet, "balance": 0, "total_deposited": 0, "total_spent": 0 })
     } else {
@@ -37,7 +40,8 @@ pub(super) async fn balance(State(state): State<Arc<Machines>>, call: Call) -> A
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TopupRequest {
-    amount: Value,
+    /// Kept as written: a JSON number never passes through `f64`.
+    amount: Box<RawValue>,
     #[serde(default)]
     network: Option<String>,
 }
@@ -72,23 +76,30 @@ pub(super) async fn topup(State(state): State<Arc<Machines>>, call: Call) -> Api
         Ok(paid) => paid,
         Err(response) => return Ok(response),
     };
-    let wallet = wallet.unwrap_or_else(|| paid.settlement.payer.to_lowercase());
+    let wallet = wallet.unwrap_or(paid.settlement.payer);
     let credits = state.store.deposit(&wallet, amount.0)?;
     let body = json!({
         "success": true,
         "deposited": catalog::usd_number(amount),
         "new_balance": dollars(UsdMicros(credits.balance_micros())),
         "tx_hash": paid.settlement.transaction,
-        "wallet": wallet,
+        "wallet": wallet_key(&wallet),
     });
     Ok(paid.with_receipt(Json(body).into_response()))
 }
 
-/// A USD amount from a JSON number or string, exact to the micro-dollar.
-fn parse_usd(value: &Value) -> ApiResult<UsdMicros> {
-    let text = match value {
-        Value::Number(number) => number.to_string(),
-        Value::String(text) => text.clone(),
+/// A USD amount from a JSON number or string, exact to the micro-dollar: the number is read
+/// from its decimal text, never through `f64`.
+fn parse_usd(raw: &RawValue) -> ApiResult<UsdMicros> {
+    let written = raw.get().trim();
+    let text = match serde_json::from_str::<Value>(written) {
+        Ok(Value::String(text)) => text,
+        Ok(Value::Number(_)) if !written.contains(['e', 'E']) => written.to_owned(),
+        Ok(Value::Number(_)) => {
+            return Err(ApiError::bad_request(format!(
+                "`amount` {written}: write the dollars as a plain decimal, without an exponent"
+            )));
+        }
         _ => {
             return Err(ApiError::bad_request(
                 "`amount` must be a number of US dollars",

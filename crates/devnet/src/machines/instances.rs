@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use x402_core::{PaymentPayload, UsdMicros};
+use x402_core::{PayTo, PaymentPayload, UsdMicros};
 
 use super::Machines;
 use super::catalog::{self, Plan};
@@ -24,6 +24,22 @@ use crate::payment::{Family, Paid, Price, with_optional_receipt};
 use crate::store::InstanceRecord;
 
 const HOUR_MS: u64 = 3_600_000;
+
+/// Latest time an instance may run to: what the state database can hold, in unix ms.
+const LATEST_MS: u64 = i64::MAX as u64;
+
+/// `hours` from `start` in unix ms, or a 400 naming `field` when that does not fit.
+fn hours_after(start: u64, hours: u64, field: &str) -> ApiResult<u64> {
+    hours
+        .checked_mul(HOUR_MS)
+        .and_then(|ms| start.checked_add(ms))
+        .filter(|end| *end <= LATEST_MS)
+        .ok_or_else(|| {
+            bad(format!(
+                "{field} {hours} is too large: the instance would run past the year 292 million; ask for fewer hours"
+            ))
+        })
+}
 /// What a 402 on these endpoints says.
 const CHALLENGE_HINT: &str =
     "payment required: pay with X-PAYMENT (v1) or PAYMENT-SIGNATURE (v2), or use_credits with auth";
@@ -159,9 +175,15 @@ impl ProvisionRequest {
         if self.label.len() > 256 {
             return Err(bad("label is longer than 256 bytes"));
         }
-        let price = plan
-            .price(self.prepaid_hours)
-            .ok_or_else(|| bad("prepaid_hours is too large"))?;
+        // Every number the purchase derives from the request is computed here, checked,
+        // before any money moves.
+        hours_after(0, self.prepaid_hours, "prepaid_hours")?;
+        let price = plan.price(self.prepaid_hours).ok_or_else(|| {
+            bad(format!(
+                "prepaid_hours {} is too large: its price overflows",
+                self.prepaid_hours
+            ))
+        })?;
         Ok((plan, price))
     }
 
@@ -217,6 +239,11 @@ pub(super) async fn provision(State(state): State<Arc<Machines>>, call: Call) ->
     let request: ProvisionRequest = parse_body(&call.body, "{plan, region, prepaid_hours, ...}")?;
     let (plan, price) = request.validate()?;
     let family = Family::from_request(request.network.as_deref())?;
+    hours_after(
+        state.clock.now_unix_ms(),
+        request.prepaid_hours,
+        "prepaid_hours",
+    )?;
     let caller = if request.use_credits {
         Some(state.auth.wallet(&call)?)
     } else {
@@ -238,7 +265,7 @@ pub(super) async fn provision(State(state): State<Arc<Machines>>, call: Call) ->
             Ok(paid) => paid,
             Err(response) => return Ok(response),
         };
-        let owner = caller.unwrap_or_else(|| paid.settlement.payer.to_lowercase());
+        let owner = caller.unwrap_or(paid.settlement.payer);
         (owner, Payment::X402(Box::new(paid)))
     };
     let tx_hash = payment.transaction().map(str::to_owned);
@@ -261,15 +288,17 @@ pub(super) async fn provision(State(state): State<Arc<Machines>>, call: Call) ->
     }
     let record = InstanceRecord {
         id,
-        wallet: owner.clone(),
+        wallet: owner,
         plan: plan.id.to_owned(),
         region: request.region.clone(),
         os_id: request.os_id,
         label: request.label.clone(),
         ssh_key: request.has_ssh_key(),
         created_ms: now,
-        active_ms: now + state.faults.boot_delay_ms(),
-        expires_ms: now + request.prepaid_hours * HOUR_MS,
+        active_ms: now
+            .saturating_add(state.faults.boot_delay_ms())
+            .min(LATEST_MS),
+        expires_ms: hours_after(now, request.prepaid_hours, "prepaid_hours")?,
         destroyed_ms: None,
         prepaid_hours: request.prepaid_hours,
         paid_micros: price.0,
@@ -283,7 +312,7 @@ pub(super) async fn provision(State(state): State<Arc<Machines>>, call: Call) ->
     Ok(with_optional_receipt(response, payment.paid()))
 }
 
-fn spend_credits(state: &Machines, wallet: &str, price: UsdMicros) -> ApiResult<()> {
+fn spend_credits(state: &Machines, wallet: &PayTo, price: UsdMicros) -> ApiResult<()> {
     match state.store.spend(wallet, price.0)? {
         Ok(_) => Ok(()),
         Err(shortfall) => {
@@ -301,7 +330,7 @@ fn spend_credits(state: &Machines, wallet: &str, price: UsdMicros) -> ApiResult<
     }
 }
 
-fn refund(state: &Machines, wallet: &str, price: UsdMicros, payment: &Payment) -> ApiResult<()> {
+fn refund(state: &Machines, wallet: &PayTo, price: UsdMicros, payment: &Payment) -> ApiResult<()> {
     match payment {
         Payment::Credits => state.store.unspend(wallet, price.0)?,
         Payment::X402(_) => {
@@ -390,7 +419,7 @@ pub(super) async fn list(State(state): State<Arc<Machines>>, call: Call) -> ApiR
     Ok(Json(json!({ "instances": instances })).into_response())
 }
 
-fn owned(state: &Machines, wallet: &str, id: &str) -> ApiResult<InstanceRecord> {
+fn owned(state: &Machines, wallet: &PayTo, id: &str) -> ApiResult<InstanceRecord> {
     state
         .store
         .instance(wallet, id)?
@@ -509,12 +538,35 @@ pub(super) async fn extend(
     }
     let plan = catalog::plan(&record.plan)
         .ok_or_else(|| ApiError::internal("instance on an unknown plan"))?;
-    let price = plan
-        .price(request.extend_hours)
-        .ok_or_else(|| bad("extend_hours is too large"))?;
+    let price = plan.price(request.extend_hours).ok_or_else(|| {
+        bad(format!(
+            "extend_hours {} is too large: its price overflows",
+            request.extend_hours
+        ))
+    })?;
+    // Checked before any money moves; recomputed from the time of payment below.
+    let too_many = || {
+        bad(format!(
+            "extend_hours {} is too large",
+            request.extend_hours
+        ))
+    };
+    let prepaid_hours = record
+        .prepaid_hours
+        .checked_add(request.extend_hours)
+        .ok_or_else(too_many)?;
+    let paid_micros = record
+        .paid_micros
+        .checked_add(price.0)
+        .ok_or_else(too_many)?;
+    hours_after(
+        record.expires_ms.max(state.clock.now_unix_ms()),
+        request.extend_hours,
+        "extend_hours",
+    )?;
     let payment = if request.use_credits {
         let wallet = caller
-            .as_deref()
+            .as_ref()
             .ok_or_else(|| ApiError::unauthorized("use_credits needs auth"))?;
         spend_credits(&state, wallet, price)?;
         Payment::Credits
@@ -532,9 +584,13 @@ pub(super) async fn extend(
         }
     };
     let now = state.clock.now_unix_ms();
-    record.expires_ms = record.expires_ms.max(now) + request.extend_hours * HOUR_MS;
-    record.prepaid_hours += request.extend_hours;
-    record.paid_micros += price.0;
+    record.expires_ms = hours_after(
+        record.expires_ms.max(now),
+        request.extend_hours,
+        "extend_hours",
+    )?;
+    record.prepaid_hours = prepaid_hours;
+    record.paid_micros = paid_micros;
     state.store.update_instance(&record)?;
     let response = Json(json!({ "success": true, "order": instance_json(&record, now), "tx_hash": payment.transaction() }))
         .into_response();

@@ -11,7 +11,7 @@ pub(crate) use receipt::with_optional_receipt;
 
 use std::sync::Arc;
 
-use x402_core::{PaymentPayload, SolanaAddress, UsdMicros};
+use x402_core::{PaymentPayload, UsdMicros};
 
 use crate::api::{ApiError, ApiResult};
 use crate::facilitator::{Facilitator, Settlement};
@@ -46,15 +46,6 @@ impl Family {
     }
 }
 
-/// Where the devnet's payments go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PayTo {
-    /// Recipient on the EVM chains.
-    pub evm: alloy::primitives::Address,
-    /// Recipient of Solana payments (owner of the receiving token account).
-    pub solana: SolanaAddress,
-}
-
 /// What one paid endpoint asks for.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Price<'a> {
@@ -81,23 +72,16 @@ pub(crate) struct Paid {
 #[derive(Debug)]
 pub struct Cashier {
     facilitator: Arc<Facilitator>,
-    pay_to: PayTo,
     public_url: String,
     faults: Arc<Faults>,
 }
 
 impl Cashier {
-    /// A cashier settling through `facilitator` to `pay_to`; `public_url` prefixes the
+    /// A cashier settling through `facilitator` to its payees; `public_url` prefixes the
     /// challenges' resource URLs.
-    pub fn new(
-        facilitator: Arc<Facilitator>,
-        pay_to: PayTo,
-        public_url: String,
-        faults: Arc<Faults>,
-    ) -> Cashier {
+    pub fn new(facilitator: Arc<Facilitator>, public_url: String, faults: Arc<Faults>) -> Cashier {
         Cashier {
             facilitator,
-            pay_to,
             public_url,
             faults,
         }

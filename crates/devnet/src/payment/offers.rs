@@ -41,7 +41,7 @@ impl Cashier {
                 network: x402_core::Network::SOLANA_DEVNET,
                 amount: token_amount(price.amount, USDC_DECIMALS),
                 asset: AssetId::Solana(solana.mint()),
-                pay_to: PayTo::Solana(self.pay_to.solana),
+                pay_to: PayTo::Solana(self.facilitator.payees().solana),
                 max_timeout_seconds: MAX_TIMEOUT_SECONDS,
                 extra,
             });
@@ -73,7 +73,7 @@ impl Cashier {
             network: x402_core::Network::evm(chain.chain_id()),
             amount: token_amount(price, token.decimals),
             asset: AssetId::Evm(token.address),
-            pay_to: PayTo::Evm(self.pay_to.evm),
+            pay_to: PayTo::Evm(self.facilitator.payees().evm),
             max_timeout_seconds: MAX_TIMEOUT_SECONDS,
             extra,
         }

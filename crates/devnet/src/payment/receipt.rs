@@ -16,7 +16,7 @@ impl Paid {
             success: true,
             transaction: settlement.transaction.clone(),
             network: settlement.network.clone(),
-            payer: Some(settlement.payer.clone()),
+            payer: Some(settlement.payer.to_string()),
             error_reason: None,
             amount: Some(settlement.amount),
         };

@@ -245,3 +245,66 @@ async fn a_restart_with_the_same_data_dir_keeps_everything() {
     devnet.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn permits_settle_only_to_the_facilitators_payees() {
+    let devnet = test_support::start().await.unwrap();
+    let megaeth = devnet.megaeth().unwrap();
+    let victim = test_support::funded_wallet(&devnet, 10).await.unwrap();
+    let api = Client::of(&devnet);
+    let body = br#"{"amount":2,"network":"megaeth"}"#;
+    let quote = api
+        .send_signed(
+            &victim,
+            reqwest::Method::POST,
+            "/compute/credits/topup",
+            body,
+        )
+        .await
+        .unwrap();
+    let challenge = test_support::challenge(quote).await.unwrap();
+    let selected = PaymentPolicy::default().select(&challenge).unwrap();
+    let nonce = megaeth.permit_nonce(victim.address()).await.unwrap();
+    let header = evm::permit::pay(&selected, &victim, nonce, &Now).unwrap();
+
+    // Someone who saw the header sends it to the public /settle with their own payTo: the
+    // permit's signature does not bind payTo, so only the facilitator can refuse.
+    let thief: alloy::primitives::Address = "0x0000000000000000000000000000000000007417"
+        .parse()
+        .unwrap();
+    let mut payload: Value =
+        serde_json::from_slice(&BASE64.decode(header.value()).unwrap()).unwrap();
+    payload["accepted"]["payTo"] = json!(thief.to_checksum(None));
+    let request = json!({
+        "x402Version": 2,
+        "paymentPayload": payload,
+        "paymentRequirements": payload["accepted"],
+    });
+    let before = megaeth.balance_of(victim.address()).await.unwrap();
+    for route in ["verify", "settle"] {
+        let answer: Value = api
+            .request(reqwest::Method::POST, &format!("/{route}"))
+            .json(&request)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            answer["isValid"] == false || answer["success"] == false,
+            "{route}: {answer}"
+        );
+    }
+    assert_eq!(megaeth.balance_of(thief).await.unwrap(), U256::ZERO);
+    assert_eq!(megaeth.balance_of(victim.address()).await.unwrap(), before);
+
+    // The same permit, unaltered, still pays the devnet.
+    let paid = api
+        .post("/compute/credits/topup", body)
+        .header(header.name(), header.value())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), StatusCode::OK);
+}

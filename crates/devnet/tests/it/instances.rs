@@ -456,3 +456,80 @@ async fn bad_provision_requests_get_400_and_change_nothing() {
     assert_eq!(listed["instances"], json!([]));
     assert_eq!(devnet.store().settlement_count().unwrap(), 0);
 }
+
+#[tokio::test]
+async fn request_numbers_that_overflow_are_refused_before_any_money_moves() {
+    let (devnet, api) = devnet_with(0).await;
+    let owner = test_support::funded_wallet(&devnet, 10).await.unwrap();
+    let topped = api
+        .pay_base(&owner, "/compute/credits/topup", json!({"amount": 5}))
+        .await
+        .unwrap();
+    assert_eq!(topped.status(), StatusCode::OK);
+    // 6e12 hours: the price ($48 billion) fits, the end time does not.
+    for body in [
+        json!({"plan":"vc2-1c-1gb","region":"ewr","prepaid_hours":6_000_000_000_000u64}),
+        json!({"plan":"vc2-1c-1gb","region":"ewr","prepaid_hours":6_000_000_000_000u64,"use_credits":true}),
+        json!({"plan":"vc2-1c-1gb","region":"ewr","prepaid_hours":u64::MAX}),
+    ] {
+        let answer = api
+            .call(
+                Some(&owner),
+                reqwest::Method::POST,
+                "/compute/provision",
+                Some(body.clone()),
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::BAD_REQUEST, "{body}");
+        let error: Value = answer.json().await.unwrap();
+        assert!(
+            error["error"].as_str().unwrap().contains("prepaid_hours"),
+            "{error}"
+        );
+    }
+    let created: Value = api
+        .call(
+            Some(&owner),
+            reqwest::Method::POST,
+            "/compute/provision",
+            Some(json!({"plan":"vc2-1c-1gb","region":"ewr","prepaid_hours":24,"use_credits":true})),
+            &[],
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["order"]["id"].as_str().unwrap();
+    let extend = format!("/compute/instances/{id}/extend");
+    let answer = api
+        .call(
+            Some(&owner),
+            reqwest::Method::POST,
+            &extend,
+            Some(json!({"extend_hours": 6_000_000_000_000u64, "use_credits": true})),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+    let balance: Value = api
+        .call(
+            Some(&owner),
+            reqwest::Method::GET,
+            "/compute/credits/balance",
+            None,
+            &[],
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        balance["balance"], "4.808",
+        "only the 24 h instance was paid"
+    );
+}

@@ -485,3 +485,38 @@ async fn auth_nonces_are_single_use_and_api_keys_work() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn dollar_amounts_never_pass_through_floating_point() {
+    let devnet = test_support::start().await.unwrap();
+    let payer = test_support::funded_wallet(&devnet, 1).await.unwrap();
+    let api = Client::of(&devnet);
+    // 19 significant digits: an f64 would make this 1234567890123.1235.
+    let body = br#"{"amount":1234567890123.123456,"network":"base"}"#;
+    let quote = api
+        .send_signed(
+            &payer,
+            reqwest::Method::POST,
+            "/compute/credits/topup",
+            body,
+        )
+        .await
+        .unwrap();
+    let challenge = challenge_of(quote).await;
+    assert_eq!(
+        challenge.offers()[0].requirement().unwrap().amount(),
+        x402_core::TokenAmount::from_u64(1_234_567_890_123_123_456)
+    );
+    for bad in [&br#"{"amount":1e2}"#[..], br#"{"amount":"1.0000001"}"#] {
+        let refused = api
+            .send_signed(&payer, reqwest::Method::POST, "/compute/credits/topup", bad)
+            .await
+            .unwrap();
+        assert_eq!(
+            refused.status(),
+            StatusCode::BAD_REQUEST,
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}

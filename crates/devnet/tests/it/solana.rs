@@ -252,3 +252,62 @@ async fn json_rpc_subset_answers_like_a_solana_node() {
     .await;
     assert_eq!(garbage["error"]["code"], -32602);
 }
+
+#[tokio::test]
+async fn solana_payers_find_what_they_bought_under_their_own_auth() {
+    let devnet = test_support::start().await.unwrap();
+    let solana = devnet.solana().unwrap();
+    let payer = test_support::funded_solana_wallet(&devnet, 10).unwrap();
+    let api = Client::of(&devnet);
+
+    // Paid retries carry no auth: the payment's base58 payer is the wallet credited.
+    let topup = api
+        .pay_solana(
+            &payer,
+            solana.latest_blockhash(),
+            "/compute/credits/topup",
+            json!({"amount": 3, "network": "solana"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(topup.status(), StatusCode::OK);
+    let topup: Value = topup.json().await.unwrap();
+    assert_eq!(topup["wallet"], payer.pubkey().to_string());
+    let balance: Value = api
+        .send_signed(
+            &payer,
+            reqwest::Method::GET,
+            "/compute/credits/balance",
+            b"",
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(balance["wallet"], payer.pubkey().to_string());
+    assert_eq!(balance["balance"], "3.00", "{balance}");
+
+    let provision = api
+        .pay_solana(
+            &payer,
+            solana.latest_blockhash(),
+            "/compute/provision",
+            json!({"plan": "vc2-1c-1gb", "region": "ewr", "prepaid_hours": 24, "network": "solana"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(provision.status(), StatusCode::CREATED);
+    let listed: Value = api
+        .send_signed(&payer, reqwest::Method::GET, "/compute/instances", b"")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed["instances"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+}
