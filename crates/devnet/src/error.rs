@@ -85,6 +85,17 @@ pub enum Error {
     /// The SQLite state failed.
     #[error("state database: {0}")]
     Store(#[from] rusqlite::Error),
+    /// The same payment was settled before: nothing moved now, and `transaction` is where it
+    /// moved then.
+    #[error(
+        "duplicate_settlement: this payment was already settled in transaction {transaction}; nothing was charged again"
+    )]
+    AlreadySettled {
+        /// The original settlement's transaction.
+        transaction: String,
+        /// Its payer.
+        payer: String,
+    },
     /// A payment or protocol error from x402-core (bad payments carry their reason code).
     #[error(transparent)]
     Payment(#[from] x402_core::Error),
@@ -108,6 +119,7 @@ impl Error {
     pub fn invalid_reason(&self) -> Option<x402_core::InvalidReason> {
         match self {
             Error::Payment(error) => error.invalid_reason(),
+            Error::AlreadySettled { .. } => Some(x402_core::InvalidReason::DuplicateSettlement),
             _ => None,
         }
     }

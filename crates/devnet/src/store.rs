@@ -103,6 +103,15 @@ pub enum Claim {
     Taken,
 }
 
+/// What the store remembers of a claimed payment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettlementRecord {
+    /// The payer, as the facilitator wrote it.
+    pub payer: String,
+    /// The transaction, once settled; `None` while it is being settled.
+    pub transaction: Option<String>,
+}
+
 /// Credit balances of one wallet, in US dollar micros.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Credits {
@@ -183,6 +192,26 @@ impl Store {
                 params![key, network, payer, amount, int(now_ms)?],
             )?;
             Ok(if inserted == 1 { Claim::Claimed } else { Claim::Taken })
+        })
+    }
+
+    /// The record of the payment claimed under `key`, if any.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn settlement(&self, key: &str) -> Result<Option<SettlementRecord>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT payer, CASE status WHEN 'settled' THEN tx END FROM settlements WHERE key = ?1",
+                params![key],
+                |r| {
+                    Ok(SettlementRecord {
+                        payer: r.get(0)?,
+                        transaction: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
         })
     }
 

@@ -11,7 +11,6 @@ pub mod http;
 
 use std::sync::Arc;
 
-use serde::Deserialize;
 use x402_core::challenge::Scheme;
 use x402_core::{
     AssetId, Clock, InvalidReason, Network, PayTo, PaymentPayload, Requirement, TokenAmount,
@@ -199,6 +198,17 @@ impl Facilitator {
     }
 
     async fn check(&self, payment: &PaymentPayload, requirement: &Requirement) -> Result<Checked> {
+        let checked = self.verify_offchain(payment, requirement)?;
+        self.check_onchain(requirement, &checked).await?;
+        Ok(checked)
+    }
+
+    /// x402-core's checks, which need no chain, and the payee rule for permits.
+    fn verify_offchain(
+        &self,
+        payment: &PaymentPayload,
+        requirement: &Requirement,
+    ) -> Result<Checked> {
         if requirement.network().is_solana() {
             let solana = self
                 .solana_for(requirement)
@@ -210,16 +220,9 @@ impl Facilitator {
                 )])
             };
             let verified = x402_core::svm::verify(payment, requirement, &config)?;
-            if TokenAmount::from_u64(solana.token_balance(&verified.payer)) < verified.amount {
-                return Err(invalid(
-                    InvalidReason::InsufficientFunds,
-                    format!("{} holds less than {}", verified.payer, verified.amount),
-                ));
-            }
             return Ok(Checked::Solana(Box::new(verified)));
         }
-        let chain = self
-            .chain_for(requirement)
+        self.chain_for(requirement)
             .ok_or_else(|| unsupported(requirement))?;
         let now = self.clock.now_unix();
         match requirement.scheme() {
@@ -234,23 +237,56 @@ impl Facilitator {
                         ),
                     ));
                 }
-                let owner = payment_owner(payment)?;
-                let nonce = chain.permit_nonce(owner).await?;
-                let verified =
-                    x402_core::evm::permit::verify(payment, requirement, now, Some(nonce))?;
-                if chain.balance_of(verified.payer).await? < verified.permit.value.atomic() {
+                // The on-chain nonce is compared in `check_onchain`.
+                let verified = x402_core::evm::permit::verify(payment, requirement, now, None)?;
+                Ok(Checked::Permit(verified))
+            }
+            _ => Ok(Checked::Exact(x402_core::evm::exact::verify(
+                payment,
+                requirement,
+                now,
+            )?)),
+        }
+    }
+
+    /// The chain's checks: the payer's balance, and an unused authorization or the current
+    /// permit nonce.
+    async fn check_onchain(&self, requirement: &Requirement, checked: &Checked) -> Result<()> {
+        let insufficient = |payer: &dyn std::fmt::Display, amount: TokenAmount| {
+            invalid(
+                InvalidReason::InsufficientFunds,
+                format!("{payer} holds less than {amount}"),
+            )
+        };
+        if let Checked::Solana(verified) = checked {
+            let solana = self
+                .solana_for(requirement)
+                .ok_or_else(|| unsupported(requirement))?;
+            if TokenAmount::from_u64(solana.token_balance(&verified.payer)) < verified.amount {
+                return Err(insufficient(&verified.payer, verified.amount));
+            }
+            return Ok(());
+        }
+        let chain = self
+            .chain_for(requirement)
+            .ok_or_else(|| unsupported(requirement))?;
+        match checked {
+            Checked::Permit(verified) => {
+                let expected = chain.permit_nonce(verified.payer).await?;
+                if verified.permit.nonce.atomic() != expected {
                     return Err(invalid(
-                        InvalidReason::InsufficientFunds,
+                        InvalidReason::PermitNonceMismatch,
                         format!(
-                            "{} holds less than {}",
-                            verified.payer, verified.permit.value
+                            "permit nonce is {}, the token expects {expected}",
+                            verified.permit.nonce
                         ),
                     ));
                 }
-                Ok(Checked::Permit(verified))
+                if chain.balance_of(verified.payer).await? < verified.permit.value.atomic() {
+                    return Err(insufficient(&verified.payer, verified.permit.value));
+                }
             }
-            _ => {
-                let verified = x402_core::evm::exact::verify(payment, requirement, now)?;
+            Checked::Exact(verified) => {
                 if chain
                     .authorization_used(verified.payer, verified.authorization.nonce)
                     .await?
@@ -261,15 +297,38 @@ impl Facilitator {
                     ));
                 }
                 if chain.balance_of(verified.payer).await? < verified.authorization.value.atomic() {
-                    return Err(invalid(
-                        InvalidReason::InsufficientFunds,
-                        format!(
-                            "{} holds less than {}",
-                            verified.payer, verified.authorization.value
-                        ),
-                    ));
+                    return Err(insufficient(&verified.payer, verified.authorization.value));
                 }
-                Ok(Checked::Exact(verified))
+            }
+            Checked::Solana(_) => {}
+        }
+        Ok(())
+    }
+
+    /// What settling `checked` claims: a key naming the network, the asset and what makes
+    /// the payment unique on chain (the authorization or permit nonce, the Solana message).
+    fn claim_of(requirement: &Requirement, checked: &Checked) -> PaymentClaim {
+        let prefix = format!("{}:{}", requirement.network(), requirement.asset());
+        match checked {
+            Checked::Exact(v) => PaymentClaim {
+                key: format!("{prefix}:{:#x}:{}", v.payer, v.authorization.nonce),
+                payer: PayTo::Evm(v.payer),
+                amount: v.authorization.value,
+            },
+            Checked::Permit(v) => PaymentClaim {
+                key: format!("{prefix}:{:#x}:permit:{}", v.payer, v.permit.nonce),
+                payer: PayTo::Evm(v.payer),
+                amount: v.permit.value,
+            },
+            Checked::Solana(v) => {
+                // The message (blockhash, memo, accounts, amount) identifies the payment.
+                let digest =
+                    <sha2::Sha256 as sha2::Digest>::digest(v.transaction.message.serialize());
+                PaymentClaim {
+                    key: format!("{prefix}:{}", alloy::hex::encode(digest)),
+                    payer: PayTo::Solana(v.payer),
+                    amount: v.amount,
+                }
             }
         }
     }
@@ -277,92 +336,62 @@ impl Facilitator {
     /// Verifies, claims and settles `payment` with a real transaction.
     ///
     /// # Errors
-    /// As [`Facilitator::verify`]; `duplicate_settlement` when the payment was already settled
-    /// or is being settled.
+    /// As [`Facilitator::verify`]; [`Error::AlreadySettled`] (with the original transaction)
+    /// when the same payment was settled before; `duplicate_settlement` when it is being
+    /// settled.
     pub async fn settle(
         &self,
         payment: &PaymentPayload,
         requirement: &Requirement,
     ) -> Result<Settlement> {
-        let checked = self.check(payment, requirement).await?;
-        if let Checked::Solana(verified) = checked {
-            return self.settle_solana(*verified, requirement);
-        }
-        let chain = self
-            .chain_for(requirement)
-            .ok_or_else(|| invalid(InvalidReason::UnsupportedScheme, "unsupported"))?;
-        let claim = match &checked {
-            Checked::Exact(v) => PaymentClaim {
-                key: format!(
-                    "{}:{}:{:#x}:{}",
-                    requirement.network(),
-                    requirement.asset(),
-                    v.payer,
-                    v.authorization.nonce
-                ),
-                payer: PayTo::Evm(v.payer),
-                amount: v.authorization.value,
+        let checked = self.verify_offchain(payment, requirement)?;
+        let claim = Facilitator::claim_of(requirement, &checked);
+        // A payment seen before is answered from the record, before the chain (where it
+        // would only show as a used nonce) is asked.
+        self.refuse_if_seen(&claim.key)?;
+        self.check_onchain(requirement, &checked).await?;
+        self.claim(requirement, &claim)?;
+        let sent = match checked {
+            Checked::Solana(verified) => match self.solana_for(requirement) {
+                Some(solana) => solana.settle(*verified),
+                None => Err(unsupported(requirement)),
             },
-            Checked::Permit(v) => PaymentClaim {
-                key: format!(
-                    "{}:{}:{:#x}:permit:{}",
-                    requirement.network(),
-                    requirement.asset(),
-                    v.payer,
-                    v.permit.nonce
-                ),
-                payer: PayTo::Evm(v.payer),
-                amount: v.permit.value,
+            Checked::Exact(verified) => match self.chain_for(requirement) {
+                Some(chain) => chain
+                    .transfer_with_authorization(&verified)
+                    .await
+                    .map(|hash| format!("{hash:#x}")),
+                None => Err(unsupported(requirement)),
             },
-            Checked::Solana(_) => {
-                return Err(invalid(InvalidReason::UnsupportedScheme, "unreachable"));
+            Checked::Permit(verified) => {
+                match (self.chain_for(requirement), requirement.pay_to()) {
+                    (Some(chain), PayTo::Evm(pay_to)) => chain
+                        .permit_and_pull(&verified, pay_to)
+                        .await
+                        .map(|hash| format!("{hash:#x}")),
+                    _ => Err(unsupported(requirement)),
+                }
             }
         };
-        self.claim(requirement, &claim)?;
-        let sent = match &checked {
-            Checked::Exact(v) => chain.transfer_with_authorization(v).await,
-            Checked::Permit(v) => match requirement.pay_to() {
-                PayTo::Evm(pay_to) => chain.permit_and_pull(v, pay_to).await,
-                PayTo::Solana(_) => Err(invalid(
-                    InvalidReason::Requirements,
-                    "an EVM offer needs an EVM payTo",
+        self.conclude(requirement, claim, sent)
+    }
+
+    /// Refuses a payment the store has a record of: settled (naming its transaction), or
+    /// being settled.
+    fn refuse_if_seen(&self, key: &str) -> Result<()> {
+        match self.store.settlement(key)? {
+            None => Ok(()),
+            Some(record) => match record.transaction {
+                Some(transaction) => Err(Error::AlreadySettled {
+                    transaction,
+                    payer: record.payer,
+                }),
+                None => Err(invalid(
+                    InvalidReason::DuplicateSettlement,
+                    "this payment is being settled; send it again later to learn the outcome",
                 )),
             },
-            Checked::Solana(_) => Err(invalid(InvalidReason::UnsupportedScheme, "unreachable")),
-        };
-        self.conclude(requirement, claim, sent.map(|hash| format!("{hash:#x}")))
-    }
-}
-
-impl Facilitator {
-    /// Claims, co-signs and processes a verified Solana payment.
-    fn settle_solana(
-        &self,
-        verified: x402_core::svm::Verified,
-        requirement: &Requirement,
-    ) -> Result<Settlement> {
-        let solana = self.solana_for(requirement).ok_or_else(|| {
-            invalid(
-                InvalidReason::UnsupportedScheme,
-                "the Solana ledger is not running",
-            )
-        })?;
-        // The message (blockhash, memo, accounts, amount) identifies the payment.
-        let digest =
-            <sha2::Sha256 as sha2::Digest>::digest(verified.transaction.message.serialize());
-        let claim = PaymentClaim {
-            key: format!(
-                "{}:{}:{}",
-                requirement.network(),
-                requirement.asset(),
-                alloy::hex::encode(digest)
-            ),
-            payer: PayTo::Solana(verified.payer),
-            amount: verified.amount,
-        };
-        self.claim(requirement, &claim)?;
-        let sent = solana.settle(verified);
-        self.conclude(requirement, claim, sent)
+        }
     }
 
     /// Claims `claim` for settlement, or refuses it as a duplicate.
@@ -376,10 +405,11 @@ impl Facilitator {
         )?;
         match outcome {
             Claim::Claimed => Ok(()),
-            Claim::Taken => Err(invalid(
+            // Someone claimed it between the look-up and the claim.
+            Claim::Taken => self.refuse_if_seen(&claim.key).and(Err(invalid(
                 InvalidReason::DuplicateSettlement,
                 "this payment was already settled or is being settled",
-            )),
+            ))),
         }
     }
 
@@ -430,22 +460,4 @@ impl Checked {
             Checked::Solana(v) => v.payer.to_string(),
         }
     }
-}
-
-fn payment_owner(payment: &PaymentPayload) -> Result<alloy::primitives::Address> {
-    #[derive(Deserialize)]
-    struct Owner {
-        permit: OwnerInner,
-    }
-    #[derive(Deserialize)]
-    struct OwnerInner {
-        owner: String,
-    }
-    let owner: Owner = serde_json::from_str(payment.payload_json().get())
-        .map_err(|e| invalid(InvalidReason::Payload, format!("permit payload: {e}")))?;
-    owner
-        .permit
-        .owner
-        .parse()
-        .map_err(|_| invalid(InvalidReason::Payload, "permit owner is not an address"))
 }

@@ -9,6 +9,7 @@ use x402_core::{Challenge, PaymentPayload, X402Version};
 use super::offers::payment_required;
 use super::{Cashier, Paid, Price};
 use crate::api::ApiError;
+use crate::error::Error;
 use crate::facilitator::Settlement;
 
 impl Cashier {
@@ -67,6 +68,29 @@ impl Cashier {
         }
         match self.facilitator.settle(payment, requirement).await {
             Ok(settlement) => Ok(settlement),
+            Err(Error::AlreadySettled { transaction, payer }) => {
+                // Refused, but with the receipt of the original settlement, so a client that
+                // lost the first answer learns its payment went through.
+                let original = Settlement {
+                    network: requirement.network_text().to_owned(),
+                    payer: payer
+                        .parse()
+                        .map_err(|e| ApiError::internal(e).into_response())?,
+                    transaction: transaction.clone(),
+                    amount: requirement.amount(),
+                };
+                let refusal = payment_required(
+                    required,
+                    &format!(
+                        "payment refused (duplicate_settlement): already settled in transaction {transaction}; nothing was charged again"
+                    ),
+                );
+                Err(super::receipt::with_settlement_receipt(
+                    refusal,
+                    payment.version(),
+                    &original,
+                ))
+            }
             Err(error) => match error.invalid_reason() {
                 Some(reason) => {
                     tracing::info!(%reason, %error, "payment refused");

@@ -7,28 +7,37 @@ use x402_core::receipt::{PAYMENT_RESPONSE, X_PAYMENT_RESPONSE};
 use x402_core::{Receipt, X402Version};
 
 use super::Paid;
+use crate::facilitator::Settlement;
 
 impl Paid {
     /// `response` with this payment's receipt header.
-    pub(crate) fn with_receipt(&self, mut response: Response) -> Response {
-        let settlement = &self.settlement;
-        let receipt = Receipt {
-            success: true,
-            transaction: settlement.transaction.clone(),
-            network: settlement.network.clone(),
-            payer: Some(settlement.payer.to_string()),
-            error_reason: None,
-            amount: Some(settlement.amount),
-        };
-        let name = match self.payment.version() {
-            X402Version::V1 => X_PAYMENT_RESPONSE,
-            X402Version::V2 => PAYMENT_RESPONSE,
-        };
-        if let Ok(value) = HeaderValue::from_str(&receipt.to_header_value()) {
-            response.headers_mut().insert(name, value);
-        }
-        response
+    pub(crate) fn with_receipt(&self, response: Response) -> Response {
+        with_settlement_receipt(response, self.payment.version(), &self.settlement)
     }
+}
+
+/// `response` with a successful receipt for `settlement`, in the header of `version`.
+pub(crate) fn with_settlement_receipt(
+    mut response: Response,
+    version: X402Version,
+    settlement: &Settlement,
+) -> Response {
+    let receipt = Receipt {
+        success: true,
+        transaction: settlement.transaction.clone(),
+        network: settlement.network.clone(),
+        payer: Some(settlement.payer.to_string()),
+        error_reason: None,
+        amount: Some(settlement.amount),
+    };
+    let name = match version {
+        X402Version::V1 => X_PAYMENT_RESPONSE,
+        X402Version::V2 => PAYMENT_RESPONSE,
+    };
+    if let Ok(value) = HeaderValue::from_str(&receipt.to_header_value()) {
+        response.headers_mut().insert(name, value);
+    }
+    response
 }
 
 /// `response` with the receipt of `paid`, when the request was paid with x402.

@@ -520,3 +520,64 @@ async fn dollar_amounts_never_pass_through_floating_point() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_resent_payment_is_refused_with_the_original_receipt() {
+    let devnet = test_support::start().await.unwrap();
+    let payer = test_support::funded_wallet(&devnet, 10).await.unwrap();
+    let api = Client::of(&devnet);
+    let body = br#"{"amount":2,"network":"base"}"#;
+    for version in [1u8, 2] {
+        let quote = api
+            .send_signed(
+                &payer,
+                reqwest::Method::POST,
+                "/compute/credits/topup",
+                body,
+            )
+            .await
+            .unwrap();
+        let headers = quote.headers().clone();
+        let bytes = quote.bytes().await.unwrap();
+        let challenge = match version {
+            1 => Challenge::from_body(&bytes).unwrap(),
+            _ => Challenge::from_response(402, &headers, &bytes).unwrap(),
+        };
+        let selected = PaymentPolicy::default().select(&challenge).unwrap();
+        let header = evm::exact::pay(&selected, &payer, &Now, &mut os_random).unwrap();
+        let send = || {
+            api.post("/compute/credits/topup", body)
+                .header(header.name(), header.value())
+                .send()
+        };
+        let paid = send().await.unwrap();
+        assert_eq!(paid.status(), StatusCode::OK);
+        let original = receipt_of(&paid);
+        let before = devnet.base().balance_of(payer.address()).await.unwrap();
+
+        // The answer was lost; the client sends the same payment again.
+        let again = send().await.unwrap();
+        assert_eq!(again.status(), StatusCode::PAYMENT_REQUIRED, "v{version}");
+        let receipt_header = match version {
+            1 => "x-payment-response",
+            _ => "payment-response",
+        };
+        assert!(again.headers().contains_key(receipt_header), "v{version}");
+        let receipt = receipt_of(&again);
+        assert!(receipt.success, "the payment went through, once");
+        assert_eq!(receipt.transaction, original.transaction);
+        let refusal: Value = again.json().await.unwrap();
+        assert!(
+            refusal["error"]
+                .as_str()
+                .unwrap()
+                .contains("duplicate_settlement"),
+            "{refusal}"
+        );
+        assert_eq!(
+            devnet.base().balance_of(payer.address()).await.unwrap(),
+            before,
+            "nothing moved again"
+        );
+    }
+}
