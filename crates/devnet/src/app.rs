@@ -66,6 +66,22 @@ impl Clock for SystemClock {
     }
 }
 
+/// Creates `dir` if needed and takes its lock file, or says another devnet holds it.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("devnet.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(crate::error::Error::DataDirLocked { path }),
+        Err(std::fs::TryLockError::Error(error)) => Err(error.into()),
+    }
+}
+
 /// A running devnet.
 pub struct Devnet {
     url: String,
@@ -74,6 +90,8 @@ pub struct Devnet {
     store: Arc<Store>,
     faults: Arc<Faults>,
     server: tokio::task::JoinHandle<()>,
+    /// Held for the devnet's life: no other devnet writes this data directory meanwhile.
+    _lock: Option<std::fs::File>,
 }
 
 impl std::fmt::Debug for Devnet {
@@ -92,9 +110,10 @@ impl Devnet {
     /// A chain error when anvil or the ledger cannot start; [`crate::Error::Store`];
     /// [`crate::Error::Io`] when the data directory or the port cannot be used.
     pub async fn start(config: Config) -> Result<Devnet> {
-        if let Some(dir) = &config.data_dir {
-            std::fs::create_dir_all(dir)?;
-        }
+        let lock = match &config.data_dir {
+            Some(dir) => Some(lock_data_dir(dir)?),
+            None => None,
+        };
         let store = Arc::new(Store::open(
             config
                 .data_dir
@@ -158,6 +177,7 @@ impl Devnet {
             store,
             faults,
             server,
+            _lock: lock,
         })
     }
 

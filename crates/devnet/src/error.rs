@@ -82,6 +82,15 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// Another devnet holds the data directory.
+    #[error(
+        "the data directory {} is in use by another devnet: stop it, or choose another --data-dir",
+        path.display()
+    )]
+    DataDirLocked {
+        /// The lock file.
+        path: PathBuf,
+    },
     /// The SQLite state failed.
     #[error("state database: {0}")]
     Store(#[from] rusqlite::Error),

@@ -1,5 +1,17 @@
 //! A real EVM chain for the devnet: an `anvil` process on loopback with the devnet token placed
 //! at the real token address, and the calls the facilitator makes on it.
+//!
+//! **Durability.** anvil never writes a file of ours. With a state file, the chain is loaded
+//! from it at start (`anvil_loadState`), and every transaction that moves money is followed by
+//! [`EvmChain::persist`] before its caller goes on: the devnet dumps anvil's state
+//! (`anvil_dumpState`) and writes it atomically (temporary file, fsync, rename, fsync of the
+//! directory). Concurrent callers share one dump (group commit): each waits for a dump that
+//! started after its transaction was mined, and one dump serves every transaction mined before
+//! it began. So what a caller was told settled survives SIGKILL.
+//!
+//! **Lifetime.** anvil runs under a small `sh` watchdog that reads the devnet's end of a pipe
+//! and kills anvil when it closes, which the kernel does when the devnet exits for any reason,
+//! SIGKILL included: no anvil outlives its devnet.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -9,8 +21,10 @@ use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+
+use tokio::process::{Child, ChildStdin, Command};
 
 use crate::error::{Error, Result};
 
@@ -50,8 +64,20 @@ pub struct EvmChain {
     token: TokenSpec,
     provider: DynProvider,
     facilitator: Address,
+    /// Where the chain's state is persisted, if anywhere.
+    state: Option<PathBuf>,
+    /// Persist requests so far (each taken after its transaction was mined).
+    requested: AtomicU64,
+    /// The highest request a finished dump covers; held while dumping, so dumps are serial.
+    persisted: tokio::sync::Mutex<u64>,
+    /// The watchdog; dropping its stdin (with the chain) stops anvil.
     _anvil: Child,
+    _lifeline: Option<ChildStdin>,
 }
+
+/// The `sh` watchdog anvil runs under: anvil in the background with no stdin, then wait for
+/// the devnet's pipe to close and kill anvil.
+const WATCHDOG: &str = r#""$0" "$@" </dev/null & anvil=$!; cat >/dev/null; kill -9 "$anvil" 2>/dev/null; wait "$anvil""#;
 
 impl std::fmt::Debug for EvmChain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -72,8 +98,8 @@ type Sent = std::result::Result<
 impl EvmChain {
     /// Starts anvil with `chain_id` on a free loopback port and places the token.
     ///
-    /// `state` is anvil's state file: the chain is loaded from it at start and written back
-    /// every second, so a restart keeps balances and used authorizations.
+    /// `state` is the chain's state file: the chain is loaded from it at start, and
+    /// [`EvmChain::persist`] writes it, so a restart keeps balances and used authorizations.
     ///
     /// # Errors
     /// [`Error::AnvilStart`] or [`Error::AnvilSilent`] when anvil cannot start; a chain error
@@ -84,8 +110,11 @@ impl EvmChain {
         token: TokenSpec,
         state: Option<PathBuf>,
     ) -> Result<EvmChain> {
-        let mut command = Command::new(anvil);
+        let mut command = Command::new("sh");
         command
+            .arg("-c")
+            .arg(WATCHDOG)
+            .arg(anvil)
             .args([
                 "--host",
                 "127.0.0.1",
@@ -96,20 +125,27 @@ impl EvmChain {
                 "--accounts",
                 "4",
             ])
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
-        let resuming = state.as_ref().is_some_and(|p| p.exists());
-        if let Some(state) = &state {
-            command
-                .arg("--state")
-                .arg(state)
-                .args(["--state-interval", "1"]);
-        }
+            .stderr(Stdio::null());
+        let saved = match &state {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => Some(text),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+                Err(error) => {
+                    return Err(Error::Snapshot {
+                        path: path.clone(),
+                        reason: error.to_string(),
+                    });
+                }
+            },
+            None => None,
+        };
         let mut child = command.spawn().map_err(|source| Error::AnvilStart {
             path: anvil.to_owned(),
             source,
         })?;
+        let lifeline = child.stdin.take();
         let stdout = child.stdout.take().ok_or(Error::AnvilSilent { chain_id })?;
         let mut lines = BufReader::new(stdout).lines();
         let url = tokio::time::timeout(Duration::from_secs(30), async {
@@ -146,16 +182,32 @@ impl EvmChain {
             token,
             provider,
             facilitator: facilitator_address,
+            state,
+            requested: AtomicU64::new(0),
+            persisted: tokio::sync::Mutex::new(0),
             _anvil: child,
+            _lifeline: lifeline,
         };
+        if let Some(saved) = &saved {
+            let bytes: Bytes = saved.trim().parse().map_err(|_| Error::Snapshot {
+                path: chain.state.clone().unwrap_or_default(),
+                reason: "not the hex anvil_dumpState writes".to_owned(),
+            })?;
+            chain
+                .provider
+                .raw_request::<_, bool>("anvil_loadState".into(), (bytes,))
+                .await
+                .map_err(chain.rpc("anvil_loadState"))?;
+        }
         let placed = !chain
             .provider
             .get_code_at(chain.token.address)
             .await
             .map_err(chain.rpc("eth_getCode"))?
             .is_empty();
-        if !(resuming && placed) {
+        if !(saved.is_some() && placed) {
             chain.place_token(deployer.address()).await?;
+            chain.persist().await?;
         }
         Ok(chain)
     }
@@ -181,6 +233,43 @@ impl EvmChain {
             .raw_request::<_, ()>("anvil_setCode".into(), (t.address, code))
             .await
             .map_err(self.rpc("anvil_setCode"))?;
+        Ok(())
+    }
+
+    /// Makes everything mined so far durable: returns once a dump of anvil's state that began
+    /// after this call was written to the state file (atomically). Concurrent callers share
+    /// one dump. Without a state file, returns at once.
+    ///
+    /// # Errors
+    /// A chain error when anvil cannot dump; [`Error::Snapshot`] when the file cannot be
+    /// written.
+    pub async fn persist(&self) -> Result<()> {
+        let Some(path) = &self.state else {
+            return Ok(());
+        };
+        let mine = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut persisted = self.persisted.lock().await;
+        if *persisted >= mine {
+            return Ok(());
+        }
+        // Every request up to here was made after its transaction was mined, so this dump,
+        // which starts now, covers them all.
+        let covers = self.requested.load(Ordering::SeqCst);
+        let dump: Bytes = self
+            .provider
+            .raw_request("anvil_dumpState".into(), ())
+            .await
+            .map_err(self.rpc("anvil_dumpState"))?;
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            super::write_atomically(&path, dump.to_string().as_bytes())
+        })
+        .await
+        .map_err(|e| Error::Snapshot {
+            path: self.state.clone().unwrap_or_default(),
+            reason: e.to_string(),
+        })??;
+        *persisted = covers;
         Ok(())
     }
 
@@ -272,6 +361,7 @@ impl EvmChain {
                 .await
                 .map_err(self.rpc("anvil_setBalance"))?;
         }
+        self.persist().await?;
         Ok(transaction)
     }
 
@@ -333,8 +423,11 @@ impl EvmChain {
                 signature,
             )
             .from(self.facilitator);
-        self.confirm(call.send().await, "transferWithAuthorization")
-            .await
+        let transaction = self
+            .confirm(call.send().await, "transferWithAuthorization")
+            .await?;
+        self.persist().await?;
+        Ok(transaction)
     }
 
     /// Submits `permit` then `transferFrom(owner, pay_to, value)` from the facilitator.
@@ -365,6 +458,8 @@ impl EvmChain {
         let pull = contract
             .transferFrom(p.owner, pay_to, p.value.atomic())
             .from(self.facilitator);
-        self.confirm(pull.send().await, "transferFrom").await
+        let transaction = self.confirm(pull.send().await, "transferFrom").await?;
+        self.persist().await?;
+        Ok(transaction)
     }
 }

@@ -144,3 +144,24 @@ impl Chains {
         Ok(transactions)
     }
 }
+
+/// Writes `bytes` to `path` so that a crash leaves the old file or the new one, never a mix:
+/// a temporary file beside it, fsynced, renamed over it, and the directory fsynced.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> crate::error::Result<()> {
+    let failed = |error: std::io::Error| crate::error::Error::Snapshot {
+        path: path.to_owned(),
+        reason: error.to_string(),
+    };
+    let temporary = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&temporary).map_err(failed)?;
+    std::io::Write::write_all(&mut file, bytes).map_err(failed)?;
+    file.sync_all().map_err(failed)?;
+    drop(file);
+    std::fs::rename(&temporary, path).map_err(failed)?;
+    if let Some(directory) = path.parent() {
+        std::fs::File::open(directory)
+            .and_then(|d| d.sync_all())
+            .map_err(failed)?;
+    }
+    Ok(())
+}

@@ -2,8 +2,8 @@
 //! (6 decimals) at its real address, a facilitator fee payer, and SPL token accounts.
 //!
 //! With a data directory, every token account (and the mint), their owners' and the fee
-//! payer's lamports are snapshotted to `solana-ledger.json` after each change (write, then
-//! rename) and restored at start, so a restart keeps balances. Transaction history is not kept;
+//! payer's lamports are snapshotted to `solana-ledger.json` after each change, before the
+//! change is reported (written atomically and fsynced), and restored at start, so a restart keeps balances. Transaction history is not kept;
 //! used payments stay refused through the settlement records in SQLite.
 //!
 //! litesvm builds on the Solana 4.x component line while x402-core uses the 3.x line that
@@ -217,10 +217,7 @@ impl SolanaChain {
             })
             .collect();
         let body = serde_json::json!({ "slot": self.slot(), "accounts": json });
-        let temporary = path.with_extension("tmp");
-        std::fs::write(&temporary, body.to_string())?;
-        std::fs::rename(&temporary, path)?;
-        Ok(())
+        super::write_atomically(path, body.to_string().as_bytes())
     }
 
     fn svm(&self) -> std::sync::MutexGuard<'_, LiteSVM> {

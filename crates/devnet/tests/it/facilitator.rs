@@ -198,8 +198,6 @@ async fn a_restart_with_the_same_data_dir_keeps_everything() {
             .unwrap();
         assert_eq!(paid.status(), StatusCode::OK);
         std::fs::write(dir.join("key"), key["api_key"].as_str().unwrap()).unwrap();
-        // anvil writes its state every second.
-        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
         devnet.shutdown().await;
     }
     let devnet = devnet::Devnet::start(config()).await.unwrap();

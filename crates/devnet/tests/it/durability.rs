@@ -1,0 +1,148 @@
+//! The devnet's state survives a crash: a data directory has one devnet at a time, no anvil
+//! outlives its devnet, and what a client was told was paid is on disk, chain included, when
+//! the devnet is killed right after answering.
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use test_support::{Client, Now};
+use x402_core::{EvmSigner, LocalEvmSigner};
+
+/// `x402-devnet --json` on a free port over `data_dir`: the child and its description.
+fn spawn_devnet(data_dir: &std::path::Path) -> (Child, Value) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_x402-devnet"))
+        .args(["--port", "0", "--no-solana", "--json", "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let description: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    (child, description)
+}
+
+/// One JSON-RPC call to an anvil; `None` when it does not answer.
+async fn rpc(url: &str, method: &str, params: Value) -> Option<Value> {
+    let answer: Value = reqwest::Client::new()
+        .post(url)
+        .json(&json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some(answer["result"].clone())
+}
+
+/// `owner`'s balance of `token` on the anvil at `url`.
+async fn balance_of(url: &str, token: &str, owner: &str) -> u64 {
+    let data = format!("0x70a08231{:0>64}", owner.trim_start_matches("0x"));
+    let result = rpc(
+        url,
+        "eth_call",
+        json!([{ "to": token, "data": data }, "latest"]),
+    )
+    .await
+    .unwrap();
+    u64::from_str_radix(result.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+}
+
+fn temporary_dir(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "devnet-{name}-{}-{}",
+        std::process::id(),
+        Now.now_ms()
+    ))
+}
+
+#[tokio::test]
+async fn a_data_dir_serves_one_devnet_at_a_time() {
+    let dir = temporary_dir("lock");
+    let config = || devnet::Config {
+        data_dir: Some(dir.clone()),
+        megaeth: false,
+        solana: false,
+        ..devnet::Config::ephemeral(test_support::anvil().unwrap())
+    };
+    let first = devnet::Devnet::start(config()).await.unwrap();
+    let second = devnet::Devnet::start(config()).await;
+    assert!(
+        matches!(second, Err(devnet::Error::DataDirLocked { .. })),
+        "{second:?}"
+    );
+    first.shutdown().await;
+    let again = devnet::Devnet::start(config()).await.unwrap();
+    again.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn sigkill_right_after_a_paid_answer_loses_nothing_and_leaves_no_anvil() {
+    let dir = temporary_dir("sigkill");
+    let (mut devnet, described) = spawn_devnet(&dir);
+    let url = described["url"].as_str().unwrap().to_owned();
+    let rpc_url = described["evm"][0]["rpc_url"].as_str().unwrap().to_owned();
+    let token = described["evm"][0]["token"].as_str().unwrap().to_owned();
+    let treasury = described["treasury"].as_str().unwrap().to_owned();
+    let api = Client::new(url);
+
+    let mut secret = [0u8; 32];
+    test_support::os_random(&mut secret);
+    let payer = LocalEvmSigner::from_bytes(&secret).unwrap();
+    let funded = api
+        .request(reqwest::Method::POST, "/devnet/fund")
+        .json(&json!({ "address": payer.address().to_string(), "usdc": "10" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(funded.status(), StatusCode::OK);
+    let paid = api
+        .pay_base(&payer, "/compute/credits/topup", json!({"amount": 3}))
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), StatusCode::OK);
+
+    // Killed the moment it answered: no chance to write anything more.
+    devnet.kill().unwrap();
+    devnet.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rpc(&rpc_url, "eth_chainId", json!([])).await.is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "anvil outlived its devnet by 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let (mut restarted, described) = spawn_devnet(&dir);
+    let api = Client::new(described["url"].as_str().unwrap());
+    let rpc_url = described["evm"][0]["rpc_url"].as_str().unwrap().to_owned();
+    let balance = api
+        .call_ok(
+            &payer,
+            reqwest::Method::GET,
+            "/compute/credits/balance",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(balance["balance"], "3.00", "the credit survives");
+    assert_eq!(
+        balance_of(&rpc_url, &token, &treasury).await,
+        3_000_000,
+        "and so does the chain that paid it"
+    );
+    assert_eq!(
+        balance_of(&rpc_url, &token, &payer.address().to_string()).await,
+        7_000_000
+    );
+    restarted.kill().unwrap();
+    restarted.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
