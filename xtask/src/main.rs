@@ -3,7 +3,8 @@
 //! - `cargo xtask ci`: exactly what CI runs (`.ci/run` calls it).
 //! - `cargo xtask interop`: cross-checks x402-core's payment headers with independent
 //!   implementations (Python eth-account and solders, in a pinned venv).
-//! - `cargo xtask bench`: the criterion benchmarks.
+//! - `cargo xtask bench [SECONDS]`: the criterion benchmarks, then the load test of durable
+//!   settlement (8 concurrent payers for SECONDS, default 60).
 //! - `cargo xtask fuzz [SECONDS]`: runs the cargo-fuzz target for a while (not part of CI).
 //! - `cargo xtask tools`: installs the pinned anvil, solc and OpenZeppelin into `.tools/npm`.
 //! - `cargo xtask contracts [--check]`: rebuilds the devnet token artifact (or checks that the
@@ -30,15 +31,7 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("interop") => interop(),
-        Some("bench") => run(cargo().args([
-            "bench",
-            "-p",
-            "x402-core",
-            "-p",
-            "devnet",
-            "--features",
-            FEATURES,
-        ])),
+        Some("bench") => bench(args.get(1).map(String::as_str).unwrap_or("60")),
         Some("fuzz") => fuzz(args.get(1).map(String::as_str).unwrap_or("60")),
         Some("tools") => tools(),
         Some("contracts") => contracts(args.get(1).map(String::as_str) == Some("--check")),
@@ -73,7 +66,7 @@ fn main() -> anyhow::Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | interop | bench | fuzz [SECONDS] | tools | contracts [--check] | devnet [ARGS] | demo>"
+                "usage: cargo xtask <ci | interop | bench [SECONDS] | fuzz [SECONDS] | tools | contracts [--check] | devnet [ARGS] | demo>"
             );
             std::process::exit(2);
         }
@@ -345,6 +338,32 @@ fn json_string(line: &str, key: &str) -> Option<String> {
     let start = line.find(&format!("\"{key}\":\""))? + key.len() + 4;
     let end = start + line[start..].find('"')?;
     Some(line[start..end].to_owned())
+}
+
+/// The criterion benchmarks, then the load test of durable settlement for `seconds`.
+fn bench(seconds: &str) -> anyhow::Result<()> {
+    run(cargo().args([
+        "bench",
+        "-p",
+        "x402-core",
+        "-p",
+        "devnet",
+        "--features",
+        FEATURES,
+    ]))?;
+    tools()?;
+    run(cargo().args([
+        "run",
+        "--quiet",
+        "-p",
+        "devnet",
+        "--features",
+        FEATURES,
+        "--example",
+        "load",
+        "--",
+        seconds,
+    ]))
 }
 
 fn fuzz(seconds: &str) -> anyhow::Result<()> {

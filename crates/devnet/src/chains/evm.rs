@@ -89,6 +89,11 @@ impl std::fmt::Debug for EvmChain {
     }
 }
 
+/// How long a sent transaction may take to show its receipt.
+const RECEIPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often to ask for it meanwhile.
+const RECEIPT_POLL: Duration = Duration::from_millis(5);
+
 /// What sending a contract call returns.
 type Sent = std::result::Result<
     alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>,
@@ -124,6 +129,13 @@ impl EvmChain {
                 &chain_id.to_string(),
                 "--accounts",
                 "4",
+                // Keep only recent blocks (and their transactions) in memory: the state the
+                // devnet dumps after every settlement then stays the same size however long
+                // the chain runs, instead of growing with its history.
+                "--transaction-block-keeper",
+                "64",
+                "--prune-history",
+                "64",
             ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -299,15 +311,31 @@ impl EvmChain {
 
     /// Waits for a sent transaction's receipt and refuses a reverted one.
     async fn confirm(&self, sent: Sent, call: &'static str) -> Result<B256> {
-        let receipt = sent
-            .map_err(self.contract_error(call))?
-            .get_receipt()
-            .await
-            .map_err(|source| Error::Receipt {
-                chain_id: self.chain_id,
-                call,
-                source: Box::new(source),
-            })?;
+        let hash = *sent.map_err(self.contract_error(call))?.tx_hash();
+        // anvil mines on send, so the receipt is there at once; ask for it directly rather
+        // than through a block-polling watcher, which adds a poll interval to every payment
+        // and falls behind when every transaction is its own block.
+        let deadline = tokio::time::Instant::now() + RECEIPT_TIMEOUT;
+        let receipt = loop {
+            let found = self
+                .provider
+                .get_transaction_receipt(hash)
+                .await
+                .map_err(self.rpc("eth_getTransactionReceipt"))?;
+            if let Some(receipt) = found {
+                break receipt;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Receipt {
+                    chain_id: self.chain_id,
+                    call,
+                    source: Box::new(alloy::providers::PendingTransactionError::TxWatcher(
+                        alloy::providers::WatchTxError::Timeout,
+                    )),
+                });
+            }
+            tokio::time::sleep(RECEIPT_POLL).await;
+        };
         if !receipt.status() {
             return Err(Error::Reverted {
                 chain_id: self.chain_id,

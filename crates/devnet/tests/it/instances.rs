@@ -533,3 +533,80 @@ async fn request_numbers_that_overflow_are_refused_before_any_money_moves() {
         "only the 24 h instance was paid"
     );
 }
+
+#[tokio::test]
+async fn a_thousand_concurrent_duplicates_across_topup_and_provision_settle_once() {
+    let (devnet, api) = devnet_with(0).await;
+    let payer = test_support::funded_wallet(&devnet, 5).await.unwrap();
+    // $1 either way: a $1 top-up, or 125 hours of vc2-1c-1gb at $0.008: one offer fits both.
+    let topup = json!({"amount": 1, "network": "base"});
+    let provision =
+        json!({"plan":"vc2-1c-1gb","region":"ewr","prepaid_hours":125,"network":"base"});
+    let quote = api
+        .call(
+            Some(&payer),
+            reqwest::Method::POST,
+            "/compute/credits/topup",
+            Some(topup.clone()),
+            &[],
+        )
+        .await
+        .unwrap();
+    let challenge = challenge(quote).await.unwrap();
+    let selected = x402_core::PaymentPolicy::default()
+        .networks([x402_core::Network::BASE_SEPOLIA])
+        .select(&challenge)
+        .unwrap();
+    let header = x402_core::evm::exact::pay(
+        &selected,
+        &payer,
+        &test_support::Now,
+        &mut test_support::os_random,
+    )
+    .unwrap();
+    let before = devnet.base().balance_of(payer.address()).await.unwrap();
+
+    let mut tasks = Vec::new();
+    for i in 0..1000 {
+        let (path, body) = match i % 2 {
+            0 => ("/compute/credits/topup", topup.clone()),
+            _ => ("/compute/provision", provision.clone()),
+        };
+        let request = api
+            .post(path, &serde_json::to_vec(&body).unwrap())
+            .header(header.name(), header.value());
+        tasks.push(tokio::spawn(async move {
+            request.send().await.unwrap().status()
+        }));
+    }
+    let (mut topped_up, mut provisioned) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            StatusCode::OK => topped_up += 1,
+            StatusCode::CREATED => provisioned += 1,
+            StatusCode::PAYMENT_REQUIRED => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(
+        topped_up + provisioned,
+        1,
+        "one of 1,000 identical payments settles"
+    );
+    assert_eq!(
+        devnet.base().balance_of(payer.address()).await.unwrap(),
+        before - U256::from(1_000_000u64),
+        "one transfer"
+    );
+    assert_eq!(
+        devnet.base().balance_of(devnet::TREASURY).await.unwrap(),
+        U256::from(1_000_000u64)
+    );
+    assert_eq!(devnet.store().settlement_count().unwrap(), 1);
+    let owner = x402_core::PayTo::Evm(payer.address());
+    assert_eq!(
+        devnet.store().credits(&owner).unwrap().deposited_micros,
+        if topped_up == 1 { 1_000_000 } else { 0 }
+    );
+    assert_eq!(devnet.store().instances(&owner).unwrap().len(), provisioned);
+}
