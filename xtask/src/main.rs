@@ -35,35 +35,8 @@ fn main() -> anyhow::Result<()> {
         Some("fuzz") => fuzz(args.get(1).map(String::as_str).unwrap_or("60")),
         Some("tools") => tools(),
         Some("contracts") => contracts(args.get(1).map(String::as_str) == Some("--check")),
-        Some("demo") => {
-            tools()?;
-            run(cargo().args([
-                "run",
-                "--quiet",
-                "-p",
-                "devnet",
-                "--features",
-                FEATURES,
-                "--example",
-                "demo",
-            ]))
-        }
-        Some("devnet") => {
-            tools()?;
-            run(cargo()
-                .args([
-                    "run",
-                    "--quiet",
-                    "-p",
-                    "devnet",
-                    "--features",
-                    FEATURES,
-                    "--bin",
-                    "x402-devnet",
-                    "--",
-                ])
-                .args(&args[1..]))
-        }
+        Some("demo") => devnet_run(&["--example", "demo"], &[]),
+        Some("devnet") => devnet_run(&["--bin", "x402-devnet"], &args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <ci | interop | bench [SECONDS] | fuzz [SECONDS] | tools | contracts [--check] | devnet [ARGS] | demo>"
@@ -351,19 +324,18 @@ fn bench(seconds: &str) -> anyhow::Result<()> {
         "--features",
         FEATURES,
     ]))?;
+    devnet_run(&["--example", "load"], &[seconds.to_owned()])
+}
+
+/// `cargo run` of one of the devnet's binaries or examples (`target`) with `args`; they start
+/// a devnet, so anvil is installed first.
+fn devnet_run(target: &[&str], args: &[String]) -> anyhow::Result<()> {
     tools()?;
-    run(cargo().args([
-        "run",
-        "--quiet",
-        "-p",
-        "devnet",
-        "--features",
-        FEATURES,
-        "--example",
-        "load",
-        "--",
-        seconds,
-    ]))
+    run(cargo()
+        .args(["run", "--quiet", "-p", "devnet", "--features", FEATURES])
+        .args(target)
+        .arg("--")
+        .args(args))
 }
 
 fn fuzz(seconds: &str) -> anyhow::Result<()> {
