@@ -9,6 +9,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use x402_core::{Clock, UsdMicros};
 
+use crate::clock::RandomSource;
+
 /// An error response: status plus `{"error": message}` (and extra fields).
 #[derive(Debug)]
 pub(crate) struct ApiError {
@@ -87,20 +89,20 @@ pub(crate) fn dollars(amount: UsdMicros) -> String {
 }
 
 /// A random UUID-shaped id.
-pub(crate) fn random_id() -> ApiResult<String> {
+pub(crate) fn random_id(random: &dyn RandomSource) -> String {
     let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(ApiError::internal)?;
+    random.fill(&mut bytes);
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     let hex = alloy::hex::encode(bytes);
-    Ok(format!(
+    format!(
         "{}-{}-{}-{}-{}",
         &hex[..8],
         &hex[8..12],
         &hex[12..16],
         &hex[16..20],
         &hex[20..]
-    ))
+    )
 }
 
 /// The clock's time as RFC 3339.

@@ -5,16 +5,15 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use x402_core::Clock;
 
 use crate::admin::Admin;
 use crate::auth::Authenticator;
 use crate::chains::evm::EvmChain;
 use crate::chains::solana::SolanaChain;
 use crate::chains::{Chains, ChainsConfig, SOLANA_TREASURY, TREASURY, solana_rpc};
+use crate::clock::{OsRandom, SharedClock, SharedRandom, SystemClock};
 use crate::error::Result;
 use crate::facilitator::{self, Facilitator, Payees};
 use crate::faults::{FaultConfig, Faults};
@@ -23,7 +22,7 @@ use crate::payment::Cashier;
 use crate::store::Store;
 
 /// How to run the devnet.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Config {
     /// The `anvil` binary (`cargo xtask tools` installs it under `.tools/`).
     pub anvil: PathBuf,
@@ -37,6 +36,23 @@ pub struct Config {
     pub solana: bool,
     /// Fault injection.
     pub faults: FaultConfig,
+    /// The time every part of the devnet reads, the chains' block timestamps included.
+    pub clock: SharedClock,
+    /// Where ids, API keys, passwords and fault draws come from.
+    pub random: SharedRandom,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("anvil", &self.anvil)
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("megaeth", &self.megaeth)
+            .field("solana", &self.solana)
+            .field("faults", &self.faults)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Config {
@@ -49,20 +65,9 @@ impl Config {
             megaeth: true,
             solana: true,
             faults: FaultConfig::default(),
+            clock: Arc::new(SystemClock),
+            random: Arc::new(OsRandom),
         }
-    }
-}
-
-/// The system clock (the devnet is a server; it may read the time).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_unix_ms(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0)
     }
 }
 
@@ -126,10 +131,11 @@ impl Devnet {
             data_dir: config.data_dir.clone(),
             megaeth: config.megaeth,
             solana: config.solana,
+            clock: config.clock.clone(),
         })
         .await?;
-        let clock: Arc<dyn Clock + Send + Sync> = Arc::new(SystemClock);
-        let faults = Arc::new(Faults::new(config.faults));
+        let clock = config.clock.clone();
+        let faults = Arc::new(Faults::new(config.faults, config.random.clone()));
         let payees = Payees {
             evm: TREASURY,
             solana: SOLANA_TREASURY,
@@ -154,6 +160,7 @@ impl Devnet {
             auth,
             cashier,
             clock,
+            config.random.clone(),
             faults.clone(),
         ));
         let admin = Arc::new(Admin::new(chains.clone(), faults.clone()));

@@ -20,7 +20,8 @@
 //!
 //! Dependencies inside the crate point down:
 //!
-//! - bottom: [`chains`] (anvil, litesvm, the Solana JSON-RPC) and [`store`] (SQLite);
+//! - bottom: [`chains`] (anvil, litesvm, the Solana JSON-RPC), [`store`] (SQLite) and
+//!   [`clock`] (the injected time and randomness);
 //! - [`facilitator`] verifies and settles on the chains, claiming each payment in the store;
 //! - [`payment`] is how a paid endpoint charges (offers, charge, receipts); [`auth`] is how a
 //!   request is authenticated; [`faults`] is where faults are injected; `api` holds the JSON
@@ -40,6 +41,7 @@ mod api;
 pub mod app;
 pub mod auth;
 pub mod chains;
+pub mod clock;
 mod error;
 pub mod facilitator;
 pub mod faults;
@@ -47,7 +49,8 @@ pub mod machines;
 pub mod payment;
 pub mod store;
 
-pub use app::{Config, Devnet, SystemClock};
+pub use app::{Config, Devnet};
 pub use chains::{SOLANA_TREASURY, TREASURY, base_sepolia_usdc, megaeth_usdm};
+pub use clock::{OsRandom, RandomSource, SystemClock, TestClock};
 pub use error::{Error, Result};
 pub use faults::{FaultConfig, Faults};

@@ -130,6 +130,7 @@ async fn run_serve(serve: Serve) -> anyhow::Result<()> {
             boot_delay_ms: serve.boot_delay_ms,
             solana_transient_5xx_permille: serve.solana_5xx_permille,
         },
+        ..Config::ephemeral(PathBuf::new())
     };
     let devnet = Devnet::start(config).await.context("starting the devnet")?;
     if serve.print_test_key {

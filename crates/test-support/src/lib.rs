@@ -168,11 +168,21 @@ impl<'a> From<&'a LocalSolanaSigner> for Wallet<'a> {
     }
 }
 
-/// An HTTP client for one devnet.
-#[derive(Clone, Debug)]
+/// An HTTP client for one devnet. It signs with the system clock unless given another
+/// ([`Client::with_clock`]): a test that moves the devnet's clock signs with the same one.
+#[derive(Clone)]
 pub struct Client {
     url: String,
     http: reqwest::Client,
+    clock: std::sync::Arc<dyn Clock + Send + Sync>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {
@@ -181,7 +191,14 @@ impl Client {
         Client {
             url: url.into(),
             http: reqwest::Client::new(),
+            clock: std::sync::Arc::new(Now),
         }
+    }
+
+    /// The same client, signing auth headers and payments at `clock`'s time.
+    pub fn with_clock(mut self, clock: impl Clock + Send + Sync + 'static) -> Client {
+        self.clock = std::sync::Arc::new(clock);
+        self
     }
 
     /// A client for `devnet`.
@@ -235,12 +252,17 @@ impl Client {
                 method.as_str(),
                 path,
                 body,
-                &Now,
+                &*self.clock,
                 &mut os_random,
             )?,
-            Wallet::Solana(signer) => {
-                auth::sign_solana(signer, method.as_str(), path, body, &Now, &mut os_random)?
-            }
+            Wallet::Solana(signer) => auth::sign_solana(
+                signer,
+                method.as_str(),
+                path,
+                body,
+                &*self.clock,
+                &mut os_random,
+            )?,
         };
         let mut request = self
             .request(method, path)
@@ -264,6 +286,19 @@ impl Client {
         body: &[u8],
     ) -> Result<Response> {
         Ok(self.signed(wallet, method, path, body)?.send().await?)
+    }
+
+    /// Asks for `path` with `body`, signed by `wallet`, and returns the 402's challenge.
+    ///
+    /// # Errors
+    /// When signing or sending fails, or the answer carries no challenge.
+    pub async fn quote<'a>(
+        &self,
+        wallet: impl Into<Wallet<'a>>,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Challenge> {
+        challenge(self.send_signed(wallet, Method::POST, path, body).await?).await
     }
 
     /// Sends a JSON call, signed by `wallet` when given, with `extra` headers.
@@ -348,7 +383,7 @@ impl Client {
         let selected = PaymentPolicy::default()
             .networks([Network::BASE_SEPOLIA])
             .select(&challenge)?;
-        let header = evm::exact::pay(&selected, wallet, &Now, &mut os_random)?;
+        let header = evm::exact::pay(&selected, wallet, &*self.clock, &mut os_random)?;
         self.call(
             None,
             Method::POST,

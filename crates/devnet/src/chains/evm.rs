@@ -21,11 +21,12 @@ use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use tokio::process::{Child, ChildStdin, Command};
 
+use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::error::{Error, Result};
 
 alloy::sol!(
@@ -70,6 +71,9 @@ pub struct EvmChain {
     requested: AtomicU64,
     /// The highest request a finished dump covers; held while dumping, so dumps are serial.
     persisted: tokio::sync::Mutex<u64>,
+    /// The devnet's clock, and how far ahead of the system clock anvil was last set (s).
+    clock: SharedClock,
+    offset: AtomicI64,
     /// The watchdog; dropping its stdin (with the chain) stops anvil.
     _anvil: Child,
     _lifeline: Option<ChildStdin>,
@@ -114,6 +118,7 @@ impl EvmChain {
         chain_id: u64,
         token: TokenSpec,
         state: Option<PathBuf>,
+        clock: SharedClock,
     ) -> Result<EvmChain> {
         let mut command = Command::new("sh");
         command
@@ -197,6 +202,8 @@ impl EvmChain {
             state,
             requested: AtomicU64::new(0),
             persisted: tokio::sync::Mutex::new(0),
+            clock,
+            offset: AtomicI64::new(0),
             _anvil: child,
             _lifeline: lifeline,
         };
@@ -245,6 +252,28 @@ impl EvmChain {
             .raw_request::<_, ()>("anvil_setCode".into(), (t.address, code))
             .await
             .map_err(self.rpc("anvil_setCode"))?;
+        Ok(())
+    }
+
+    /// Sets anvil's time to the devnet's clock when the two have drifted apart by more than a
+    /// second (a test moved its clock): the next block's timestamp is then the clock's, so
+    /// the token checks `validBefore` and permit deadlines against the same time as the
+    /// facilitator.
+    ///
+    /// # Errors
+    /// A chain error when anvil refuses.
+    async fn follow_clock(&self) -> Result<()> {
+        let now = self.clock.now_unix();
+        let offset = i128::from(now) - i128::from(SystemClock.now_unix());
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        if offset.abs_diff(self.offset.load(Ordering::SeqCst)) <= 1 {
+            return Ok(());
+        }
+        self.provider
+            .raw_request::<_, serde_json::Value>("anvil_setTime".into(), (now,))
+            .await
+            .map_err(self.rpc("anvil_setTime"))?;
+        self.offset.store(offset, Ordering::SeqCst);
         Ok(())
     }
 
@@ -372,6 +401,7 @@ impl EvmChain {
     /// # Errors
     /// A chain error when the transaction fails.
     pub async fn fund(&self, to: Address, amount: U256) -> Result<B256> {
+        self.follow_clock().await?;
         let contract = self.contract();
         let transaction = self
             .confirm(contract.mint(to, amount).send().await, "mint")
@@ -437,6 +467,7 @@ impl EvmChain {
         &self,
         verified: &x402_core::evm::exact::Verified,
     ) -> Result<B256> {
+        self.follow_clock().await?;
         let a = &verified.authorization;
         let signature = Bytes::from(verified.signature.as_bytes().to_vec());
         let contract = self.contract();
@@ -467,6 +498,7 @@ impl EvmChain {
         verified: &x402_core::evm::permit::Verified,
         pay_to: Address,
     ) -> Result<B256> {
+        self.follow_clock().await?;
         let p = &verified.permit;
         let s = &verified.signature;
         let v = if s.v() { 28 } else { 27 };

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use alloy::primitives::{Address, U256, address};
 use x402_core::{Network, SolanaAddress};
 
+use crate::clock::SharedClock;
 use crate::error::Result;
 use evm::{EvmChain, TokenSpec};
 use solana::SolanaChain;
@@ -53,7 +54,7 @@ pub fn megaeth_usdm() -> TokenSpec {
 }
 
 /// Which chains to start, and where they keep their state.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ChainsConfig {
     /// The `anvil` binary.
     pub anvil: PathBuf,
@@ -63,6 +64,8 @@ pub struct ChainsConfig {
     pub megaeth: bool,
     /// Whether to start the Solana ledger.
     pub solana: bool,
+    /// The devnet's clock: the EVM chains' block timestamps follow it.
+    pub clock: SharedClock,
 }
 
 /// Every running chain of the devnet.
@@ -88,6 +91,7 @@ impl Chains {
             BASE_SEPOLIA_CHAIN_ID,
             base_sepolia_usdc(),
             state_file("base-sepolia.anvil.json"),
+            config.clock.clone(),
         )
         .await?;
         let megaeth = match config.megaeth {
@@ -97,6 +101,7 @@ impl Chains {
                     MEGAETH_CHAIN_ID,
                     megaeth_usdm(),
                     state_file("megaeth.anvil.json"),
+                    config.clock.clone(),
                 )
                 .await?,
             )),

@@ -31,9 +31,9 @@ pub(super) async fn create(State(state): State<Arc<Machines>>, call: Call) -> Ap
         parse_body(&call.body, "{\"label\": \"...\"}")?
     };
     let mut secret = [0u8; 24];
-    getrandom::fill(&mut secret).map_err(ApiError::internal)?;
+    state.random.fill(&mut secret);
     let key = format!("x402c_{}", alloy::hex::encode(secret));
-    let id = random_id()?;
+    let id = random_id(&*state.random);
     let created_at = now_rfc3339(&*state.clock);
     let last4 = key[key.len() - 4..].to_owned();
     state.store.insert_api_key(

@@ -280,10 +280,10 @@ pub(super) async fn provision(State(state): State<Arc<Machines>>, call: Call) ->
     }
     let now = state.clock.now_unix_ms();
     let mut metadata = json!({});
-    let id = random_id()?;
+    let id = random_id(&*state.random);
     if let Some(ai) = &request.ai_machine {
         let mut key = [0u8; 16];
-        getrandom::fill(&mut key).map_err(ApiError::internal)?;
+        state.random.fill(&mut key);
         metadata["ai"] = json!({ "model_id": ai.model_id, "api_key": format!("sk-{}", alloy::hex::encode(key)), "port": 8080 });
     }
     let record = InstanceRecord {
@@ -481,7 +481,7 @@ pub(super) async fn password(
         ));
     }
     let mut secret = [0u8; 12];
-    getrandom::fill(&mut secret).map_err(ApiError::internal)?;
+    state.random.fill(&mut secret);
     let password = alloy::hex::encode(secret);
     Ok(Json(json!({ "success": true, "access": { "method": "one_time_password", "username": "root", "ip_address": ip_address(&record), "password": password } })).into_response())
 }

@@ -17,6 +17,7 @@ use axum::routing::{delete, get, post};
 use x402_core::Clock;
 
 use crate::auth::Authenticator;
+use crate::clock::SharedRandom;
 use crate::faults::Faults;
 use crate::payment::Cashier;
 use crate::store::Store;
@@ -27,6 +28,7 @@ pub struct Machines {
     auth: Arc<Authenticator>,
     cashier: Arc<Cashier>,
     clock: Arc<dyn Clock + Send + Sync>,
+    random: SharedRandom,
     faults: Arc<Faults>,
 }
 
@@ -43,6 +45,7 @@ impl Machines {
         auth: Arc<Authenticator>,
         cashier: Arc<Cashier>,
         clock: Arc<dyn Clock + Send + Sync>,
+        random: SharedRandom,
         faults: Arc<Faults>,
     ) -> Machines {
         Machines {
@@ -50,6 +53,7 @@ impl Machines {
             auth,
             cashier,
             clock,
+            random,
             faults,
         }
     }

@@ -251,16 +251,10 @@ async fn permits_settle_only_to_the_facilitators_payees() {
     let victim = test_support::funded_wallet(&devnet, 10).await.unwrap();
     let api = Client::of(&devnet);
     let body = br#"{"amount":2,"network":"megaeth"}"#;
-    let quote = api
-        .send_signed(
-            &victim,
-            reqwest::Method::POST,
-            "/compute/credits/topup",
-            body,
-        )
+    let challenge = api
+        .quote(&victim, "/compute/credits/topup", body)
         .await
         .unwrap();
-    let challenge = test_support::challenge(quote).await.unwrap();
     let selected = PaymentPolicy::default().select(&challenge).unwrap();
     let nonce = megaeth.permit_nonce(victim.address()).await.unwrap();
     let header = evm::permit::pay(&selected, &victim, nonce, &Now).unwrap();

@@ -4,28 +4,32 @@
 use std::time::Duration;
 
 use alloy::primitives::U256;
+use devnet::TestClock;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use test_support::{Client, challenge};
 use x402_core::{Error, EvmSigner, LocalEvmSigner, TokenAmount};
 
-async fn devnet_with(boot_delay_ms: u64) -> (devnet::Devnet, Client) {
+/// A devnet on a test clock (which its client signs with too), with `boot_delay_ms`.
+async fn devnet_with(boot_delay_ms: u64) -> (devnet::Devnet, Client, TestClock) {
+    let clock = TestClock::starting_now();
     let devnet = test_support::start_with(|config| devnet::Config {
         faults: devnet::FaultConfig {
             boot_delay_ms,
             ..devnet::FaultConfig::default()
         },
+        clock: std::sync::Arc::new(clock.clone()),
         ..config
     })
     .await
     .unwrap();
-    let api = Client::of(&devnet);
-    (devnet, api)
+    let api = Client::of(&devnet).with_clock(clock.clone());
+    (devnet, api, clock)
 }
 
 #[tokio::test]
 async fn provision_with_x402_then_manage_the_instance() {
-    let (devnet, api) = devnet_with(400).await;
+    let (devnet, api, clock) = devnet_with(400).await;
     let owner = test_support::funded_wallet(&devnet, 20).await.unwrap();
     let body = json!({"plan":"vc2-1c-1gb","region":"ewr","os_id":2284,"label":"x402-instance","prepaid_hours":24,"network":"base"});
 
@@ -63,7 +67,7 @@ async fn provision_with_x402_then_manage_the_instance() {
     assert_eq!(order["payment_amount"], "0.192");
     let id = order["id"].as_str().unwrap().to_owned();
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    clock.advance(Duration::from_millis(500));
     let details: Value = api
         .call(
             Some(&owner),
@@ -259,7 +263,7 @@ async fn provision_with_x402_then_manage_the_instance() {
 
 #[tokio::test]
 async fn credits_pay_for_instances_and_shortfalls_are_not_challenges() {
-    let (devnet, api) = devnet_with(0).await;
+    let (devnet, api, _clock) = devnet_with(0).await;
     let owner = test_support::funded_wallet(&devnet, 30).await.unwrap();
     assert_eq!(
         api.pay_base(&owner, "/compute/credits/topup", json!({"amount":1}))
@@ -347,7 +351,7 @@ async fn credits_pay_for_instances_and_shortfalls_are_not_challenges() {
 
 #[tokio::test]
 async fn provider_rejection_refunds_to_credits() {
-    let (devnet, api) = devnet_with(0).await;
+    let (devnet, api, _clock) = devnet_with(0).await;
     let owner = test_support::funded_wallet(&devnet, 10).await.unwrap();
     let set = api
         .request(reqwest::Method::POST, "/devnet/faults")
@@ -399,7 +403,7 @@ async fn provider_rejection_refunds_to_credits() {
 
 #[tokio::test]
 async fn bad_provision_requests_get_400_and_change_nothing() {
-    let (devnet, api) = devnet_with(0).await;
+    let (devnet, api, _clock) = devnet_with(0).await;
     let owner = test_support::funded_wallet(&devnet, 10).await.unwrap();
     let cases = [
         json!({"plan":"vc2-1c-1gb","region":"ewr","prepaid_hours":23}),
@@ -459,7 +463,7 @@ async fn bad_provision_requests_get_400_and_change_nothing() {
 
 #[tokio::test]
 async fn request_numbers_that_overflow_are_refused_before_any_money_moves() {
-    let (devnet, api) = devnet_with(0).await;
+    let (devnet, api, _clock) = devnet_with(0).await;
     let owner = test_support::funded_wallet(&devnet, 10).await.unwrap();
     let topped = api
         .pay_base(&owner, "/compute/credits/topup", json!({"amount": 5}))
@@ -536,7 +540,7 @@ async fn request_numbers_that_overflow_are_refused_before_any_money_moves() {
 
 #[tokio::test]
 async fn a_thousand_concurrent_duplicates_across_topup_and_provision_settle_once() {
-    let (devnet, api) = devnet_with(0).await;
+    let (devnet, api, _clock) = devnet_with(0).await;
     let payer = test_support::funded_wallet(&devnet, 5).await.unwrap();
     // $1 either way: a $1 top-up, or 125 hours of vc2-1c-1gb at $0.008: one offer fits both.
     let topup = json!({"amount": 1, "network": "base"});

@@ -493,16 +493,10 @@ async fn dollar_amounts_never_pass_through_floating_point() {
     let api = Client::of(&devnet);
     // 19 significant digits: an f64 would make this 1234567890123.1235.
     let body = br#"{"amount":1234567890123.123456,"network":"base"}"#;
-    let quote = api
-        .send_signed(
-            &payer,
-            reqwest::Method::POST,
-            "/compute/credits/topup",
-            body,
-        )
+    let challenge = api
+        .quote(&payer, "/compute/credits/topup", body)
         .await
         .unwrap();
-    let challenge = challenge_of(quote).await;
     assert_eq!(
         challenge.offers()[0].requirement().unwrap().amount(),
         x402_core::TokenAmount::from_u64(1_234_567_890_123_123_456)
