@@ -88,6 +88,13 @@ CREATE TABLE IF NOT EXISTS instances (
     metadata TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS instances_by_wallet ON instances (wallet);
+CREATE TABLE IF NOT EXISTS payment_ids (
+    id TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    status INTEGER,
+    headers TEXT,
+    body BLOB
+);
 CREATE TABLE IF NOT EXISTS auth_nonces (
     nonce TEXT PRIMARY KEY,
     seen_ms INTEGER NOT NULL
@@ -101,6 +108,30 @@ pub enum Claim {
     Claimed,
     /// Someone settled or is settling it.
     Taken,
+}
+
+/// What became of a payment id's claim.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PaymentIdClaim {
+    /// First seen: the caller answers it, then stores the answer.
+    New,
+    /// Answered before, with the same payment: this answer.
+    Stored(StoredResponse),
+    /// Being answered right now.
+    InProgress,
+    /// Used with another payment.
+    OtherPayment,
+}
+
+/// An answer kept for a payment id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// The headers worth replaying (content type, receipt).
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
 }
 
 /// What the store remembers of a claimed payment.
@@ -238,6 +269,75 @@ impl Store {
             c.execute(
                 "DELETE FROM settlements WHERE key = ?1 AND status = 'pending'",
                 params![key],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Claims `id` for the payment whose fingerprint is `fingerprint`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn claim_payment_id(&self, id: &str, fingerprint: &str) -> Result<PaymentIdClaim> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let inserted = tx.execute(
+                "INSERT OR IGNORE INTO payment_ids (id, fingerprint) VALUES (?1, ?2)",
+                params![id, fingerprint],
+            )?;
+            let claim = if inserted == 1 {
+                PaymentIdClaim::New
+            } else {
+                tx.query_row(
+                    "SELECT fingerprint, status, headers, body FROM payment_ids WHERE id = ?1",
+                    params![id],
+                    |r| {
+                        let seen: String = r.get(0)?;
+                        let status: Option<u16> = r.get(1)?;
+                        Ok(match (seen == fingerprint, status) {
+                            (false, _) => PaymentIdClaim::OtherPayment,
+                            (true, None) => PaymentIdClaim::InProgress,
+                            (true, Some(status)) => {
+                                let headers: String = r.get(2)?;
+                                PaymentIdClaim::Stored(StoredResponse {
+                                    status,
+                                    headers: serde_json::from_str(&headers).unwrap_or_default(),
+                                    body: r.get(3)?,
+                                })
+                            }
+                        })
+                    },
+                )?
+            };
+            tx.commit()?;
+            Ok(claim)
+        })
+    }
+
+    /// Stores the answer to a claimed payment id.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn store_payment_id_response(&self, id: &str, response: &StoredResponse) -> Result<()> {
+        let headers = serde_json::to_string(&response.headers).unwrap_or_default();
+        self.with(|c| {
+            c.execute(
+                "UPDATE payment_ids SET status = ?2, headers = ?3, body = ?4 WHERE id = ?1",
+                params![id, response.status, headers, response.body],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Forgets an unanswered payment id, so the same payment may try again.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn forget_payment_id(&self, id: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM payment_ids WHERE id = ?1 AND status IS NULL",
+                params![id],
             )
             .map(|_| ())
         })

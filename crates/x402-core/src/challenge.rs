@@ -546,6 +546,9 @@ pub struct PaymentRequired {
     pub error: String,
     /// The offers.
     pub accepts: Vec<RequirementSpec>,
+    /// v2 `extensions` (for example `payment-identifier`, see [`crate::extensions`]); not
+    /// written in v1.
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -618,7 +621,10 @@ impl PaymentRequired {
                 extra: &spec.extra,
             })
             .collect();
-        let body = serde_json::json!({ "x402Version": 2, "error": self.error, "resource": self.resource, "accepts": accepts });
+        let mut body = serde_json::json!({ "x402Version": 2, "error": self.error, "resource": self.resource, "accepts": accepts });
+        if !self.extensions.is_empty() {
+            body["extensions"] = serde_json::Value::Object(self.extensions.clone());
+        }
         encoding::encode(&serde_json::to_vec(&body).unwrap_or_default())
     }
 }

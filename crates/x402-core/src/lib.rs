@@ -66,6 +66,7 @@ mod encoding;
 mod error;
 #[cfg(feature = "evm")]
 pub mod evm;
+pub mod extensions;
 pub mod money;
 pub mod network;
 pub mod payload;

@@ -110,6 +110,8 @@ struct InPayload {
     #[serde(default)]
     accepted: Option<Box<RawValue>>,
     payload: Box<RawValue>,
+    #[serde(default)]
+    extensions: Option<Box<RawValue>>,
 }
 
 #[derive(Deserialize)]
@@ -127,6 +129,7 @@ pub struct PaymentPayload {
     network: Network,
     accepted: Option<Box<RawValue>>,
     payload: Box<RawValue>,
+    extensions: Option<Box<RawValue>>,
 }
 
 impl PaymentPayload {
@@ -188,7 +191,13 @@ impl PaymentPayload {
             network: network.parse()?,
             accepted: wire.accepted,
             payload: wire.payload,
+            extensions: wire.extensions,
         })
+    }
+
+    /// The v2 `extensions` object, as sent (see [`crate::extensions`]).
+    pub fn extensions_json(&self) -> Option<&RawValue> {
+        self.extensions.as_deref()
     }
 
     /// Protocol version.

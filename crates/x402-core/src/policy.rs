@@ -289,6 +289,7 @@ mod tests {
             },
             error: String::new(),
             accepts: specs,
+            extensions: Default::default(),
         };
         Challenge::from_v2_header(&required.to_v2_header()).unwrap()
     }

@@ -58,20 +58,28 @@ impl Machines {
         }
     }
 
-    /// The machines API routes.
+    /// The machines API routes. The paid ones answer a `payment-identifier` retry from the
+    /// stored answer.
     pub fn routes(self: Arc<Self>) -> Router {
+        let paid = Router::new()
+            .route("/compute/credits/topup", post(credits::topup))
+            .route("/compute/provision", post(instances::provision))
+            .route("/compute/instances/{id}/extend", post(instances::extend))
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.store.clone(),
+                crate::payment::idempotency::idempotent,
+            ))
+            .with_state(self.clone());
         Router::new()
             .route("/compute/plans", get(catalog::plans))
             .route("/compute/regions", get(catalog::regions))
             .route("/compute/os", get(catalog::os))
             .route("/compute/credits/balance", get(credits::balance))
-            .route("/compute/credits/topup", post(credits::topup))
             .route(
                 "/compute/api-keys",
                 post(api_keys::create).get(api_keys::list),
             )
             .route("/compute/api-keys/{id}", delete(api_keys::revoke))
-            .route("/compute/provision", post(instances::provision))
             .route("/compute/instances", get(instances::list))
             .route(
                 "/compute/instances/{id}",
@@ -81,8 +89,8 @@ impl Machines {
                 "/compute/instances/{id}/password",
                 post(instances::password),
             )
-            .route("/compute/instances/{id}/extend", post(instances::extend))
             .route("/compute/instances/{id}/resize", post(instances::resize))
             .with_state(self)
+            .merge(paid)
     }
 }

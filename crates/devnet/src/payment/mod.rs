@@ -4,6 +4,7 @@
 //! `Cashier::charge`.
 
 mod charge;
+pub(crate) mod idempotency;
 mod offers;
 mod receipt;
 

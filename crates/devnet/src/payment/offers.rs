@@ -54,6 +54,10 @@ impl Cashier {
             },
             error: String::new(),
             accepts,
+            extensions: serde_json::Map::from_iter([(
+                x402_core::extensions::PAYMENT_IDENTIFIER.to_owned(),
+                x402_core::extensions::payment_identifier_offer(false),
+            )]),
         }
     }
 

@@ -64,6 +64,7 @@ async fn verify_and_settle_over_http() {
             max_timeout_seconds: 120,
             extra,
         }],
+        extensions: Default::default(),
     };
     let challenge = Challenge::from_v2_header(&required.to_v2_header()).unwrap();
     let selected = PaymentPolicy::default().select(&challenge).unwrap();

@@ -575,3 +575,72 @@ async fn a_resent_payment_is_refused_with_the_original_receipt() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_payment_identifier_answers_the_same_payment_once_and_refuses_another() {
+    use base64::Engine as _;
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let devnet = test_support::start().await.unwrap();
+    let payer = test_support::funded_wallet(&devnet, 10).await.unwrap();
+    let api = Client::of(&devnet);
+    let path = "/compute/credits/topup";
+    let body = br#"{"amount":2,"network":"base"}"#;
+    let challenge = api.quote(&payer, path, body).await.unwrap();
+    assert!(
+        challenge
+            .extensions_json()
+            .is_some_and(|e| e.get().contains("payment-identifier")),
+        "the v2 challenge offers the extension"
+    );
+    let selected = PaymentPolicy::default()
+        .networks([Network::BASE_SEPOLIA])
+        .select(&challenge)
+        .unwrap();
+    // A fresh signed payment carrying `id` in its payment-identifier extension.
+    let paying_with = |id: &str| {
+        let header = evm::exact::pay(&selected, &payer, &Now, &mut os_random).unwrap();
+        let mut payload: Value =
+            serde_json::from_slice(&base64.decode(header.value()).unwrap()).unwrap();
+        payload["extensions"]["payment-identifier"]["info"]["id"] = json!(id);
+        base64.encode(serde_json::to_vec(&payload).unwrap())
+    };
+    let send = |header: String| {
+        api.post(path, body)
+            .header("PAYMENT-SIGNATURE", header)
+            .send()
+    };
+    let id = "pay_0123456789abcdef0123456789abcdef";
+    let payment = paying_with(id);
+    let before = devnet.base().balance_of(payer.address()).await.unwrap();
+
+    let first = send(payment.clone()).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let first_receipt = receipt_of(&first);
+    let first_body: Value = first.json().await.unwrap();
+    // The answer was lost; the same payment with the same id gets the same answer.
+    let again = send(payment).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(receipt_of(&again).transaction, first_receipt.transaction);
+    assert_eq!(again.json::<Value>().await.unwrap(), first_body);
+    // The same id on another payment (signed again): refused, nothing moves.
+    let other = send(paying_with(id)).await.unwrap();
+    assert_eq!(other.status(), StatusCode::CONFLICT);
+    let invalid = send(paying_with("short")).await.unwrap();
+    assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
+
+    assert_eq!(
+        devnet.base().balance_of(payer.address()).await.unwrap(),
+        before - U256::from(2_000_000u64),
+        "charged once"
+    );
+    let balance = api
+        .call_ok(
+            &payer,
+            reqwest::Method::GET,
+            "/compute/credits/balance",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(balance["balance"], "2.00");
+}

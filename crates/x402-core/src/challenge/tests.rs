@@ -307,7 +307,7 @@ fn assert_matches(spec: &RequirementSpec, requirement: &Requirement) {
 proptest! {
     #[test]
     fn encoded_challenges_decode_to_what_was_encoded(specs in prop::collection::vec(spec_strategy(), 0..5), url in "[a-z:/.]{1,30}", error in ".{0,20}") {
-        let required = PaymentRequired { resource: ResourceInfo { url: url.clone(), description: Some("d".into()), mime_type: None }, error: error.clone(), accepts: specs.clone() };
+        let required = PaymentRequired { resource: ResourceInfo { url: url.clone(), description: Some("d".into()), mime_type: None }, error: error.clone(), accepts: specs.clone(), extensions: Default::default() };
         let v2 = Challenge::from_v2_header(&required.to_v2_header()).unwrap();
         let v1 = Challenge::from_body(&required.to_v1_body()).unwrap();
         prop_assert_eq!(v2.resource().unwrap(), required.resource.clone());

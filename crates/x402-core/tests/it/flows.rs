@@ -76,6 +76,7 @@ fn devnet_offers(usd: u64) -> PaymentRequired {
         },
         error: "payment required".into(),
         accepts: offers,
+        extensions: Default::default(),
     }
 }
 
