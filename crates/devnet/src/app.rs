@@ -71,6 +71,9 @@ impl Config {
     }
 }
 
+/// How often payments whose confirmation was not awaited are checked.
+const RECONCILE_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Creates `dir` if needed and takes its lock file, or says another devnet holds it.
 fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
     std::fs::create_dir_all(dir)?;
@@ -95,6 +98,7 @@ pub struct Devnet {
     store: Arc<Store>,
     faults: Arc<Faults>,
     server: tokio::task::JoinHandle<()>,
+    reconciler: tokio::task::JoinHandle<()>,
     /// Held for the devnet's life: no other devnet writes this data directory meanwhile.
     _lock: Option<std::fs::File>,
 }
@@ -140,12 +144,36 @@ impl Devnet {
             evm: TREASURY,
             solana: SOLANA_TREASURY,
         };
+        let mut boot = [0u8; 16];
+        config.random.fill(&mut boot);
         let facilitator = Arc::new(Facilitator::new(
             chains.clone(),
             payees,
             store.clone(),
             clock.clone(),
+            faults.clone(),
+            alloy::hex::encode(boot),
         ));
+        // What a previous run left half-settled is resolved before anyone is served.
+        let resolved = facilitator.reconcile().await?;
+        if resolved > 0 {
+            tracing::info!(
+                resolved,
+                "reconciled the payments a previous run left unresolved"
+            );
+        }
+        let reconciler = tokio::spawn({
+            let facilitator = facilitator.clone();
+            async move {
+                let mut every = tokio::time::interval(RECONCILE_EVERY);
+                loop {
+                    every.tick().await;
+                    if let Err(error) = facilitator.reconcile().await {
+                        tracing::warn!(%error, "reconciling pending payments failed; will retry");
+                    }
+                }
+            }
+        });
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let url = format!("http://{}", listener.local_addr()?);
 
@@ -184,6 +212,7 @@ impl Devnet {
             store,
             faults,
             server,
+            reconciler,
             _lock: lock,
         })
     }
@@ -223,6 +252,8 @@ impl Devnet {
 
     /// Stops serving and stops the chains (their state files are written on exit).
     pub async fn shutdown(self) {
+        self.reconciler.abort();
+        let _ = self.reconciler.await;
         self.server.abort();
         let _ = self.server.await;
     }

@@ -105,6 +105,15 @@ pub enum Error {
         /// Its payer.
         payer: String,
     },
+    /// The payment's transaction was sent but its outcome is not known yet: the same payment
+    /// sent again learns it. Never a refusal: nothing must be paid again.
+    #[error(
+        "settlement_pending: transaction {transaction} was sent and is not confirmed yet; send the same payment again later to learn the outcome"
+    )]
+    Pending {
+        /// The sent transaction.
+        transaction: String,
+    },
     /// A payment or protocol error from x402-core (bad payments carry their reason code).
     #[error(transparent)]
     Payment(#[from] x402_core::Error),

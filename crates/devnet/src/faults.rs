@@ -2,7 +2,7 @@
 //! `POST /devnet/faults`) and the live switches the services read ([`Faults`]).
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64};
 
 use serde::Deserialize;
 
@@ -23,6 +23,61 @@ pub struct FaultConfig {
     /// payment is not used; retry with a fresh blockhash).
     #[serde(default)]
     pub solana_transient_5xx_permille: u16,
+    /// Stop waiting for confirmations: a sent payment is answered `settlement_pending` and
+    /// settled later by the reconciler.
+    #[serde(default)]
+    pub hold_confirmation: bool,
+    /// Kill the whole process (SIGKILL) when a settlement reaches this point. Only for a
+    /// devnet running as its own process (`x402-devnet --crash-at`): it kills whatever
+    /// process the devnet runs in.
+    #[serde(default)]
+    pub crash_at: Option<CrashPoint>,
+}
+
+/// Where a settlement can be made to crash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CrashPoint {
+    /// The payment is claimed; nothing was sent.
+    AfterClaim,
+    /// The transaction was sent (and, on anvil, mined) but is not durable yet.
+    AfterSubmission,
+    /// The transaction is confirmed but not durable yet.
+    AfterConfirmation,
+    /// The chain is durable; the credit or instance is not written yet.
+    BeforeCreditWrite,
+}
+
+impl CrashPoint {
+    const ALL: [CrashPoint; 4] = [
+        CrashPoint::AfterClaim,
+        CrashPoint::AfterSubmission,
+        CrashPoint::AfterConfirmation,
+        CrashPoint::BeforeCreditWrite,
+    ];
+
+    /// Its name on the command line and in `/devnet/faults`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrashPoint::AfterClaim => "after_claim",
+            CrashPoint::AfterSubmission => "after_submission",
+            CrashPoint::AfterConfirmation => "after_confirmation",
+            CrashPoint::BeforeCreditWrite => "before_credit_write",
+        }
+    }
+}
+
+impl std::str::FromStr for CrashPoint {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<CrashPoint, String> {
+        CrashPoint::ALL
+            .into_iter()
+            .find(|point| point.as_str() == text.replace('-', "_"))
+            .ok_or_else(|| {
+                format!("unknown crash point `{text}`: use after_claim, after_submission, after_confirmation or before_credit_write")
+            })
+    }
 }
 
 /// The live fault switches, shared by every service and adjustable at runtime.
@@ -30,6 +85,9 @@ pub struct Faults {
     provider_reject_permille: AtomicU32,
     boot_delay_ms: AtomicU64,
     solana_5xx_permille: AtomicU32,
+    hold_confirmation: AtomicBool,
+    /// 0: none; 1 + the index in `CrashPoint::ALL`.
+    crash_at: AtomicU8,
     random: SharedRandom,
 }
 
@@ -50,6 +108,8 @@ impl Faults {
             provider_reject_permille: AtomicU32::new(0),
             boot_delay_ms: AtomicU64::new(0),
             solana_5xx_permille: AtomicU32::new(0),
+            hold_confirmation: AtomicBool::new(false),
+            crash_at: AtomicU8::new(0),
             random,
         };
         faults.set(config);
@@ -67,6 +127,16 @@ impl Faults {
             u32::from(config.solana_transient_5xx_permille.min(1000)),
             Relaxed,
         );
+        self.hold_confirmation
+            .store(config.hold_confirmation, Relaxed);
+        let crash = config.crash_at.map_or(0, |point| {
+            CrashPoint::ALL
+                .iter()
+                .position(|p| *p == point)
+                .and_then(|i| u8::try_from(i + 1).ok())
+                .unwrap_or(0)
+        });
+        self.crash_at.store(crash, Relaxed);
     }
 
     /// Draws whether the provider rejects this instance.
@@ -77,6 +147,26 @@ impl Faults {
     /// Draws whether this Solana payment gets an injected transient 503.
     pub fn solana_transient_failure(&self) -> bool {
         self.draw(self.solana_5xx_permille.load(Relaxed))
+    }
+
+    /// Whether confirmations are held (answered `settlement_pending`).
+    pub fn hold_confirmation(&self) -> bool {
+        self.hold_confirmation.load(Relaxed)
+    }
+
+    /// Kills this process with SIGKILL when `point` is the configured crash point.
+    pub fn crash_if(&self, point: CrashPoint) {
+        let configured = usize::from(self.crash_at.load(Relaxed));
+        if configured == 0 || CrashPoint::ALL.get(configured - 1) != Some(&point) {
+            return;
+        }
+        tracing::error!(point = point.as_str(), "crashing (injected fault)");
+        let _ = std::process::Command::new("kill")
+            .arg("-KILL")
+            .arg(std::process::id().to_string())
+            .status();
+        // SIGKILL cannot be caught; if `kill` was missing, end as abruptly as we can.
+        std::process::abort();
     }
 
     /// How long a new instance stays `pending`.
@@ -106,6 +196,7 @@ mod tests {
                 provider_reject_permille: 5000,
                 boot_delay_ms: 7,
                 solana_transient_5xx_permille: 0,
+                ..FaultConfig::default()
             },
             std::sync::Arc::new(crate::clock::OsRandom),
         );

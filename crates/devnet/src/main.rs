@@ -3,7 +3,8 @@
 //! ```text
 //! x402-devnet [serve] [--port N] [--data-dir DIR] [--anvil PATH] [--no-megaeth] [--no-solana]
 //!                     [--boot-delay-ms N] [--provider-reject-permille N]
-//!                     [--solana-5xx-permille N] [--json] [--print-test-key]
+//!                     [--solana-5xx-permille N] [--hold-confirmation] [--crash-at POINT]
+//!                     [--json] [--print-test-key]
 //! x402-devnet fund ADDRESS --usdc N [--url URL]
 //! ```
 
@@ -63,6 +64,14 @@ struct Serve {
     /// Per thousand Solana payments, how many get a transient 503 before settlement.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1000))]
     solana_5xx_permille: u16,
+    /// Do not wait for confirmations: sent payments are answered `settlement_pending` and
+    /// settled by the reconciler.
+    #[arg(long)]
+    hold_confirmation: bool,
+    /// Kill the devnet (SIGKILL) when a settlement reaches this point: after_claim,
+    /// after_submission, after_confirmation or before_credit_write.
+    #[arg(long, value_name = "POINT")]
+    crash_at: Option<devnet::faults::CrashPoint>,
     /// Print one JSON line with the URLs, chain ids, token addresses, the Solana mint and fee
     /// payer (for programs) instead of the banner.
     #[arg(long)]
@@ -129,6 +138,8 @@ async fn run_serve(serve: Serve) -> anyhow::Result<()> {
             provider_reject_permille: serve.provider_reject_permille,
             boot_delay_ms: serve.boot_delay_ms,
             solana_transient_5xx_permille: serve.solana_5xx_permille,
+            hold_confirmation: serve.hold_confirmation,
+            crash_at: serve.crash_at,
         },
         ..Config::ephemeral(PathBuf::new())
     };

@@ -340,7 +340,21 @@ impl EvmChain {
 
     /// Waits for a sent transaction's receipt and refuses a reverted one.
     async fn confirm(&self, sent: Sent, call: &'static str) -> Result<B256> {
-        let hash = *sent.map_err(self.contract_error(call))?.tx_hash();
+        let hash = self.sent(sent, call)?;
+        self.wait_confirmed(hash, call).await
+    }
+
+    /// The hash of a sent transaction.
+    fn sent(&self, sent: Sent, call: &'static str) -> Result<B256> {
+        Ok(*sent.map_err(self.contract_error(call))?.tx_hash())
+    }
+
+    /// Waits for the receipt of `hash`: its hash when it succeeded, [`Error::Reverted`] when
+    /// it reverted (nothing moved), [`Error::Receipt`] when none came in time.
+    ///
+    /// # Errors
+    /// As above, or a chain error when the RPC call fails.
+    pub async fn wait_confirmed(&self, hash: B256, call: &'static str) -> Result<B256> {
         // anvil mines on send, so the receipt is there at once; ask for it directly rather
         // than through a block-polling watcher, which adds a poll interval to every payment
         // and falls behind when every transaction is its own block.
@@ -459,11 +473,38 @@ impl EvmChain {
             .map_err(self.contract_error("nonces"))
     }
 
-    /// Submits an EIP-3009 `transferWithAuthorization` from the facilitator and waits for it.
+    /// What became of a sent transaction: `Some(true)` mined and succeeded, `Some(false)`
+    /// reverted, `None` not mined (yet).
     ///
     /// # Errors
-    /// [`Error::Reverted`] when the call reverts; another chain error when the transaction fails.
-    pub async fn transfer_with_authorization(
+    /// A chain error when the RPC call fails.
+    pub async fn transaction_outcome(&self, hash: B256) -> Result<Option<bool>> {
+        Ok(self
+            .provider
+            .get_transaction_receipt(hash)
+            .await
+            .map_err(self.rpc("eth_getTransactionReceipt"))?
+            .map(|receipt| receipt.status()))
+    }
+
+    /// The facilitator's allowance from `owner` (what a confirmed permit left to pull).
+    ///
+    /// # Errors
+    /// A chain error when the RPC call fails.
+    pub async fn allowance(&self, owner: Address) -> Result<U256> {
+        self.contract()
+            .allowance(owner, self.facilitator)
+            .call()
+            .await
+            .map_err(self.contract_error("allowance"))
+    }
+
+    /// Sends an EIP-3009 `transferWithAuthorization` from the facilitator; its hash, without
+    /// waiting for it ([`EvmChain::wait_confirmed`]).
+    ///
+    /// # Errors
+    /// A chain error when it cannot be sent.
+    pub async fn send_transfer_with_authorization(
         &self,
         verified: &x402_core::evm::exact::Verified,
     ) -> Result<B256> {
@@ -482,22 +523,14 @@ impl EvmChain {
                 signature,
             )
             .from(self.facilitator);
-        let transaction = self
-            .confirm(call.send().await, "transferWithAuthorization")
-            .await?;
-        self.persist().await?;
-        Ok(transaction)
+        self.sent(call.send().await, "transferWithAuthorization")
     }
 
-    /// Submits `permit` then `transferFrom(owner, pay_to, value)` from the facilitator.
+    /// Sends an ERC-2612 `permit` from the facilitator; its hash, without waiting.
     ///
     /// # Errors
-    /// [`Error::Reverted`] when either call reverts.
-    pub async fn permit_and_pull(
-        &self,
-        verified: &x402_core::evm::permit::Verified,
-        pay_to: Address,
-    ) -> Result<B256> {
+    /// A chain error when it cannot be sent.
+    pub async fn send_permit(&self, verified: &x402_core::evm::permit::Verified) -> Result<B256> {
         self.follow_clock().await?;
         let p = &verified.permit;
         let s = &verified.signature;
@@ -514,12 +547,20 @@ impl EvmChain {
                 B256::from(s.s()),
             )
             .from(self.facilitator);
-        self.confirm(permit.send().await, "permit").await?;
+        self.sent(permit.send().await, "permit")
+    }
+
+    /// Sends `transferFrom(owner, pay_to, value)` from the facilitator; its hash, without
+    /// waiting.
+    ///
+    /// # Errors
+    /// A chain error when it cannot be sent.
+    pub async fn send_pull(&self, owner: Address, pay_to: Address, value: U256) -> Result<B256> {
+        self.follow_clock().await?;
+        let contract = self.contract();
         let pull = contract
-            .transferFrom(p.owner, pay_to, p.value.atomic())
+            .transferFrom(owner, pay_to, value)
             .from(self.facilitator);
-        let transaction = self.confirm(pull.send().await, "transferFrom").await?;
-        self.persist().await?;
-        Ok(transaction)
+        self.sent(pull.send().await, "transferFrom")
     }
 }

@@ -37,6 +37,9 @@ pub struct SolanaChain {
     svm: Mutex<LiteSVM>,
     snapshot: Option<std::path::PathBuf>,
     slot: std::sync::atomic::AtomicU64,
+    /// Signatures of the transactions this ledger processed successfully, kept in the
+    /// snapshot (litesvm's own history is not), so a payment is known after a restart.
+    processed: Mutex<std::collections::BTreeSet<String>>,
     fee_payer: LocalSolanaSigner,
     mint: SolanaAddress,
 }
@@ -131,6 +134,7 @@ impl SolanaChain {
             svm: Mutex::new(svm),
             snapshot,
             slot: std::sync::atomic::AtomicU64::new(1),
+            processed: Mutex::new(std::collections::BTreeSet::new()),
             fee_payer,
             mint,
         };
@@ -174,6 +178,16 @@ impl SolanaChain {
             svm.set_account(key, value)
                 .map_err(|e| Error::solana("restoring an account", format!("{e:?}")))?;
         }
+        let mut processed = self
+            .processed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for signature in saved["signatures"].as_array().into_iter().flatten() {
+            if let Some(signature) = signature.as_str() {
+                processed.insert(signature.to_owned());
+            }
+        }
+        drop(processed);
         if let Some(slot) = saved["slot"].as_u64() {
             self.slot.store(slot, std::sync::atomic::Ordering::Relaxed);
         }
@@ -216,7 +230,15 @@ impl SolanaChain {
                 })
             })
             .collect();
-        let body = serde_json::json!({ "slot": self.slot(), "accounts": json });
+        let signatures: Vec<String> = self
+            .processed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        let body =
+            serde_json::json!({ "slot": self.slot(), "accounts": json, "signatures": signatures });
         super::write_atomically(path, body.to_string().as_bytes())
     }
 
@@ -291,12 +313,38 @@ impl SolanaChain {
     ///
     /// # Errors
     /// [`Error::Solana`] when the ledger rejects the transaction (nothing moved then).
-    pub fn settle(&self, mut verified: x402_core::svm::Verified) -> Result<String> {
+    pub fn settle(&self, verified: x402_core::svm::Verified) -> Result<String> {
+        let (transaction, _signature) = self.cosign(verified)?;
+        self.submit(transaction)
+    }
+
+    /// Co-signs a verified payment as fee payer: the transaction to send and its signature
+    /// (known before it is sent).
+    ///
+    /// # Errors
+    /// [`Error::Solana`] when the transaction cannot be signed or re-encoded.
+    pub fn cosign(
+        &self,
+        mut verified: x402_core::svm::Verified,
+    ) -> Result<(VersionedTransaction, String)> {
         verified.cosign(&self.fee_payer)?;
         let bytes = bincode::serialize(&verified.transaction)
             .map_err(|e| Error::solana("encoding the transaction", e.to_string()))?;
         let transaction: VersionedTransaction = bincode::deserialize(&bytes)
             .map_err(|e| Error::solana("decoding the transaction", e.to_string()))?;
+        let signature = transaction
+            .signatures
+            .first()
+            .map(ToString::to_string)
+            .ok_or_else(|| Error::solana("co-signing", "the transaction has no signature"))?;
+        Ok((transaction, signature))
+    }
+
+    /// Processes a co-signed payment; its signature once the ledger holds it durably.
+    ///
+    /// # Errors
+    /// [`Error::Solana`] when the ledger refuses it (nothing moved then).
+    pub fn submit(&self, transaction: VersionedTransaction) -> Result<String> {
         match self.send(transaction) {
             Ok(signature) => Ok(signature),
             Err(SendError::Refused(refused)) => {
@@ -324,6 +372,10 @@ impl SolanaChain {
         match result {
             Ok(meta) => {
                 self.slot.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.processed
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .insert(meta.signature.to_string());
                 self.save().map_err(SendError::Snapshot)?;
                 Ok(meta.signature.to_string())
             }
@@ -352,12 +404,19 @@ impl SolanaChain {
     /// `Some(error)` for a processed transaction (`None` inside when it succeeded), `None` when
     /// the ledger has not seen it.
     pub fn signature_status(&self, signature: &str) -> Option<Option<String>> {
-        let signature: solana_signature::Signature = signature.parse().ok()?;
-        self.svm().get_transaction(&signature).map(|result| {
+        let parsed: solana_signature::Signature = signature.parse().ok()?;
+        let seen = self.svm().get_transaction(&parsed).map(|result| {
             result
                 .as_ref()
                 .err()
                 .map(|failed| format!("{:?}", failed.err))
+        });
+        seen.or_else(|| {
+            self.processed
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .contains(signature)
+                .then_some(None)
         })
     }
 

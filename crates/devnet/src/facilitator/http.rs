@@ -118,8 +118,15 @@ async fn settle(State(facilitator): State<Arc<Facilitator>>, body: axum::body::B
         X402Version::V1 => requirement.network_text().to_owned(),
         X402Version::V2 => requirement.network().to_string(),
     };
-    match facilitator.settle(&payment, &requirement).await {
-        Ok(settlement) => Json(json!({ "success": true, "payer": settlement.payer.to_string(), "transaction": settlement.transaction, "network": network, "amount": settlement.amount })).into_response(),
+    match facilitator
+        .settle(&payment, &requirement, crate::store::Effect::None)
+        .await
+    {
+        Ok(settled) => {
+            let settlement = settled.settlement;
+            Json(json!({ "success": true, "payer": settlement.payer.to_string(), "transaction": settlement.transaction, "network": network, "amount": settlement.amount })).into_response()
+        }
+        Err(crate::error::Error::Pending { transaction }) => Json(json!({ "success": false, "errorReason": "settlement_pending", "errorMessage": format!("transaction {transaction} is not confirmed yet"), "transaction": transaction, "network": network })).into_response(),
         Err(error) => {
             let (reason, message) = reason_of(&error);
             Json(json!({ "success": false, "errorReason": reason, "errorMessage": message, "transaction": "", "network": network })).into_response()

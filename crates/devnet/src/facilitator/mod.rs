@@ -2,10 +2,17 @@
 //! real transactions. The paid services call it in process; [`http`] serves it over HTTP
 //! (`GET /supported`, `POST /verify`, `POST /settle`) for other servers and conformance tools.
 //!
-//! A payment is settled at most once: before anything is sent to a chain, the payment's key
-//! (network, payer and authorization nonce) is claimed in the database with a unique insert, so
-//! of any number of concurrent duplicates exactly one proceeds and the rest get
-//! `duplicate_settlement`. A claim is released only when the chain did not take the payment.
+//! A payment is settled at most once, as a persisted state machine in the store
+//! (`claimed → submitted(tx) → settled | failed`, see `store::payments`): before anything is
+//! sent to a chain the payment's key (network, asset and what makes it unique on chain) is
+//! claimed with a unique insert, so of any number of concurrent duplicates exactly one
+//! proceeds; the transaction is recorded before it is awaited; the chain is made durable
+//! before the payment is marked settled, together with what it buys, in one database
+//! transaction. A claim fails (and may be claimed again by the same payment) only when the
+//! chain proves nothing moved and nothing can: the transaction reverted, or the devnet
+//! restarted on a chain without it (a restarted devnet's chains hold no transaction in flight),
+//! or its validity passed. [`Facilitator::reconcile`] resolves the payments of a devnet that
+//! died and those whose confirmation was not awaited (`settlement_pending`).
 
 pub mod http;
 
@@ -20,7 +27,11 @@ use crate::chains::Chains;
 use crate::chains::evm::EvmChain;
 use crate::chains::solana::{SolanaChain, USDC_DECIMALS};
 use crate::error::{Error, Result};
-use crate::store::{Claim, Store};
+use crate::faults::{CrashPoint, Faults};
+use crate::store::{
+    Applied, Effect, NewPayment, PaymentClaim as StoreClaim, PaymentRow, PaymentStatus, Proof,
+    Store,
+};
 
 /// A settled payment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,6 +79,18 @@ pub struct Facilitator {
     payees: Payees,
     store: Arc<Store>,
     clock: Arc<dyn Clock + Send + Sync>,
+    faults: Arc<Faults>,
+    /// This run of the devnet: payments claimed by another run are reconciled.
+    boot: String,
+}
+
+/// A settled payment and what it bought.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settled {
+    /// The settlement.
+    pub settlement: Settlement,
+    /// What applying the payment's effect produced.
+    pub applied: Applied,
 }
 
 impl std::fmt::Debug for Facilitator {
@@ -108,12 +131,16 @@ impl Facilitator {
         payees: Payees,
         store: Arc<Store>,
         clock: Arc<dyn Clock + Send + Sync>,
+        faults: Arc<Faults>,
+        boot: String,
     ) -> Facilitator {
         Facilitator {
             chains,
             payees,
             store,
             clock,
+            faults,
+            boot,
         }
     }
 
@@ -333,110 +360,348 @@ impl Facilitator {
         }
     }
 
-    /// Verifies, claims and settles `payment` with a real transaction.
+    /// Verifies, claims and settles `payment` with a real transaction, and applies `effect`
+    /// in the same database transaction that marks it settled.
     ///
     /// # Errors
     /// As [`Facilitator::verify`]; [`Error::AlreadySettled`] (with the original transaction)
-    /// when the same payment was settled before; `duplicate_settlement` when it is being
-    /// settled.
+    /// when the same payment settled before; [`Error::Pending`] when its outcome is not known
+    /// yet; `duplicate_settlement` when it is being settled right now.
     pub async fn settle(
         &self,
         payment: &PaymentPayload,
         requirement: &Requirement,
-    ) -> Result<Settlement> {
+        effect: Effect,
+    ) -> Result<Settled> {
         let checked = self.verify_offchain(payment, requirement)?;
         let claim = Facilitator::claim_of(requirement, &checked);
-        // A payment seen before is answered from the record, before the chain (where it
-        // would only show as a used nonce) is asked.
-        self.refuse_if_seen(&claim.key)?;
+        // A payment seen before is answered from its record (and the chain), before the chain
+        // is asked whether it can pay again (where it would only show as a used nonce).
+        if let Some(row) = self.store.payment(&claim.key)? {
+            self.answer_seen(row).await?;
+        }
         self.check_onchain(requirement, &checked).await?;
-        self.claim(requirement, &claim)?;
-        let sent = match checked {
-            Checked::Solana(verified) => match self.solana_for(requirement) {
-                Some(solana) => solana.settle(*verified),
-                None => Err(unsupported(requirement)),
-            },
-            Checked::Exact(verified) => match self.chain_for(requirement) {
-                Some(chain) => chain
-                    .transfer_with_authorization(&verified)
-                    .await
-                    .map(|hash| format!("{hash:#x}")),
-                None => Err(unsupported(requirement)),
-            },
-            Checked::Permit(verified) => {
-                match (self.chain_for(requirement), requirement.pay_to()) {
-                    (Some(chain), PayTo::Evm(pay_to)) => chain
-                        .permit_and_pull(&verified, pay_to)
-                        .await
-                        .map(|hash| format!("{hash:#x}")),
-                    _ => Err(unsupported(requirement)),
-                }
-            }
+        let new = NewPayment {
+            key: &claim.key,
+            network: requirement.network().as_str(),
+            payer: claim.payer,
+            amount: claim.amount.to_string(),
+            boot: &self.boot,
+            proof: Facilitator::proof_of(&checked, requirement),
+            effect,
+            now_ms: self.clock.now_unix_ms(),
         };
-        self.conclude(requirement, claim, sent)
-    }
-
-    /// Refuses a payment the store has a record of: settled (naming its transaction), or
-    /// being settled.
-    fn refuse_if_seen(&self, key: &str) -> Result<()> {
-        match self.store.settlement(key)? {
-            None => Ok(()),
-            Some(record) => match record.transaction {
-                Some(transaction) => Err(Error::AlreadySettled {
-                    transaction,
-                    payer: record.payer,
-                }),
-                None => Err(invalid(
+        if let StoreClaim::Taken(row) = self.store.claim_payment(&new)? {
+            self.answer_seen(*row).await?;
+            return Err(being_settled());
+        }
+        self.faults.crash_if(CrashPoint::AfterClaim);
+        let transaction = self.send(requirement, &claim, checked).await?;
+        self.faults.crash_if(CrashPoint::AfterConfirmation);
+        if let Some(chain) = self.evm_chain_of(requirement) {
+            chain.persist().await?;
+        }
+        self.faults.crash_if(CrashPoint::BeforeCreditWrite);
+        let applied = self
+            .store
+            .payment_settled(&claim.key, &transaction, self.clock.now_unix_ms())?
+            .ok_or_else(|| {
+                invalid(
                     InvalidReason::DuplicateSettlement,
-                    "this payment is being settled; send it again later to learn the outcome",
-                )),
+                    "this payment was settled by the reconciler meanwhile; send it again for its receipt",
+                )
+            })?;
+        tracing::info!(network = %requirement.network(), payer = %claim.payer, amount = %claim.amount, %transaction, "settled");
+        Ok(Settled {
+            settlement: Settlement {
+                network: requirement.network_text().to_owned(),
+                payer: claim.payer,
+                transaction,
+                amount: claim.amount,
             },
+            applied,
+        })
+    }
+
+    /// The EVM chain a requirement settles on, if it is an EVM one.
+    fn evm_chain_of(&self, requirement: &Requirement) -> Option<&EvmChain> {
+        match requirement.network().is_solana() {
+            true => None,
+            false => self.chain_for(requirement),
         }
     }
 
-    /// Claims `claim` for settlement, or refuses it as a duplicate.
-    fn claim(&self, requirement: &Requirement, claim: &PaymentClaim) -> Result<()> {
-        let outcome = self.store.claim_settlement(
-            &claim.key,
-            requirement.network().as_str(),
-            &claim.payer.to_string(),
-            &claim.amount.to_string(),
-            self.clock.now_unix_ms(),
-        )?;
-        match outcome {
-            Claim::Claimed => Ok(()),
-            // Someone claimed it between the look-up and the claim.
-            Claim::Taken => self.refuse_if_seen(&claim.key).and(Err(invalid(
-                InvalidReason::DuplicateSettlement,
-                "this payment was already settled or is being settled",
-            ))),
-        }
-    }
-
-    /// Records how a claimed payment's transaction went: settled, or released when it failed.
-    fn conclude(
+    /// Sends a claimed payment's transaction(s), records each before awaiting it, and
+    /// returns the one that moved the money once it is confirmed.
+    async fn send(
         &self,
         requirement: &Requirement,
-        claim: PaymentClaim,
-        sent: Result<String>,
-    ) -> Result<Settlement> {
+        claim: &PaymentClaim,
+        checked: Checked,
+    ) -> Result<String> {
+        let key = claim.key.as_str();
+        match checked {
+            Checked::Solana(verified) => {
+                let solana = self
+                    .solana_for(requirement)
+                    .ok_or_else(|| unsupported(requirement))?;
+                let (transaction, signature) = solana.cosign(*verified)?;
+                let proof = Proof::Solana {
+                    signature: Some(signature.clone()),
+                };
+                self.store
+                    .payment_submitted(key, &signature, Some(&proof))?;
+                self.faults.crash_if(CrashPoint::AfterSubmission);
+                match solana.submit(transaction) {
+                    Ok(signature) => Ok(signature),
+                    Err(error @ Error::Solana { .. }) => {
+                        self.store.payment_failed(key)?;
+                        Err(error)
+                    }
+                    Err(error) => Err(error),
+                }
+            }
+            Checked::Exact(verified) => {
+                let chain = self
+                    .chain_for(requirement)
+                    .ok_or_else(|| unsupported(requirement))?;
+                let hash = chain.send_transfer_with_authorization(&verified).await;
+                let hash = self.recorded(key, hash).await?;
+                self.faults.crash_if(CrashPoint::AfterSubmission);
+                self.confirmed(chain, key, hash, "transferWithAuthorization")
+                    .await
+            }
+            Checked::Permit(verified) => {
+                let chain = self
+                    .chain_for(requirement)
+                    .ok_or_else(|| unsupported(requirement))?;
+                let PayTo::Evm(pay_to) = requirement.pay_to() else {
+                    return Err(unsupported(requirement));
+                };
+                let hash = chain.send_permit(&verified).await;
+                let hash = self.recorded(key, hash).await?;
+                self.confirmed(chain, key, hash, "permit").await?;
+                let pull = chain
+                    .send_pull(verified.payer, pay_to, verified.permit.value.atomic())
+                    .await;
+                let pull = self.recorded(key, pull).await?;
+                self.faults.crash_if(CrashPoint::AfterSubmission);
+                self.confirmed(chain, key, pull, "transferFrom").await
+            }
+        }
+    }
+
+    /// Records a sent transaction; when sending failed, leaves the payment to the
+    /// reconciler (the transaction may or may not have reached the chain).
+    async fn recorded(
+        &self,
+        key: &str,
+        sent: Result<alloy::primitives::B256>,
+    ) -> Result<alloy::primitives::B256> {
         match sent {
-            Ok(transaction) => {
-                self.store.settled(&claim.key, &transaction)?;
-                tracing::info!(network = %requirement.network(), payer = %claim.payer, amount = %claim.amount, %transaction, "settled");
-                Ok(Settlement {
-                    network: requirement.network_text().to_owned(),
-                    payer: claim.payer,
-                    transaction,
-                    amount: claim.amount,
-                })
+            Ok(hash) => {
+                self.store
+                    .payment_submitted(key, &format!("{hash:#x}"), None)?;
+                Ok(hash)
             }
             Err(error) => {
-                self.store.release(&claim.key)?;
+                self.store.payment_held(key)?;
                 Err(error)
             }
         }
     }
+
+    /// Waits for a recorded transaction: its hash when confirmed; a reverted one fails the
+    /// payment (nothing moved); no answer, or held confirmations, leave it pending.
+    async fn confirmed(
+        &self,
+        chain: &EvmChain,
+        key: &str,
+        hash: alloy::primitives::B256,
+        call: &'static str,
+    ) -> Result<String> {
+        let transaction = format!("{hash:#x}");
+        if self.faults.hold_confirmation() {
+            self.store.payment_held(key)?;
+            return Err(Error::Pending { transaction });
+        }
+        match chain.wait_confirmed(hash, call).await {
+            Ok(_) => Ok(transaction),
+            Err(error @ Error::Reverted { .. }) => {
+                self.store.payment_failed(key)?;
+                Err(error)
+            }
+            Err(_) => {
+                self.store.payment_held(key)?;
+                Err(Error::Pending { transaction })
+            }
+        }
+    }
+
+    /// Answers a payment whose record exists: settled (with its transaction), pending, or
+    /// being settled; `Ok` when it failed and may be claimed again.
+    async fn answer_seen(&self, row: PaymentRow) -> Result<()> {
+        let row = match row.status {
+            PaymentStatus::Claimed | PaymentStatus::Submitted
+                if row.boot != self.boot || row.held =>
+            {
+                self.reconcile_one(&row).await?;
+                self.store.payment(&row.key)?.unwrap_or(row)
+            }
+            _ => row,
+        };
+        match row.status {
+            PaymentStatus::Settled => Err(Error::AlreadySettled {
+                transaction: row.tx.unwrap_or_default(),
+                payer: row.payer.to_string(),
+            }),
+            PaymentStatus::Failed => Ok(()),
+            PaymentStatus::Claimed | PaymentStatus::Submitted => match (row.held, row.tx) {
+                (true, Some(transaction)) => Err(Error::Pending { transaction }),
+                _ => Err(being_settled()),
+            },
+        }
+    }
+
+    /// Resolves every payment a previous run of the devnet left claimed or submitted, and
+    /// those whose confirmation was not awaited. Run before serving, and then periodically.
+    ///
+    /// # Errors
+    /// A store or chain error; payments that cannot be resolved yet stay as they are.
+    pub async fn reconcile(&self) -> Result<usize> {
+        let rows = self.store.unresolved_payments(&self.boot)?;
+        let mut resolved = 0;
+        for row in rows {
+            if self.reconcile_one(&row).await? {
+                resolved += 1;
+            }
+        }
+        Ok(resolved)
+    }
+
+    /// Asks the chain about one unresolved payment: settles it (applying its effect) when the
+    /// money moved, fails it when nothing moved and nothing can. `true` when resolved.
+    async fn reconcile_one(&self, row: &PaymentRow) -> Result<bool> {
+        let restarted = row.boot != self.boot;
+        let now = self.clock.now_unix();
+        let evm = |chain_id: u64| self.chains.evm().find(|c| c.chain_id() == chain_id);
+        let moved: Option<String> = match &row.proof {
+            Proof::Exact {
+                chain_id,
+                payer,
+                nonce,
+                valid_before,
+            } => {
+                let Some(chain) = evm(*chain_id) else {
+                    return Ok(false);
+                };
+                if chain.authorization_used(*payer, *nonce).await? {
+                    chain.persist().await?;
+                    Some(row.tx.clone().unwrap_or_else(|| format!("{nonce:#x}")))
+                } else if restarted || now > *valid_before || self.reverted(chain, row).await? {
+                    // Restarted: the reloaded chain holds no transaction in flight.
+                    None
+                } else {
+                    return Ok(false);
+                }
+            }
+            Proof::Permit {
+                chain_id,
+                owner,
+                nonce,
+                value,
+                pay_to,
+                deadline,
+            } => {
+                let Some(chain) = evm(*chain_id) else {
+                    return Ok(false);
+                };
+                if chain.permit_nonce(*owner).await? > *nonce {
+                    // The permit went through; pull what it allows if that did not happen.
+                    let transaction = if chain.allowance(*owner).await? >= *value {
+                        let pull = chain.send_pull(*owner, *pay_to, *value).await?;
+                        chain.wait_confirmed(pull, "transferFrom").await?;
+                        format!("{pull:#x}")
+                    } else {
+                        row.tx.clone().unwrap_or_default()
+                    };
+                    chain.persist().await?;
+                    Some(transaction)
+                } else if restarted || now > *deadline || self.reverted(chain, row).await? {
+                    None
+                } else {
+                    return Ok(false);
+                }
+            }
+            Proof::Solana { signature } => {
+                let Some(solana) = self.chains.solana.as_deref() else {
+                    return Ok(false);
+                };
+                match signature
+                    .as_deref()
+                    .map(|s| (s, solana.signature_status(s)))
+                {
+                    Some((signature, Some(None))) => Some(signature.to_owned()),
+                    _ if restarted || row.held => None,
+                    _ => return Ok(false),
+                }
+            }
+        };
+        match moved {
+            Some(transaction) => {
+                self.store
+                    .payment_settled(&row.key, &transaction, self.clock.now_unix_ms())?;
+                tracing::info!(key = %row.key, %transaction, "reconciled: settled");
+            }
+            None => {
+                self.store.payment_failed(&row.key)?;
+                tracing::info!(key = %row.key, "reconciled: nothing moved, failed");
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether the row's recorded transaction was mined and reverted (so it moved nothing).
+    async fn reverted(&self, chain: &EvmChain, row: &PaymentRow) -> Result<bool> {
+        let Some(hash) = row
+            .tx
+            .as_deref()
+            .and_then(|tx| tx.parse::<alloy::primitives::B256>().ok())
+        else {
+            return Ok(false);
+        };
+        Ok(chain.transaction_outcome(hash).await? == Some(false))
+    }
+
+    /// How the chain will tell whether `checked` moved money.
+    fn proof_of(checked: &Checked, requirement: &Requirement) -> Proof {
+        let chain_id = requirement.network().chain_id().unwrap_or_default();
+        match checked {
+            Checked::Exact(v) => Proof::Exact {
+                chain_id,
+                payer: v.payer,
+                nonce: v.authorization.nonce,
+                valid_before: v.authorization.valid_before,
+            },
+            Checked::Permit(v) => Proof::Permit {
+                chain_id,
+                owner: v.payer,
+                nonce: v.permit.nonce.atomic(),
+                value: v.permit.value.atomic(),
+                pay_to: requirement.pay_to().as_evm().unwrap_or_default(),
+                deadline: v.permit.deadline,
+            },
+            Checked::Solana(_) => Proof::Solana { signature: None },
+        }
+    }
+}
+
+/// The refusal of a payment another request is settling right now.
+fn being_settled() -> Error {
+    invalid(
+        InvalidReason::DuplicateSettlement,
+        "this payment is being settled; send it again shortly to learn the outcome",
+    )
 }
 
 /// What a settlement claims in the database before anything is sent to a chain.

@@ -15,7 +15,7 @@ use super::catalog;
 use crate::api::{ApiError, ApiResult, dollars, parse_body};
 use crate::auth::{Call, has_credentials};
 use crate::payment::{Family, Price};
-use crate::store::wallet_key;
+use crate::store::{Applied, Effect, wallet_key};
 
 /// The smallest top-up.
 const MIN_TOPUP: UsdMicros = UsdMicros::from_dollars(1);
@@ -72,12 +72,19 @@ pub(super) async fn topup(State(state): State<Arc<Machines>>, call: Call) -> Api
         family: Family::from_request(request.network.as_deref())?,
         hint: "payment required: pay with X-PAYMENT (v1) or PAYMENT-SIGNATURE (v2)",
     };
-    let paid = match state.cashier.charge(&call.uri, price, paying).await {
+    // The credit is written in the same database transaction that marks the payment settled.
+    let effect = Effect::Credit {
+        wallet,
+        micros: amount.0,
+    };
+    let paid = match state.cashier.charge(&call.uri, price, paying, effect).await {
         Ok(paid) => paid,
         Err(response) => return Ok(response),
     };
     let wallet = wallet.unwrap_or(paid.settlement.payer);
-    let credits = state.store.deposit(&wallet, amount.0)?;
+    let Applied::Credits(credits) = paid.applied else {
+        return Err(ApiError::internal("a top-up applied no credit"));
+    };
     let body = json!({
         "success": true,
         "deposited": catalog::usd_number(amount),

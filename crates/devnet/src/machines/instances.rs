@@ -20,8 +20,9 @@ use super::Machines;
 use super::catalog::{self, Plan};
 use crate::api::{ApiError, ApiResult, dollars, parse_body, random_id, rfc3339};
 use crate::auth::Call;
-use crate::payment::{Family, Paid, Price, with_optional_receipt};
+use crate::payment::{Family, Price};
 use crate::store::InstanceRecord;
+use crate::store::{Applied, Effect};
 
 const HOUR_MS: u64 = 3_600_000;
 
@@ -211,28 +212,6 @@ fn is_hostname(name: &str) -> bool {
         })
 }
 
-/// How a purchase was paid, for refunds.
-enum Payment {
-    Credits,
-    X402(Box<Paid>),
-}
-
-impl Payment {
-    fn transaction(&self) -> Option<&str> {
-        match self {
-            Payment::Credits => None,
-            Payment::X402(paid) => Some(&paid.settlement.transaction),
-        }
-    }
-
-    fn paid(&self) -> Option<&Paid> {
-        match self {
-            Payment::Credits => None,
-            Payment::X402(paid) => Some(paid),
-        }
-    }
-}
-
 pub(super) async fn provision(State(state): State<Arc<Machines>>, call: Call) -> ApiResult {
     let payment = PaymentPayload::from_headers(&call.headers)
         .map_err(|e| bad(format!("unreadable payment header: {e}")))?;
@@ -249,46 +228,20 @@ pub(super) async fn provision(State(state): State<Arc<Machines>>, call: Call) ->
     } else {
         state.auth.optional_wallet(&call)?
     };
-    let (owner, payment) = if request.use_credits {
-        let owner = caller.ok_or_else(|| ApiError::unauthorized("use_credits needs auth"))?;
-        spend_credits(&state, &owner, price)?;
-        (owner, Payment::Credits)
-    } else {
-        let description = format!("{} for {} hours", plan.id, request.prepaid_hours);
-        let price = Price {
-            amount: price,
-            description: &description,
-            family,
-            hint: CHALLENGE_HINT,
-        };
-        let paid = match state.cashier.charge(&call.uri, price, payment).await {
-            Ok(paid) => paid,
-            Err(response) => return Ok(response),
-        };
-        let owner = caller.unwrap_or(paid.settlement.payer);
-        (owner, Payment::X402(Box::new(paid)))
-    };
-    let tx_hash = payment.transaction().map(str::to_owned);
-    if state.faults.provider_rejects() {
-        refund(&state, &owner, price, &payment)?;
-        let body = json!({
-            "error": "the provider rejected the instance; the price was refunded to your credits",
-            "refunded": dollars(price),
-            "tx_hash": tx_hash,
-        });
-        return Ok((StatusCode::BAD_GATEWAY, Json(body)).into_response());
-    }
+    // Drawn before any money moves: a rejected paid instance becomes a refund to credits,
+    // written with the payment.
+    let rejected = state.faults.provider_rejects();
     let now = state.clock.now_unix_ms();
     let mut metadata = json!({});
-    let id = random_id(&*state.random);
     if let Some(ai) = &request.ai_machine {
         let mut key = [0u8; 16];
         state.random.fill(&mut key);
         metadata["ai"] = json!({ "model_id": ai.model_id, "api_key": format!("sk-{}", alloy::hex::encode(key)), "port": 8080 });
     }
-    let record = InstanceRecord {
-        id,
-        wallet: owner,
+    let mut record = InstanceRecord {
+        id: random_id(&*state.random),
+        // The owner: the caller, or (paid without auth) the payer once the payment settles.
+        wallet: caller.unwrap_or(PayTo::Evm(alloy::primitives::Address::ZERO)),
         plan: plan.id.to_owned(),
         region: request.region.clone(),
         os_id: request.os_id,
@@ -303,13 +256,65 @@ pub(super) async fn provision(State(state): State<Arc<Machines>>, call: Call) ->
         prepaid_hours: request.prepaid_hours,
         paid_micros: price.0,
         password_taken: false,
-        tx_hash: tx_hash.clone(),
+        tx_hash: None,
         metadata: metadata.to_string(),
     };
-    state.store.insert_instance(&record)?;
-    let body = json!({ "success": true, "order": instance_json(&record, now), "tx_hash": tx_hash });
-    let response = (StatusCode::CREATED, Json(body)).into_response();
-    Ok(with_optional_receipt(response, payment.paid()))
+    let rejection = |tx_hash: Option<&str>| {
+        let body = json!({
+            "error": "the provider rejected the instance; the price was refunded to your credits",
+            "refunded": dollars(price),
+            "tx_hash": tx_hash,
+        });
+        (StatusCode::BAD_GATEWAY, Json(body)).into_response()
+    };
+    if request.use_credits {
+        let owner = caller.ok_or_else(|| ApiError::unauthorized("use_credits needs auth"))?;
+        spend_credits(&state, &owner, price)?;
+        if rejected {
+            state.store.unspend(&owner, price.0)?;
+            return Ok(rejection(None));
+        }
+        record.wallet = owner;
+        state.store.insert_instance(&record)?;
+        let body =
+            json!({ "success": true, "order": instance_json(&record, now), "tx_hash": null });
+        return Ok((StatusCode::CREATED, Json(body)).into_response());
+    }
+    let description = format!("{} for {} hours", plan.id, request.prepaid_hours);
+    let price_asked = Price {
+        amount: price,
+        description: &description,
+        family,
+        hint: CHALLENGE_HINT,
+    };
+    let effect = match rejected {
+        true => Effect::Credit {
+            wallet: caller,
+            micros: price.0,
+        },
+        false => Effect::Instance {
+            record: Box::new(record),
+            owner: caller,
+        },
+    };
+    let paid = match state
+        .cashier
+        .charge(&call.uri, price_asked, payment, effect)
+        .await
+    {
+        Ok(paid) => paid,
+        Err(response) => return Ok(response),
+    };
+    let tx_hash = paid.settlement.transaction.clone();
+    let response = match &paid.applied {
+        Applied::Instance(record) => {
+            let body =
+                json!({ "success": true, "order": instance_json(record, now), "tx_hash": tx_hash });
+            (StatusCode::CREATED, Json(body)).into_response()
+        }
+        _ => rejection(Some(&tx_hash)),
+    };
+    Ok(paid.with_receipt(response))
 }
 
 fn spend_credits(state: &Machines, wallet: &PayTo, price: UsdMicros) -> ApiResult<()> {
@@ -328,16 +333,6 @@ fn spend_credits(state: &Machines, wallet: &PayTo, price: UsdMicros) -> ApiResul
             ))
         }
     }
-}
-
-fn refund(state: &Machines, wallet: &PayTo, price: UsdMicros, payment: &Payment) -> ApiResult<()> {
-    match payment {
-        Payment::Credits => state.store.unspend(wallet, price.0)?,
-        Payment::X402(_) => {
-            state.store.deposit(wallet, price.0)?;
-        }
-    }
-    Ok(())
 }
 
 fn status(record: &InstanceRecord, now: u64) -> &'static str {
@@ -564,37 +559,51 @@ pub(super) async fn extend(
         request.extend_hours,
         "extend_hours",
     )?;
-    let payment = if request.use_credits {
+    if request.use_credits {
         let wallet = caller
             .as_ref()
             .ok_or_else(|| ApiError::unauthorized("use_credits needs auth"))?;
         spend_credits(&state, wallet, price)?;
-        Payment::Credits
-    } else {
-        let description = format!("extend {id} by {} hours", request.extend_hours);
-        let price = Price {
-            amount: price,
-            description: &description,
-            family,
-            hint: CHALLENGE_HINT,
-        };
-        match state.cashier.charge(&call.uri, price, payment).await {
-            Ok(paid) => Payment::X402(Box::new(paid)),
-            Err(response) => return Ok(response),
-        }
+        let now = state.clock.now_unix_ms();
+        record.expires_ms = hours_after(
+            record.expires_ms.max(now),
+            request.extend_hours,
+            "extend_hours",
+        )?;
+        record.prepaid_hours = prepaid_hours;
+        record.paid_micros = paid_micros;
+        state.store.update_instance(&record)?;
+        let body =
+            json!({ "success": true, "order": instance_json(&record, now), "tx_hash": null });
+        return Ok(Json(body).into_response());
+    }
+    let description = format!("extend {id} by {} hours", request.extend_hours);
+    let asked = Price {
+        amount: price,
+        description: &description,
+        family,
+        hint: CHALLENGE_HINT,
+    };
+    // The extension is written in the same database transaction that settles the payment.
+    let effect = Effect::Extend {
+        id: id.clone(),
+        hours: request.extend_hours,
+        micros: price.0,
+    };
+    let paid = match state
+        .cashier
+        .charge(&call.uri, asked, payment, effect)
+        .await
+    {
+        Ok(paid) => paid,
+        Err(response) => return Ok(response),
+    };
+    let Applied::Instance(record) = &paid.applied else {
+        return Err(ApiError::internal("an extension applied to no instance"));
     };
     let now = state.clock.now_unix_ms();
-    record.expires_ms = hours_after(
-        record.expires_ms.max(now),
-        request.extend_hours,
-        "extend_hours",
-    )?;
-    record.prepaid_hours = prepaid_hours;
-    record.paid_micros = paid_micros;
-    state.store.update_instance(&record)?;
-    let response = Json(json!({ "success": true, "order": instance_json(&record, now), "tx_hash": payment.transaction() }))
-        .into_response();
-    Ok(with_optional_receipt(response, payment.paid()))
+    let body = json!({ "success": true, "order": instance_json(record, now), "tx_hash": paid.settlement.transaction });
+    Ok(paid.with_receipt(Json(body).into_response()))
 }
 
 #[derive(Deserialize)]

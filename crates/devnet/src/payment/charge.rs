@@ -1,16 +1,18 @@
 //! The charge: answer 402 without a payment; with one, find the offer it answers, settle it
 //! through the facilitator, and turn a refusal into the 402 (or 502) to send.
 
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use x402_core::challenge::PaymentRequired;
-use x402_core::{Challenge, PaymentPayload, X402Version};
+use x402_core::receipt::{PAYMENT_RESPONSE, X_PAYMENT_RESPONSE};
+use x402_core::{Challenge, PaymentPayload, Receipt, X402Version};
 
 use super::offers::payment_required;
 use super::{Cashier, Paid, Price};
 use crate::api::ApiError;
 use crate::error::Error;
-use crate::facilitator::Settlement;
+use crate::facilitator::{Settled, Settlement};
+use crate::store::Effect;
 
 impl Cashier {
     /// Charges `price` with x402: without a payment, the 402 to send; with one, the settled
@@ -20,15 +22,17 @@ impl Cashier {
         uri: &Uri,
         price: Price<'_>,
         payment: Option<PaymentPayload>,
+        effect: Effect,
     ) -> Result<Paid, Response> {
         let required = self.offers(uri, &price);
         let Some(payment) = payment else {
             return Err(payment_required(&required, price.hint));
         };
-        let settlement = self.settle(&required, &payment).await?;
+        let settled = self.settle(&required, &payment, effect).await?;
         Ok(Paid {
             payment,
-            settlement,
+            settlement: settled.settlement,
+            applied: settled.applied,
         })
     }
 
@@ -38,7 +42,8 @@ impl Cashier {
         &self,
         required: &PaymentRequired,
         payment: &PaymentPayload,
-    ) -> Result<Settlement, Response> {
+        effect: Effect,
+    ) -> Result<Settled, Response> {
         let challenge = match payment.version() {
             X402Version::V1 => Challenge::from_body(&required.to_v1_body()),
             X402Version::V2 => Challenge::from_v2_header(&required.to_v2_header()),
@@ -66,8 +71,33 @@ impl Cashier {
             )
             .into_response());
         }
-        match self.facilitator.settle(payment, requirement).await {
-            Ok(settlement) => Ok(settlement),
+        match self.facilitator.settle(payment, requirement, effect).await {
+            Ok(settled) => Ok(settled),
+            Err(Error::Pending { transaction }) => {
+                // Unknown outcome: never a refusal. The same payment sent again learns it.
+                let pending = Receipt {
+                    success: false,
+                    transaction: transaction.clone(),
+                    network: requirement.network_text().to_owned(),
+                    payer: None,
+                    error_reason: Some("settlement_pending".to_owned()),
+                    amount: Some(requirement.amount()),
+                };
+                let mut response = payment_required(
+                    required,
+                    &format!(
+                        "settlement_pending: transaction {transaction} is not confirmed yet; do not pay again: send the same payment again later to learn the outcome"
+                    ),
+                );
+                let name = match payment.version() {
+                    X402Version::V1 => X_PAYMENT_RESPONSE,
+                    X402Version::V2 => PAYMENT_RESPONSE,
+                };
+                if let Ok(value) = HeaderValue::from_str(&pending.to_header_value()) {
+                    response.headers_mut().insert(name, value);
+                }
+                Err(response)
+            }
             Err(Error::AlreadySettled { transaction, payer }) => {
                 // Refused, but with the receipt of the original settlement, so a client that
                 // lost the first answer learns its payment went through.

@@ -8,8 +8,6 @@ pub(crate) mod idempotency;
 mod offers;
 mod receipt;
 
-pub(crate) use receipt::with_optional_receipt;
-
 use std::sync::Arc;
 
 use x402_core::{PaymentPayload, UsdMicros};
@@ -60,13 +58,16 @@ pub(crate) struct Price<'a> {
     pub(crate) hint: &'a str,
 }
 
-/// A payment that settled, with the request's payment header it came from.
+/// A payment that settled, with the request's payment header it came from and what it
+/// bought.
 #[derive(Debug)]
 pub(crate) struct Paid {
     /// The payment as sent.
     pub(crate) payment: PaymentPayload,
     /// Its settlement.
     pub(crate) settlement: Settlement,
+    /// What applying its effect produced.
+    pub(crate) applied: crate::store::Applied,
 }
 
 /// Makes offers and charges payments for every paid endpoint.

@@ -39,11 +39,3 @@ pub(crate) fn with_settlement_receipt(
     }
     response
 }
-
-/// `response` with the receipt of `paid`, when the request was paid with x402.
-pub(crate) fn with_optional_receipt(response: Response, paid: Option<&Paid>) -> Response {
-    match paid {
-        Some(paid) => paid.with_receipt(response),
-        None => response,
-    }
-}

@@ -9,13 +9,19 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use test_support::{Client, Now};
-use x402_core::{EvmSigner, LocalEvmSigner};
+use x402_core::{EvmSigner, LocalEvmSigner, Network, PaymentPolicy, evm};
 
 /// `x402-devnet --json` on a free port over `data_dir`: the child and its description.
 fn spawn_devnet(data_dir: &std::path::Path) -> (Child, Value) {
+    spawn_devnet_with(data_dir, &[])
+}
+
+/// [`spawn_devnet`] with more flags.
+fn spawn_devnet_with(data_dir: &std::path::Path, flags: &[&str]) -> (Child, Value) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_x402-devnet"))
         .args(["--port", "0", "--no-solana", "--json", "--data-dir"])
         .arg(data_dir)
+        .args(flags)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -145,4 +151,153 @@ async fn sigkill_right_after_a_paid_answer_loses_nothing_and_leaves_no_anvil() {
     restarted.kill().unwrap();
     restarted.wait().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn sigkill_at_each_crash_point_then_a_restart_settles_the_payment_exactly_once() {
+    for point in [
+        "after_claim",
+        "after_submission",
+        "after_confirmation",
+        "before_credit_write",
+    ] {
+        let dir = temporary_dir(point);
+        let (mut devnet, described) = spawn_devnet_with(&dir, &["--crash-at", point]);
+        let api = Client::new(described["url"].as_str().unwrap());
+        let mut secret = [0u8; 32];
+        test_support::os_random(&mut secret);
+        let payer = LocalEvmSigner::from_bytes(&secret).unwrap();
+        let funded = api
+            .request(reqwest::Method::POST, "/devnet/fund")
+            .json(&json!({ "address": payer.address().to_string(), "usdc": "10" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(funded.status(), StatusCode::OK);
+        let path = "/compute/credits/topup";
+        let body = br#"{"amount":3,"network":"base"}"#;
+        let challenge = api.quote(&payer, path, body).await.unwrap();
+        let selected = PaymentPolicy::default()
+            .networks([Network::BASE_SEPOLIA])
+            .select(&challenge)
+            .unwrap();
+        let header =
+            evm::exact::pay(&selected, &payer, &Now, &mut test_support::os_random).unwrap();
+        let send = |api: &Client| {
+            api.post(path, body)
+                .header(header.name(), header.value())
+                .send()
+        };
+        assert!(
+            send(&api).await.is_err(),
+            "{point}: the devnet died answering"
+        );
+        devnet.wait().unwrap();
+
+        // Restarted on the same data directory, the same payment is sent again.
+        let (mut restarted, described) = spawn_devnet(&dir);
+        let api = Client::new(described["url"].as_str().unwrap());
+        let rpc_url = described["evm"][0]["rpc_url"].as_str().unwrap().to_owned();
+        let token = described["evm"][0]["token"].as_str().unwrap().to_owned();
+        let treasury = described["treasury"].as_str().unwrap().to_owned();
+        let again = send(&api).await.unwrap();
+        let receipt = test_support::receipt(&again).unwrap();
+        match again.status() {
+            StatusCode::OK => {}
+            // Settled before the crash and reconciled at start: refused with the original
+            // receipt, which says it went through.
+            StatusCode::PAYMENT_REQUIRED => {
+                assert!(receipt.is_some_and(|r| r.success), "{point}")
+            }
+            other => panic!("{point}: {other}"),
+        }
+        let balance = api
+            .call_ok(
+                &payer,
+                reqwest::Method::GET,
+                "/compute/credits/balance",
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(balance["balance"], "3.00", "{point}: credited once");
+        assert_eq!(
+            balance_of(&rpc_url, &token, &treasury).await,
+            3_000_000,
+            "{point}: moved once"
+        );
+        assert_eq!(
+            balance_of(&rpc_url, &token, &payer.address().to_string()).await,
+            7_000_000,
+            "{point}"
+        );
+        restarted.kill().unwrap();
+        restarted.wait().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[tokio::test]
+async fn an_unconfirmed_payment_is_pending_never_refused_and_settles_once() {
+    let devnet = test_support::start_with(|config| devnet::Config {
+        faults: devnet::FaultConfig {
+            hold_confirmation: true,
+            ..devnet::FaultConfig::default()
+        },
+        ..config
+    })
+    .await
+    .unwrap();
+    let payer = test_support::funded_wallet(&devnet, 10).await.unwrap();
+    let api = Client::of(&devnet);
+    let path = "/compute/credits/topup";
+    let body = br#"{"amount":2,"network":"base"}"#;
+    let challenge = api.quote(&payer, path, body).await.unwrap();
+    let selected = PaymentPolicy::default()
+        .networks([Network::BASE_SEPOLIA])
+        .select(&challenge)
+        .unwrap();
+    let header = evm::exact::pay(&selected, &payer, &Now, &mut test_support::os_random).unwrap();
+    let send = || {
+        api.post(path, body)
+            .header(header.name(), header.value())
+            .send()
+    };
+    let pending = send().await.unwrap();
+    assert_eq!(pending.status(), StatusCode::PAYMENT_REQUIRED);
+    let receipt = test_support::receipt(&pending).unwrap().unwrap();
+    assert!(!receipt.success);
+    assert_eq!(receipt.error_reason.as_deref(), Some("settlement_pending"));
+    assert!(!receipt.transaction.is_empty());
+
+    // The reconciler finds it on chain (once anvil has mined it), makes it durable, settles
+    // it and credits it; meanwhile the same payment is answered pending again, never refused.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let settled = loop {
+        devnet.facilitator().reconcile().await.unwrap();
+        let again = send().await.unwrap();
+        assert_eq!(again.status(), StatusCode::PAYMENT_REQUIRED);
+        let answer = test_support::receipt(&again).unwrap().unwrap();
+        if answer.success {
+            break answer;
+        }
+        assert_eq!(answer.error_reason.as_deref(), Some("settlement_pending"));
+        assert!(Instant::now() < deadline, "still pending after 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(settled.transaction, receipt.transaction);
+    let balance = api
+        .call_ok(
+            &payer,
+            reqwest::Method::GET,
+            "/compute/credits/balance",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(balance["balance"], "2.00", "credited once");
+    assert_eq!(
+        devnet.base().balance_of(devnet::TREASURY).await.unwrap(),
+        alloy::primitives::U256::from(2_000_000u64)
+    );
 }

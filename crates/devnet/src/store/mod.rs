@@ -1,4 +1,5 @@
-//! The devnet's durable state, in SQLite: settlements, credits, API keys and used auth nonces.
+//! The devnet's durable state, in SQLite: payments ([`payments`](self) as a state machine),
+//! credits, API keys, instances, payment ids and used auth nonces.
 //!
 //! Every write is a single statement or a transaction, so a crash never leaves half a change.
 
@@ -9,6 +10,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use x402_core::PayTo;
 
 use crate::error::Result;
+
+mod payments;
+
+pub use payments::{Applied, Effect, NewPayment, PaymentClaim, PaymentRow, PaymentStatus, Proof};
 
 /// How a wallet is written in the database and in the API's JSON: EVM addresses in lowercase
 /// hex (as the compute API's wallet auth sends them), Solana addresses in base58, whose case
@@ -46,15 +51,6 @@ fn uint(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<u64> {
 }
 
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS settlements (
-    key TEXT PRIMARY KEY,
-    network TEXT NOT NULL,
-    payer TEXT NOT NULL,
-    amount TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('pending', 'settled')),
-    tx TEXT,
-    created_ms INTEGER NOT NULL
-);
 CREATE TABLE IF NOT EXISTS credits (
     wallet TEXT PRIMARY KEY,
     deposited_micros INTEGER NOT NULL DEFAULT 0,
@@ -101,15 +97,6 @@ CREATE TABLE IF NOT EXISTS auth_nonces (
 );
 ";
 
-/// Outcome of trying to claim a payment for settlement.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Claim {
-    /// This caller owns the settlement now.
-    Claimed,
-    /// Someone settled or is settling it.
-    Taken,
-}
-
 /// What became of a payment id's claim.
 #[derive(Debug, PartialEq, Eq)]
 pub enum PaymentIdClaim {
@@ -132,15 +119,6 @@ pub struct StoredResponse {
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
-}
-
-/// What the store remembers of a claimed payment.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SettlementRecord {
-    /// The payer, as the facilitator wrote it.
-    pub payer: String,
-    /// The transaction, once settled; `None` while it is being settled.
-    pub transaction: Option<String>,
 }
 
 /// Credit balances of one wallet, in US dollar micros.
@@ -192,6 +170,7 @@ impl Store {
         };
         connection.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
         connection.execute_batch(SCHEMA)?;
+        connection.execute_batch(payments::SCHEMA)?;
         Ok(Store {
             connection: Mutex::new(connection),
         })
@@ -203,75 +182,6 @@ impl Store {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         Ok(f(&mut connection)?)
-    }
-
-    /// Claims a payment `key` for settlement; exactly one concurrent caller gets `Claimed`.
-    ///
-    /// # Errors
-    /// [`crate::Error::Store`].
-    pub fn claim_settlement(
-        &self,
-        key: &str,
-        network: &str,
-        payer: &str,
-        amount: &str,
-        now_ms: u64,
-    ) -> Result<Claim> {
-        self.with(|c| {
-            let inserted = c.execute(
-                "INSERT OR IGNORE INTO settlements (key, network, payer, amount, status, created_ms) VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
-                params![key, network, payer, amount, int(now_ms)?],
-            )?;
-            Ok(if inserted == 1 { Claim::Claimed } else { Claim::Taken })
-        })
-    }
-
-    /// The record of the payment claimed under `key`, if any.
-    ///
-    /// # Errors
-    /// [`crate::Error::Store`].
-    pub fn settlement(&self, key: &str) -> Result<Option<SettlementRecord>> {
-        self.with(|c| {
-            c.query_row(
-                "SELECT payer, CASE status WHEN 'settled' THEN tx END FROM settlements WHERE key = ?1",
-                params![key],
-                |r| {
-                    Ok(SettlementRecord {
-                        payer: r.get(0)?,
-                        transaction: r.get(1)?,
-                    })
-                },
-            )
-            .optional()
-        })
-    }
-
-    /// Marks a claimed settlement as done.
-    ///
-    /// # Errors
-    /// [`crate::Error::Store`].
-    pub fn settled(&self, key: &str, tx: &str) -> Result<()> {
-        self.with(|c| {
-            c.execute(
-                "UPDATE settlements SET status = 'settled', tx = ?2 WHERE key = ?1",
-                params![key, tx],
-            )
-            .map(|_| ())
-        })
-    }
-
-    /// Releases a claim whose settlement failed before anything moved on chain.
-    ///
-    /// # Errors
-    /// [`crate::Error::Store`].
-    pub fn release(&self, key: &str) -> Result<()> {
-        self.with(|c| {
-            c.execute(
-                "DELETE FROM settlements WHERE key = ?1 AND status = 'pending'",
-                params![key],
-            )
-            .map(|_| ())
-        })
     }
 
     /// Claims `id` for the payment whose fingerprint is `fingerprint`.
@@ -343,38 +253,14 @@ impl Store {
         })
     }
 
-    /// Number of settled payments.
-    ///
-    /// # Errors
-    /// [`crate::Error::Store`].
-    pub fn settlement_count(&self) -> Result<u64> {
-        self.with(|c| {
-            c.query_row(
-                "SELECT COUNT(*) FROM settlements WHERE status = 'settled'",
-                [],
-                |r| uint(r, 0),
-            )
-        })
-    }
-
     /// Adds a deposit.
     ///
     /// # Errors
     /// [`crate::Error::Store`].
     pub fn deposit(&self, wallet: &PayTo, micros: u64) -> Result<Credits> {
-        let wallet = wallet_key(wallet);
         self.with(|c| {
             let tx = c.transaction()?;
-            let before = read_credits(&tx, &wallet)?;
-            let deposited = before.deposited_micros.checked_add(micros).ok_or_else(|| {
-                rusqlite::Error::ToSqlConversionFailure("the deposit total would overflow".into())
-            })?;
-            tx.execute(
-                "INSERT INTO credits (wallet, deposited_micros) VALUES (?1, ?2)
-                 ON CONFLICT(wallet) DO UPDATE SET deposited_micros = excluded.deposited_micros",
-                params![wallet, int(deposited)?],
-            )?;
-            let credits = read_credits(&tx, &wallet)?;
+            let credits = deposit_in(&tx, wallet, micros)?;
             tx.commit()?;
             Ok(credits)
         })
@@ -579,16 +465,7 @@ impl Store {
     /// # Errors
     /// [`crate::Error::Store`].
     pub fn insert_instance(&self, i: &InstanceRecord) -> Result<()> {
-        self.with(|c| {
-            c.execute(
-                &format!("INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
-                params![
-                    i.id, wallet_key(&i.wallet), i.plan, i.region, i.os_id, i.label, i.ssh_key, int(i.created_ms)?, int(i.active_ms)?, int(i.expires_ms)?,
-                    i.destroyed_ms.map(int).transpose()?, int(i.prepaid_hours)?, int(i.paid_micros)?, i.password_taken, i.tx_hash, i.metadata
-                ],
-            )
-            .map(|_| ())
-        })
+        self.with(|c| insert_instance_in(c, i))
     }
 
     /// An instance, if `wallet` owns it.
@@ -641,13 +518,7 @@ impl Store {
     /// # Errors
     /// [`crate::Error::Store`].
     pub fn update_instance(&self, i: &InstanceRecord) -> Result<()> {
-        self.with(|c| {
-            c.execute(
-                "UPDATE instances SET plan = ?2, expires_ms = ?3, prepaid_hours = ?4, paid_micros = ?5, destroyed_ms = ?6, password_taken = ?7, metadata = ?8 WHERE id = ?1",
-                params![i.id, i.plan, int(i.expires_ms)?, int(i.prepaid_hours)?, int(i.paid_micros)?, i.destroyed_ms.map(int).transpose()?, i.password_taken, i.metadata],
-            )
-            .map(|_| ())
-        })
+        self.with(|c| update_instance_in(c, i))
     }
 
     /// Takes the one-time password: `true` the first time only.
@@ -663,6 +534,40 @@ impl Store {
             .map(|n| n == 1)
         })
     }
+}
+
+/// Adds a deposit inside the caller's transaction.
+fn deposit_in(c: &Connection, wallet: &PayTo, micros: u64) -> rusqlite::Result<Credits> {
+    let wallet = wallet_key(wallet);
+    let before = read_credits(c, &wallet)?;
+    let deposited = before.deposited_micros.checked_add(micros).ok_or_else(|| {
+        rusqlite::Error::ToSqlConversionFailure("the deposit total would overflow".into())
+    })?;
+    c.execute(
+        "INSERT INTO credits (wallet, deposited_micros) VALUES (?1, ?2)
+         ON CONFLICT(wallet) DO UPDATE SET deposited_micros = excluded.deposited_micros",
+        params![wallet, int(deposited)?],
+    )?;
+    read_credits(c, &wallet)
+}
+
+fn insert_instance_in(c: &Connection, i: &InstanceRecord) -> rusqlite::Result<()> {
+    c.execute(
+        &format!("INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
+        params![
+            i.id, wallet_key(&i.wallet), i.plan, i.region, i.os_id, i.label, i.ssh_key, int(i.created_ms)?, int(i.active_ms)?, int(i.expires_ms)?,
+            i.destroyed_ms.map(int).transpose()?, int(i.prepaid_hours)?, int(i.paid_micros)?, i.password_taken, i.tx_hash, i.metadata
+        ],
+    )
+    .map(|_| ())
+}
+
+fn update_instance_in(c: &Connection, i: &InstanceRecord) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE instances SET plan = ?2, expires_ms = ?3, prepaid_hours = ?4, paid_micros = ?5, destroyed_ms = ?6, password_taken = ?7, metadata = ?8 WHERE id = ?1",
+        params![i.id, i.plan, int(i.expires_ms)?, int(i.prepaid_hours)?, int(i.paid_micros)?, i.destroyed_ms.map(int).transpose()?, i.password_taken, i.metadata],
+    )
+    .map(|_| ())
 }
 
 fn read_credits(c: &Connection, wallet: &str) -> rusqlite::Result<Credits> {
@@ -688,30 +593,55 @@ mod tests {
         PayTo::Evm(alloy::primitives::Address::repeat_byte(7))
     }
 
+    fn payment(key: &str) -> NewPayment<'_> {
+        NewPayment {
+            key,
+            network: "eip155:84532",
+            payer: wallet(),
+            amount: "5".into(),
+            boot: "b",
+            proof: Proof::Solana { signature: None },
+            effect: Effect::Credit {
+                wallet: None,
+                micros: 5,
+            },
+            now_ms: 0,
+        }
+    }
+
     #[test]
-    fn claims_are_exclusive_and_releasable() {
+    fn a_payment_is_claimed_once_and_settles_with_its_effect() {
         let store = Store::open(None).unwrap();
+        let payer = wallet();
+        let new = payment("k");
+        assert_eq!(store.claim_payment(&new).unwrap(), PaymentClaim::Claimed);
+        assert!(matches!(
+            store.claim_payment(&new).unwrap(),
+            PaymentClaim::Taken(row) if row.status == PaymentStatus::Claimed
+        ));
+        // Failed: the same payment may claim it again.
+        store.payment_failed("k").unwrap();
+        assert_eq!(store.claim_payment(&new).unwrap(), PaymentClaim::Claimed);
+        store.payment_submitted("k", "0xabc", None).unwrap();
         assert_eq!(
-            store.claim_settlement("k", "n", "p", "1", 0).unwrap(),
-            Claim::Claimed
+            store.payment_settled("k", "0xabc", 0).unwrap(),
+            Some(Applied::Credits(Credits {
+                deposited_micros: 5,
+                spent_micros: 0
+            }))
         );
         assert_eq!(
-            store.claim_settlement("k", "n", "p", "1", 0).unwrap(),
-            Claim::Taken
+            store.payment_settled("k", "0xabc", 0).unwrap(),
+            None,
+            "once"
         );
-        store.release("k").unwrap();
-        assert_eq!(
-            store.claim_settlement("k", "n", "p", "1", 0).unwrap(),
-            Claim::Claimed
-        );
-        store.settled("k", "0xabc").unwrap();
-        store.release("k").unwrap();
-        assert_eq!(
-            store.claim_settlement("k", "n", "p", "1", 0).unwrap(),
-            Claim::Taken,
-            "settled claims are never released"
-        );
+        assert_eq!(store.credits(&payer).unwrap().deposited_micros, 5);
         assert_eq!(store.settlement_count().unwrap(), 1);
+        store.payment_failed("k").unwrap();
+        assert_eq!(
+            store.payment("k").unwrap().unwrap().status,
+            PaymentStatus::Settled
+        );
     }
 
     #[test]
@@ -746,15 +676,16 @@ mod tests {
         {
             let store = Store::open(Some(&path)).unwrap();
             store.deposit(&wallet(), 42).unwrap();
-            store.claim_settlement("k", "n", "p", "1", 0).unwrap();
-            store.settled("k", "tx").unwrap();
+            store.claim_payment(&payment("k")).unwrap();
+            store.payment_settled("k", "tx", 0).unwrap();
         }
         let store = Store::open(Some(&path)).unwrap();
-        assert_eq!(store.credits(&wallet()).unwrap().deposited_micros, 42);
-        assert_eq!(
-            store.claim_settlement("k", "n", "p", "1", 0).unwrap(),
-            Claim::Taken
-        );
+        // The deposit, and the 5 the settled payment credited.
+        assert_eq!(store.credits(&wallet()).unwrap().deposited_micros, 47);
+        assert!(matches!(
+            store.claim_payment(&payment("k")).unwrap(),
+            PaymentClaim::Taken(row) if row.status == PaymentStatus::Settled
+        ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
