@@ -301,3 +301,147 @@ async fn an_unconfirmed_payment_is_pending_never_refused_and_settles_once() {
         alloy::primitives::U256::from(2_000_000u64)
     );
 }
+
+/// Sums, over `wallets`, the credits deposited and the prices of instances paid with x402,
+/// in micro-dollars, as the devnet at `api` reports them.
+async fn bought(api: &Client, wallets: &[LocalEvmSigner]) -> u64 {
+    let micros = |dollars: &Value| -> u64 {
+        let text = match dollars {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        text.parse::<x402_core::UsdMicros>().unwrap().0
+    };
+    let mut total = 0;
+    for wallet in wallets {
+        let balance = api
+            .call_ok(
+                wallet,
+                reqwest::Method::GET,
+                "/compute/credits/balance",
+                None,
+            )
+            .await
+            .unwrap();
+        total += micros(&balance["total_deposited"]);
+        let listed = api
+            .call_ok(wallet, reqwest::Method::GET, "/compute/instances", None)
+            .await
+            .unwrap();
+        for instance in listed["instances"].as_array().unwrap() {
+            if !instance["tx_hash"].is_null() {
+                total += micros(&instance["payment_amount"]);
+            }
+        }
+    }
+    total
+}
+
+#[tokio::test]
+async fn soak_sigkill_at_random_moments_never_loses_or_invents_a_payment() {
+    // Replay a run with SOAK_SEED=<the printed seed>.
+    let seed = std::env::var("SOAK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| Now.now_ms() | 1);
+    println!("soak seed {seed} (replay with SOAK_SEED={seed})");
+    let mut state: u64 = seed;
+    let mut next = move || {
+        // xorshift64
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let dir = temporary_dir("soak");
+    let mut wallets = Vec::new();
+    let (mut kills, mut attempts) = (0, 0u64);
+    let mut restarted = None;
+    while kills < 5 || attempts < 100 {
+        let (mut devnet, described) = spawn_devnet(&dir);
+        let api = Client::new(described["url"].as_str().unwrap());
+        let rpc_url = described["evm"][0]["rpc_url"].as_str().unwrap().to_owned();
+        let token = described["evm"][0]["token"].as_str().unwrap().to_owned();
+        let treasury = described["treasury"].as_str().unwrap().to_owned();
+        if wallets.is_empty() {
+            for _ in 0..4 {
+                let mut secret = [0u8; 32];
+                test_support::os_random(&mut secret);
+                let wallet = LocalEvmSigner::from_bytes(&secret).unwrap();
+                let funded = api
+                    .request(reqwest::Method::POST, "/devnet/fund")
+                    .json(&json!({ "address": wallet.address().to_string(), "usdc": "1000" }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(funded.status(), StatusCode::OK);
+                wallets.push(wallet);
+            }
+        }
+        // After every restart: what the treasury received is what was bought, exactly.
+        let received = balance_of(&rpc_url, &token, &treasury).await;
+        assert_eq!(
+            received,
+            bought(&api, &wallets).await,
+            "seed {seed}, after {kills} kills and {attempts} payments"
+        );
+        if kills >= 5 && attempts >= 100 {
+            restarted = Some(devnet);
+            break;
+        }
+        // A stream of paid top-ups and provisions from every wallet, killed at a random
+        // moment.
+        let kill_after = Duration::from_millis(150 + next() % 600);
+        let started = std::sync::atomic::AtomicU64::new(0);
+        let stream = async {
+            let mut sent = 0u64;
+            loop {
+                let mut round = Vec::new();
+                for (i, wallet) in wallets.iter().enumerate() {
+                    let (path, body) = match (sent + i as u64) % 3 {
+                        0 => (
+                            "/compute/provision",
+                            json!({"plan":"vc2-1c-1gb","region":"ewr","prepaid_hours":125,"network":"base"}),
+                        ),
+                        _ => (
+                            "/compute/credits/topup",
+                            json!({"amount": 1, "network": "base"}),
+                        ),
+                    };
+                    round.push(api.pay_base(wallet, path, body));
+                }
+                sent += round.len() as u64;
+                started.fetch_add(round.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                // Answers lost to the kill are expected; anything answered must be sane.
+                for response in futures_util::future::join_all(round)
+                    .await
+                    .into_iter()
+                    .flatten()
+                {
+                    let status = response.status();
+                    assert!(
+                        status.is_success() || status == StatusCode::PAYMENT_REQUIRED,
+                        "seed {seed}: {status}"
+                    );
+                }
+                if sent > 10_000 {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            () = stream => {}
+            () = tokio::time::sleep(kill_after) => {}
+        }
+        attempts += started.load(std::sync::atomic::Ordering::Relaxed);
+        devnet.kill().unwrap();
+        devnet.wait().unwrap();
+        kills += 1;
+    }
+    println!("soak: {kills} kills, at least {attempts} payments started, no difference");
+    if let Some(mut devnet) = restarted {
+        devnet.kill().unwrap();
+        devnet.wait().unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
