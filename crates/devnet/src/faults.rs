@@ -27,6 +27,10 @@ pub struct FaultConfig {
     /// settled later by the reconciler.
     #[serde(default)]
     pub hold_confirmation: bool,
+    /// Settle paid requests, then drop the connection instead of answering: the client sees
+    /// a lost answer after paying.
+    #[serde(default)]
+    pub drop_paid_answers: bool,
     /// Kill the whole process (SIGKILL) when a settlement reaches this point. Only for a
     /// devnet running as its own process (`x402-devnet --crash-at`): it kills whatever
     /// process the devnet runs in.
@@ -86,6 +90,7 @@ pub struct Faults {
     boot_delay_ms: AtomicU64,
     solana_5xx_permille: AtomicU32,
     hold_confirmation: AtomicBool,
+    drop_paid_answers: AtomicBool,
     /// 0: none; 1 + the index in `CrashPoint::ALL`.
     crash_at: AtomicU8,
     random: SharedRandom,
@@ -109,6 +114,7 @@ impl Faults {
             boot_delay_ms: AtomicU64::new(0),
             solana_5xx_permille: AtomicU32::new(0),
             hold_confirmation: AtomicBool::new(false),
+            drop_paid_answers: AtomicBool::new(false),
             crash_at: AtomicU8::new(0),
             random,
         };
@@ -129,6 +135,8 @@ impl Faults {
         );
         self.hold_confirmation
             .store(config.hold_confirmation, Relaxed);
+        self.drop_paid_answers
+            .store(config.drop_paid_answers, Relaxed);
         let crash = config.crash_at.map_or(0, |point| {
             CrashPoint::ALL
                 .iter()
@@ -183,6 +191,23 @@ impl Faults {
         self.random.fill(&mut bytes);
         u32::from(u16::from_le_bytes(bytes)) % 1000 < permille
     }
+}
+
+/// The layer over the paid routes that drops their successful answers when told to: the
+/// work is done and the payment settled, then the connection closes without an answer.
+pub(crate) async fn drop_paid_answers(
+    axum::extract::State(faults): axum::extract::State<std::sync::Arc<Faults>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let response = next.run(request).await;
+    if faults.drop_paid_answers.load(Relaxed) && response.status().is_success() {
+        tracing::warn!("dropping a paid answer (injected fault)");
+        // Unwinding out of the connection's task closes the connection without a response;
+        // `resume_unwind` skips the panic hook, so nothing is reported as a crash.
+        std::panic::resume_unwind(Box::new("injected fault: the paid answer is dropped"));
+    }
+    response
 }
 
 #[cfg(test)]

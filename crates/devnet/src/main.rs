@@ -68,6 +68,9 @@ struct Serve {
     /// settled by the reconciler.
     #[arg(long)]
     hold_confirmation: bool,
+    /// Settle paid requests, then drop the connection instead of answering.
+    #[arg(long)]
+    drop_paid_answers: bool,
     /// Kill the devnet (SIGKILL) when a settlement reaches this point: after_claim,
     /// after_submission, after_confirmation or before_credit_write.
     #[arg(long, value_name = "POINT")]
@@ -139,6 +142,7 @@ async fn run_serve(serve: Serve) -> anyhow::Result<()> {
             boot_delay_ms: serve.boot_delay_ms,
             solana_transient_5xx_permille: serve.solana_5xx_permille,
             hold_confirmation: serve.hold_confirmation,
+            drop_paid_answers: serve.drop_paid_answers,
             crash_at: serve.crash_at,
         },
         ..Config::ephemeral(PathBuf::new())

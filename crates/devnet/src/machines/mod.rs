@@ -66,6 +66,10 @@ impl Machines {
             .route("/compute/provision", post(instances::provision))
             .route("/compute/instances/{id}/extend", post(instances::extend))
             .route_layer(axum::middleware::from_fn_with_state(
+                self.faults.clone(),
+                crate::faults::drop_paid_answers,
+            ))
+            .route_layer(axum::middleware::from_fn_with_state(
                 self.store.clone(),
                 crate::payment::idempotency::idempotent,
             ))

@@ -445,3 +445,54 @@ async fn soak_sigkill_at_random_moments_never_loses_or_invents_a_payment() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_paid_answer_lost_on_the_way_is_recovered_by_sending_the_same_payment() {
+    let devnet = test_support::start_with(|config| devnet::Config {
+        faults: devnet::FaultConfig {
+            drop_paid_answers: true,
+            ..devnet::FaultConfig::default()
+        },
+        ..config
+    })
+    .await
+    .unwrap();
+    let payer = test_support::funded_wallet(&devnet, 10).await.unwrap();
+    let api = Client::of(&devnet);
+    let path = "/compute/credits/topup";
+    let body = br#"{"amount":4,"network":"base"}"#;
+    let challenge = api.quote(&payer, path, body).await.unwrap();
+    let selected = PaymentPolicy::default()
+        .networks([Network::BASE_SEPOLIA])
+        .select(&challenge)
+        .unwrap();
+    let header = evm::exact::pay(&selected, &payer, &Now, &mut test_support::os_random).unwrap();
+    let send = || {
+        api.post(path, body)
+            .header(header.name(), header.value())
+            .send()
+    };
+    assert!(send().await.is_err(), "the answer is lost after paying");
+    devnet.faults().set(devnet::FaultConfig::default());
+    let again = send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::PAYMENT_REQUIRED);
+    assert!(
+        test_support::receipt(&again).unwrap().unwrap().success,
+        "the same payment learns it went through"
+    );
+    let balance = api
+        .call_ok(
+            &payer,
+            reqwest::Method::GET,
+            "/compute/credits/balance",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(balance["balance"], "4.00", "credited once");
+    assert_eq!(
+        devnet.base().balance_of(devnet::TREASURY).await.unwrap(),
+        alloy::primitives::U256::from(4_000_000u64),
+        "paid once"
+    );
+}
