@@ -59,6 +59,18 @@ async fn balance_of(url: &str, token: &str, owner: &str) -> u64 {
     u64::from_str_radix(result.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
 }
 
+/// Waits (10 s at most) for the anvil at `rpc_url` to stop answering.
+async fn anvil_dies(rpc_url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rpc(rpc_url, "eth_chainId", json!([])).await.is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "anvil outlived its devnet by 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn temporary_dir(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!(
         "devnet-{name}-{}-{}",
@@ -117,14 +129,7 @@ async fn sigkill_right_after_a_paid_answer_loses_nothing_and_leaves_no_anvil() {
     // Killed the moment it answered: no chance to write anything more.
     devnet.kill().unwrap();
     devnet.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while rpc(&rpc_url, "eth_chainId", json!([])).await.is_some() {
-        assert!(
-            Instant::now() < deadline,
-            "anvil outlived its devnet by 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    anvil_dies(&rpc_url).await;
 
     let (mut restarted, described) = spawn_devnet(&dir);
     let api = Client::new(described["url"].as_str().unwrap());
@@ -164,6 +169,7 @@ async fn sigkill_at_each_crash_point_then_a_restart_settles_the_payment_exactly_
         let dir = temporary_dir(point);
         let (mut devnet, described) = spawn_devnet_with(&dir, &["--crash-at", point]);
         let api = Client::new(described["url"].as_str().unwrap());
+        let first_anvil = described["evm"][0]["rpc_url"].as_str().unwrap().to_owned();
         let mut secret = [0u8; 32];
         test_support::os_random(&mut secret);
         let payer = LocalEvmSigner::from_bytes(&secret).unwrap();
@@ -193,6 +199,7 @@ async fn sigkill_at_each_crash_point_then_a_restart_settles_the_payment_exactly_
             "{point}: the devnet died answering"
         );
         devnet.wait().unwrap();
+        anvil_dies(&first_anvil).await;
 
         // Restarted on the same data directory, the same payment is sent again.
         let (mut restarted, described) = spawn_devnet(&dir);
