@@ -33,8 +33,10 @@
 //! **Status:** every machines endpoint (catalog, provision, instances, extend, resize,
 //! password, destroy, credits, API keys) with wallet and API-key auth; x402 on Base Sepolia
 //! (`exact`), MegaETH (`permit`) and Solana devnet (`exact`) or credits; the facilitator for
-//! all three; fault injection (provider rejection, boot delay, Solana transient 5xx). The
-//! official Python SDK pays it and `x402conf live` passes against it.
+//! all three; settlement as a persisted state machine, durable before it is answered and
+//! reconciled after a crash; `settlement_pending` and `payment-identifier`; fault injection
+//! (provider rejection, boot delay, Solana transient 5xx, held confirmations, dropped answers,
+//! crash points). The official Python SDK pays it and `x402conf live` passes against it.
 
 pub mod admin;
 mod api;
