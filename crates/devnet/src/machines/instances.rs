@@ -269,13 +269,18 @@ pub(super) async fn provision(State(state): State<Arc<Machines>>, call: Call) ->
     };
     if request.use_credits {
         let owner = caller.ok_or_else(|| ApiError::unauthorized("use_credits needs auth"))?;
-        spend_credits(&state, &owner, price)?;
         if rejected {
-            state.store.unspend(&owner, price.0)?;
+            // Nothing is spent on an instance the provider refused.
             return Ok(rejection(None));
         }
         record.wallet = owner;
-        state.store.insert_instance(&record)?;
+        let effect = Effect::Instance {
+            record: Box::new(record),
+            owner: Some(owner),
+        };
+        let Applied::Instance(record) = spend_credits(&state, &owner, price, &effect, now)? else {
+            return Err(ApiError::internal("a provision applied no instance"));
+        };
         let body =
             json!({ "success": true, "order": instance_json(&record, now), "tx_hash": null });
         return Ok((StatusCode::CREATED, Json(body)).into_response());
@@ -317,9 +322,16 @@ pub(super) async fn provision(State(state): State<Arc<Machines>>, call: Call) ->
     Ok(paid.with_receipt(response))
 }
 
-fn spend_credits(state: &Machines, wallet: &PayTo, price: UsdMicros) -> ApiResult<()> {
-    match state.store.spend(wallet, price.0)? {
-        Ok(_) => Ok(()),
+/// Spends credits on `effect` (both or neither), or answers 402 with the shortfall.
+fn spend_credits(
+    state: &Machines,
+    wallet: &PayTo,
+    price: UsdMicros,
+    effect: &Effect,
+    now: u64,
+) -> ApiResult<Applied> {
+    match state.store.spend_on(wallet, price.0, effect, now)? {
+        Ok(applied) => Ok(applied),
         Err(shortfall) => {
             let credits = state.store.credits(wallet)?;
             Err(ApiError::with_body(
@@ -521,7 +533,7 @@ pub(super) async fn extend(
     } else {
         state.auth.optional_wallet(&call)?
     };
-    let mut record = match &caller {
+    let record = match &caller {
         Some(wallet) => owned(&state, wallet, &id)?,
         None => state
             .store
@@ -539,18 +551,18 @@ pub(super) async fn extend(
             request.extend_hours
         ))
     })?;
-    // Checked before any money moves; recomputed from the time of payment below.
+    // Checked before any money moves; applied, from the time of payment, with it.
     let too_many = || {
         bad(format!(
             "extend_hours {} is too large",
             request.extend_hours
         ))
     };
-    let prepaid_hours = record
+    record
         .prepaid_hours
         .checked_add(request.extend_hours)
         .ok_or_else(too_many)?;
-    let paid_micros = record
+    record
         .paid_micros
         .checked_add(price.0)
         .ok_or_else(too_many)?;
@@ -563,16 +575,16 @@ pub(super) async fn extend(
         let wallet = caller
             .as_ref()
             .ok_or_else(|| ApiError::unauthorized("use_credits needs auth"))?;
-        spend_credits(&state, wallet, price)?;
         let now = state.clock.now_unix_ms();
-        record.expires_ms = hours_after(
-            record.expires_ms.max(now),
-            request.extend_hours,
-            "extend_hours",
-        )?;
-        record.prepaid_hours = prepaid_hours;
-        record.paid_micros = paid_micros;
-        state.store.update_instance(&record)?;
+        // The credits and the extension are written in one database transaction.
+        let effect = Effect::Extend {
+            id: id.clone(),
+            hours: request.extend_hours,
+            micros: price.0,
+        };
+        let Applied::Instance(record) = spend_credits(&state, wallet, price, &effect, now)? else {
+            return Err(ApiError::internal("an extension applied to no instance"));
+        };
         let body =
             json!({ "success": true, "order": instance_json(&record, now), "tx_hash": null });
         return Ok(Json(body).into_response());

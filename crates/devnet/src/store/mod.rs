@@ -290,6 +290,38 @@ impl Store {
         })
     }
 
+    /// Spends `micros` of `wallet`'s credits on `effect` and applies it, in one database
+    /// transaction: both happen or neither. `Ok(Err(shortfall))` when the balance does not
+    /// cover it (nothing changes then).
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn spend_on(
+        &self,
+        wallet: &PayTo,
+        micros: u64,
+        effect: &Effect,
+        now_ms: u64,
+    ) -> Result<std::result::Result<Applied, u64>> {
+        let key = wallet_key(wallet);
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let credits = read_credits(&tx, &key)?;
+            if credits.balance_micros() < micros {
+                return Ok(Err(micros - credits.balance_micros()));
+            }
+            // Covered by the balance, so the sum stays at most the deposits.
+            let spent = credits.spent_micros.saturating_add(micros);
+            tx.execute(
+                "UPDATE credits SET spent_micros = ?2 WHERE wallet = ?1",
+                params![key, int(spent)?],
+            )?;
+            let applied = payments::apply(&tx, effect, wallet, None, now_ms)?;
+            tx.commit()?;
+            Ok(Ok(applied))
+        })
+    }
+
     /// Gives back credits spent on something that did not happen.
     ///
     /// # Errors

@@ -358,12 +358,13 @@ fn payment_in(c: &Connection, key: &str) -> rusqlite::Result<Option<PaymentRow>>
     .optional()
 }
 
-/// Applies `effect` for `payer`, paid in `tx`, inside the caller's transaction.
-fn apply(
+/// Applies `effect` for `payer`, paid in `tx` (none: from credits), inside the caller's
+/// transaction.
+pub(super) fn apply(
     c: &Connection,
     effect: &Effect,
     payer: &PayTo,
-    tx: &str,
+    tx: Option<&str>,
     now_ms: u64,
 ) -> rusqlite::Result<Applied> {
     match effect {
@@ -374,7 +375,7 @@ fn apply(
         Effect::Instance { record, owner } => {
             let mut record = (**record).clone();
             record.wallet = owner.unwrap_or(*payer);
-            record.tx_hash = Some(tx.to_owned());
+            record.tx_hash = tx.map(str::to_owned);
             insert_instance_in(c, &record)?;
             Ok(Applied::Instance(Box::new(record)))
         }
@@ -511,7 +512,7 @@ impl Store {
                 "UPDATE payments SET status = ?2, tx = ?3, held = 0 WHERE key = ?1",
                 params![key, PaymentStatus::Settled.as_str(), tx],
             )?;
-            let applied = apply(&db, &row.effect, &row.payer, tx, now_ms)?;
+            let applied = apply(&db, &row.effect, &row.payer, Some(tx), now_ms)?;
             db.commit()?;
             Ok(Some(applied))
         })
