@@ -160,87 +160,120 @@ async fn sigkill_right_after_a_paid_answer_loses_nothing_and_leaves_no_anvil() {
 
 #[tokio::test]
 async fn sigkill_at_each_crash_point_then_a_restart_settles_the_payment_exactly_once() {
-    for point in [
-        "after_claim",
-        "after_submission",
-        "after_confirmation",
-        "before_credit_write",
-    ] {
-        let dir = temporary_dir(point);
-        let (mut devnet, described) = spawn_devnet_with(&dir, &["--crash-at", point]);
-        let api = Client::new(described["url"].as_str().unwrap());
-        let first_anvil = described["evm"][0]["rpc_url"].as_str().unwrap().to_owned();
-        let mut secret = [0u8; 32];
-        test_support::os_random(&mut secret);
-        let payer = LocalEvmSigner::from_bytes(&secret).unwrap();
-        let funded = api
-            .request(reqwest::Method::POST, "/devnet/fund")
-            .json(&json!({ "address": payer.address().to_string(), "usdc": "10" }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(funded.status(), StatusCode::OK);
-        let path = "/compute/credits/topup";
-        let body = br#"{"amount":3,"network":"base"}"#;
-        let challenge = api.quote(&payer, path, body).await.unwrap();
-        let selected = PaymentPolicy::default()
-            .networks([Network::BASE_SEPOLIA])
-            .select(&challenge)
-            .unwrap();
-        let header =
-            evm::exact::pay(&selected, &payer, &Now, &mut test_support::os_random).unwrap();
-        let send = |api: &Client| {
-            api.post(path, body)
-                .header(header.name(), header.value())
+    // (network, index of its chain in the --json line, one dollar in its token's units)
+    let chains = [
+        ("base", 0usize, 1_000_000u64),
+        ("megaeth", 1, 1_000_000_000_000_000_000),
+    ];
+    for (network, chain, dollar) in chains {
+        for point in [
+            "after_claim",
+            "after_submission",
+            "after_confirmation",
+            "before_credit_write",
+        ] {
+            let case = format!("{network} {point}");
+            let dir = temporary_dir(&format!("{network}-{point}"));
+            let (mut devnet, described) = spawn_devnet_with(&dir, &["--crash-at", point]);
+            let api = Client::new(described["url"].as_str().unwrap());
+            let first_anvil = described["evm"][chain]["rpc_url"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let mut secret = [0u8; 32];
+            test_support::os_random(&mut secret);
+            let payer = LocalEvmSigner::from_bytes(&secret).unwrap();
+            let funded = api
+                .request(reqwest::Method::POST, "/devnet/fund")
+                .json(&json!({ "address": payer.address().to_string(), "usdc": "10" }))
                 .send()
-        };
-        assert!(
-            send(&api).await.is_err(),
-            "{point}: the devnet died answering"
-        );
-        devnet.wait().unwrap();
-        anvil_dies(&first_anvil).await;
+                .await
+                .unwrap();
+            assert_eq!(funded.status(), StatusCode::OK);
+            let path = "/compute/credits/topup";
+            let body = serde_json::to_vec(&json!({"amount": 3, "network": network})).unwrap();
+            let challenge = api.quote(&payer, path, &body).await.unwrap();
+            let selected = PaymentPolicy::default().select(&challenge).unwrap();
+            let header = match network {
+                "base" => {
+                    evm::exact::pay(&selected, &payer, &Now, &mut test_support::os_random).unwrap()
+                }
+                _ => {
+                    let token = described["evm"][chain]["token"].as_str().unwrap();
+                    let data = format!(
+                        "0x7ecebe00{:0>64}",
+                        payer.address().to_string().trim_start_matches("0x")
+                    );
+                    let nonce = rpc(
+                        &first_anvil,
+                        "eth_call",
+                        json!([{ "to": token, "data": data }, "latest"]),
+                    )
+                    .await
+                    .unwrap();
+                    let nonce: alloy::primitives::U256 = nonce.as_str().unwrap().parse().unwrap();
+                    evm::permit::pay(&selected, &payer, nonce, &Now).unwrap()
+                }
+            };
+            let send = |api: &Client| {
+                api.post(path, &body)
+                    .header(header.name(), header.value())
+                    .send()
+            };
+            assert!(
+                send(&api).await.is_err(),
+                "{case}: the devnet died answering"
+            );
+            devnet.wait().unwrap();
+            anvil_dies(&first_anvil).await;
 
-        // Restarted on the same data directory, the same payment is sent again.
-        let (mut restarted, described) = spawn_devnet(&dir);
-        let api = Client::new(described["url"].as_str().unwrap());
-        let rpc_url = described["evm"][0]["rpc_url"].as_str().unwrap().to_owned();
-        let token = described["evm"][0]["token"].as_str().unwrap().to_owned();
-        let treasury = described["treasury"].as_str().unwrap().to_owned();
-        let again = send(&api).await.unwrap();
-        let receipt = test_support::receipt(&again).unwrap();
-        match again.status() {
-            StatusCode::OK => {}
-            // Settled before the crash and reconciled at start: refused with the original
-            // receipt, which says it went through.
-            StatusCode::PAYMENT_REQUIRED => {
-                assert!(receipt.is_some_and(|r| r.success), "{point}")
+            // Restarted on the same data directory, the same payment is sent again.
+            let (mut restarted, described) = spawn_devnet(&dir);
+            let api = Client::new(described["url"].as_str().unwrap());
+            let rpc_url = described["evm"][chain]["rpc_url"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let token = described["evm"][chain]["token"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let treasury = described["treasury"].as_str().unwrap().to_owned();
+            let again = send(&api).await.unwrap();
+            let receipt = test_support::receipt(&again).unwrap();
+            match again.status() {
+                StatusCode::OK => {}
+                // Settled before the crash and reconciled at start: refused with the
+                // original receipt, which says it went through.
+                StatusCode::PAYMENT_REQUIRED => {
+                    assert!(receipt.is_some_and(|r| r.success), "{case}")
+                }
+                other => panic!("{case}: {other}"),
             }
-            other => panic!("{point}: {other}"),
+            let balance = api
+                .call_ok(
+                    &payer,
+                    reqwest::Method::GET,
+                    "/compute/credits/balance",
+                    None,
+                )
+                .await
+                .unwrap();
+            assert_eq!(balance["balance"], "3.00", "{case}: credited once");
+            assert_eq!(
+                balance_of(&rpc_url, &token, &treasury).await,
+                3 * dollar,
+                "{case}: moved once"
+            );
+            assert_eq!(
+                balance_of(&rpc_url, &token, &payer.address().to_string()).await,
+                7 * dollar,
+                "{case}"
+            );
+            restarted.kill().unwrap();
+            restarted.wait().unwrap();
+            let _ = std::fs::remove_dir_all(&dir);
         }
-        let balance = api
-            .call_ok(
-                &payer,
-                reqwest::Method::GET,
-                "/compute/credits/balance",
-                None,
-            )
-            .await
-            .unwrap();
-        assert_eq!(balance["balance"], "3.00", "{point}: credited once");
-        assert_eq!(
-            balance_of(&rpc_url, &token, &treasury).await,
-            3_000_000,
-            "{point}: moved once"
-        );
-        assert_eq!(
-            balance_of(&rpc_url, &token, &payer.address().to_string()).await,
-            7_000_000,
-            "{point}"
-        );
-        restarted.kill().unwrap();
-        restarted.wait().unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
