@@ -13,13 +13,13 @@ use x402_core::{EvmSigner, LocalEvmSigner, Network, PaymentPolicy, evm};
 
 /// `x402-devnet --json` on a free port over `data_dir`: the child and its description.
 fn spawn_devnet(data_dir: &std::path::Path) -> (Child, Value) {
-    spawn_devnet_with(data_dir, &[])
+    spawn_devnet_with(data_dir, &["--no-solana"])
 }
 
-/// [`spawn_devnet`] with more flags.
+/// `x402-devnet --json` on a free port over `data_dir`, with `flags`.
 fn spawn_devnet_with(data_dir: &std::path::Path, flags: &[&str]) -> (Child, Value) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_x402-devnet"))
-        .args(["--port", "0", "--no-solana", "--json", "--data-dir"])
+        .args(["--port", "0", "--json", "--data-dir"])
         .arg(data_dir)
         .args(flags)
         .stdout(Stdio::piped())
@@ -174,7 +174,8 @@ async fn sigkill_at_each_crash_point_then_a_restart_settles_the_payment_exactly_
         ] {
             let case = format!("{network} {point}");
             let dir = temporary_dir(&format!("{network}-{point}"));
-            let (mut devnet, described) = spawn_devnet_with(&dir, &["--crash-at", point]);
+            let (mut devnet, described) =
+                spawn_devnet_with(&dir, &["--no-solana", "--crash-at", point]);
             let api = Client::new(described["url"].as_str().unwrap());
             let first_anvil = described["evm"][chain]["rpc_url"]
                 .as_str()
@@ -274,6 +275,127 @@ async fn sigkill_at_each_crash_point_then_a_restart_settles_the_payment_exactly_
             restarted.wait().unwrap();
             let _ = std::fs::remove_dir_all(&dir);
         }
+    }
+}
+
+/// `owner`'s devnet USDC on the Solana ledger behind `described`, atomic units.
+async fn solana_usdc(described: &Value, owner: &x402_core::SolanaAddress) -> u64 {
+    let solana = &described["solana"];
+    let mint: x402_core::SolanaAddress = solana["mint"].as_str().unwrap().parse().unwrap();
+    let account =
+        x402_core::svm::associated_token_address(owner, &mint, x402_core::svm::TokenProgram::Token);
+    let answer = rpc(
+        solana["rpc_url"].as_str().unwrap(),
+        "getTokenAccountBalance",
+        json!([account.to_string()]),
+    )
+    .await
+    .unwrap();
+    answer["value"]["amount"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn sigkill_at_each_crash_point_of_a_solana_payment_then_a_restart_settles_it_once() {
+    for point in [
+        "after_claim",
+        "after_submission",
+        "after_confirmation",
+        "before_credit_write",
+    ] {
+        let dir = temporary_dir(&format!("solana-{point}"));
+        let (mut devnet, described) =
+            spawn_devnet_with(&dir, &["--no-megaeth", "--crash-at", point]);
+        let api = Client::new(described["url"].as_str().unwrap());
+        let payer = x402_core::LocalSolanaSigner::from_secret({
+            let mut secret = [0u8; 32];
+            test_support::os_random(&mut secret);
+            secret
+        });
+        let owner = x402_core::SolanaSigner::pubkey(&payer);
+        let funded = api
+            .request(reqwest::Method::POST, "/devnet/fund")
+            .json(&json!({ "address": owner.to_string(), "usdc": "10" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(funded.status(), StatusCode::OK);
+        let path = "/compute/credits/topup";
+        let body = br#"{"amount":3,"network":"solana"}"#;
+        let challenge = api.quote(&payer, path, body).await.unwrap();
+        let selected = PaymentPolicy::default()
+            .networks([Network::SOLANA_DEVNET])
+            .select(&challenge)
+            .unwrap();
+        let blockhash = rpc(
+            described["solana"]["rpc_url"].as_str().unwrap(),
+            "getLatestBlockhash",
+            json!([]),
+        )
+        .await
+        .unwrap();
+        let blockhash: x402_core::SolanaAddress = blockhash["value"]["blockhash"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let chain = x402_core::svm::SolanaChainState {
+            recent_blockhash: blockhash.to_bytes(),
+            decimals: 6,
+            token_program: x402_core::svm::TokenProgram::Token,
+        };
+        let header =
+            x402_core::svm::pay(&selected, &payer, &chain, &mut test_support::os_random).unwrap();
+        let send = |api: &Client| {
+            api.post(path, body)
+                .header(header.name(), header.value())
+                .send()
+        };
+        assert!(
+            send(&api).await.is_err(),
+            "{point}: the devnet died answering"
+        );
+        devnet.wait().unwrap();
+
+        let (mut restarted, described) = spawn_devnet_with(&dir, &["--no-megaeth"]);
+        let api = Client::new(described["url"].as_str().unwrap());
+        let again = send(&api).await.unwrap();
+        let status = again.status();
+        let receipt = test_support::receipt(&again).unwrap();
+        let text = again.text().await.unwrap();
+        match status {
+            StatusCode::OK => {}
+            StatusCode::PAYMENT_REQUIRED => {
+                assert!(receipt.is_some_and(|r| r.success), "{point}: {text}")
+            }
+            other => panic!("{point}: {other} {text}"),
+        }
+        let balance: Value = api
+            .send_signed(
+                &payer,
+                reqwest::Method::GET,
+                "/compute/credits/balance",
+                b"",
+            )
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(balance["balance"], "3.00", "{point}: credited once");
+        let treasury: x402_core::SolanaAddress = described["solana"]["treasury"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            solana_usdc(&described, &treasury).await,
+            3_000_000,
+            "{point}: moved once"
+        );
+        assert_eq!(solana_usdc(&described, &owner).await, 7_000_000, "{point}");
+        restarted.kill().unwrap();
+        restarted.wait().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
