@@ -74,6 +74,8 @@ pub struct EvmChain {
     /// The devnet's clock, and how far ahead of the system clock anvil was last set (s).
     clock: SharedClock,
     offset: AtomicI64,
+    /// Held while a transaction is filled (nonce, gas) and sent: one at a time per chain.
+    sending: tokio::sync::Mutex<()>,
     /// The watchdog; dropping its stdin (with the chain) stops anvil.
     _anvil: Child,
     _lifeline: Option<ChildStdin>,
@@ -189,7 +191,14 @@ impl EvmChain {
         let mut wallet = EthereumWallet::from(deployer.clone());
         wallet.register_signer(facilitator);
         let endpoint = url.parse().map_err(|_| Error::AnvilSilent { chain_id })?;
+        // The account nonce is read from the chain (pending) for every transaction, under
+        // `sending`: a cached nonce manager keeps a nonce that a transaction refused at gas
+        // estimation never used, leaving a gap that stalls every later transaction.
         let provider = ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .with_gas_estimation()
+            .with_simple_nonce_management()
+            .with_chain_id(chain_id)
             .wallet(wallet)
             .connect_http(endpoint)
             .erased();
@@ -204,6 +213,7 @@ impl EvmChain {
             persisted: tokio::sync::Mutex::new(0),
             clock,
             offset: AtomicI64::new(0),
+            sending: tokio::sync::Mutex::new(()),
             _anvil: child,
             _lifeline: lifeline,
         };
@@ -418,7 +428,13 @@ impl EvmChain {
         self.follow_clock().await?;
         let contract = self.contract();
         let transaction = self
-            .confirm(contract.mint(to, amount).send().await, "mint")
+            .confirm(
+                {
+                    let _sending = self.sending.lock().await;
+                    contract.mint(to, amount).send().await
+                },
+                "mint",
+            )
             .await?;
         if self
             .provider
@@ -523,6 +539,7 @@ impl EvmChain {
                 signature,
             )
             .from(self.facilitator);
+        let _sending = self.sending.lock().await;
         self.sent(call.send().await, "transferWithAuthorization")
     }
 
@@ -547,6 +564,7 @@ impl EvmChain {
                 B256::from(s.s()),
             )
             .from(self.facilitator);
+        let _sending = self.sending.lock().await;
         self.sent(permit.send().await, "permit")
     }
 
@@ -561,6 +579,7 @@ impl EvmChain {
         let pull = contract
             .transferFrom(owner, pay_to, value)
             .from(self.facilitator);
+        let _sending = self.sending.lock().await;
         self.sent(pull.send().await, "transferFrom")
     }
 }

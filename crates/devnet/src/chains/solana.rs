@@ -40,6 +40,8 @@ pub struct SolanaChain {
     /// Signatures of the transactions this ledger processed successfully, kept in the
     /// snapshot (litesvm's own history is not), so a payment is known after a restart.
     processed: Mutex<std::collections::BTreeSet<String>>,
+    /// Held while a snapshot is captured and written.
+    saving: Mutex<()>,
     fee_payer: LocalSolanaSigner,
     mint: SolanaAddress,
 }
@@ -135,6 +137,7 @@ impl SolanaChain {
             snapshot,
             slot: std::sync::atomic::AtomicU64::new(1),
             processed: Mutex::new(std::collections::BTreeSet::new()),
+            saving: Mutex::new(()),
             fee_payer,
             mint,
         };
@@ -147,12 +150,14 @@ impl SolanaChain {
         let Some(path) = &self.snapshot else {
             return Ok(());
         };
-        let Ok(text) = std::fs::read_to_string(path) else {
-            return Ok(());
-        };
         let unreadable = |reason: String| Error::Snapshot {
             path: path.clone(),
             reason,
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(unreadable(error.to_string())),
         };
         let saved: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
@@ -200,6 +205,12 @@ impl SolanaChain {
         let Some(path) = &self.snapshot else {
             return Ok(());
         };
+        // One save at a time, each capturing the ledger after the previous one wrote: a
+        // snapshot never replaces a newer one, and the temporary file is never shared.
+        let _saving = self
+            .saving
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let svm = self.svm();
         let token_program = Address::new_from_array(TokenProgram::Token.id().to_bytes());
         let mut owners: Vec<Address> = Vec::new();
@@ -218,6 +229,15 @@ impl SolanaChain {
                 accounts.push((key, account));
             }
         }
+        // Captured under the ledger lock: the signatures of exactly the transfers captured.
+        let signatures: Vec<String> = self
+            .processed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        let slot = self.slot();
         drop(svm);
         let json: Vec<serde_json::Value> = accounts
             .iter()
@@ -230,15 +250,7 @@ impl SolanaChain {
                 })
             })
             .collect();
-        let signatures: Vec<String> = self
-            .processed
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .iter()
-            .cloned()
-            .collect();
-        let body =
-            serde_json::json!({ "slot": self.slot(), "accounts": json, "signatures": signatures });
+        let body = serde_json::json!({ "slot": slot, "accounts": json, "signatures": signatures });
         super::write_atomically(path, body.to_string().as_bytes())
     }
 
@@ -368,14 +380,20 @@ impl SolanaChain {
         &self,
         transaction: VersionedTransaction,
     ) -> std::result::Result<String, SendError> {
-        let result = self.svm().send_transaction(transaction);
+        let mut svm = self.svm();
+        let result = svm.send_transaction(transaction);
+        if let Ok(meta) = &result {
+            // Recorded with the ledger still locked, so no snapshot holds the transfer
+            // without its signature.
+            self.slot.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.processed
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(meta.signature.to_string());
+        }
+        drop(svm);
         match result {
             Ok(meta) => {
-                self.slot.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.processed
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .insert(meta.signature.to_string());
                 self.save().map_err(SendError::Snapshot)?;
                 Ok(meta.signature.to_string())
             }
