@@ -82,7 +82,12 @@ pub struct Facilitator {
     faults: Arc<Faults>,
     /// This run of the devnet: payments claimed by another run are reconciled.
     boot: String,
+    /// Held while one payment is reconciled.
+    reconciling: tokio::sync::Mutex<()>,
 }
+
+/// A claim this old whose request never finished (its client went away) is reconciled.
+const STALE_CLAIM_MS: u64 = 60_000;
 
 /// A settled payment and what it bought.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,6 +146,7 @@ impl Facilitator {
             clock,
             faults,
             boot,
+            reconciling: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -396,7 +402,48 @@ impl Facilitator {
             return Err(being_settled());
         }
         self.faults.crash_if(CrashPoint::AfterClaim);
-        let transaction = self.send(requirement, &claim, checked).await?;
+        match self.settle_claimed(requirement, &claim, checked).await {
+            Ok(settled) => Ok(settled),
+            Err(error) => Err(self.after_failure(&claim.key, error)?),
+        }
+    }
+
+    /// What to answer when settling a claimed payment went wrong: a definitive refusal has
+    /// already failed the row; anything else leaves the outcome unknown, so the row goes to
+    /// the reconciler and, once a transaction was sent, the answer is `settlement_pending`
+    /// (never a refusal that invites paying again).
+    fn after_failure(&self, key: &str, error: Error) -> Result<Error> {
+        let Some(row) = self.store.payment(key)? else {
+            return Ok(error);
+        };
+        match row.status {
+            PaymentStatus::Claimed | PaymentStatus::Submitted => {
+                self.store.payment_held(key)?;
+                match (row.tx, &error) {
+                    (_, Error::Pending { .. }) | (None, _) => Ok(error),
+                    (Some(transaction), _) => {
+                        tracing::warn!(%error, %transaction, "settlement interrupted; pending");
+                        Ok(Error::Pending { transaction })
+                    }
+                }
+            }
+            PaymentStatus::Settled => Ok(Error::AlreadySettled {
+                transaction: row.tx.unwrap_or_default(),
+                payer: row.payer.to_string(),
+            }),
+            PaymentStatus::Failed => Ok(error),
+        }
+    }
+
+    /// Sends a claimed payment, makes the chain durable and marks it settled with its
+    /// effect.
+    async fn settle_claimed(
+        &self,
+        requirement: &Requirement,
+        claim: &PaymentClaim,
+        checked: Checked,
+    ) -> Result<Settled> {
+        let transaction = self.send(requirement, claim, checked).await?;
         self.faults.crash_if(CrashPoint::AfterConfirmation);
         if let Some(chain) = self.evm_chain_of(requirement) {
             chain.persist().await?;
@@ -404,7 +451,7 @@ impl Facilitator {
         self.faults.crash_if(CrashPoint::BeforeCreditWrite);
         let applied = self
             .store
-            .payment_settled(&claim.key, &transaction, self.clock.now_unix_ms())?
+            .payment_settled(&claim.key, &transaction, self.clock.now_unix_ms(), None)?
             .ok_or_else(|| {
                 invalid(
                     InvalidReason::DuplicateSettlement,
@@ -455,7 +502,7 @@ impl Facilitator {
                 match solana.submit(transaction) {
                     Ok(signature) => Ok(signature),
                     Err(error @ Error::Solana { .. }) => {
-                        self.store.payment_failed(key)?;
+                        self.store.payment_failed(key, None)?;
                         Err(error)
                     }
                     Err(error) => Err(error),
@@ -528,7 +575,7 @@ impl Facilitator {
         match chain.wait_confirmed(hash, call).await {
             Ok(_) => Ok(transaction),
             Err(error @ Error::Reverted { .. }) => {
-                self.store.payment_failed(key)?;
+                self.store.payment_failed(key, None)?;
                 Err(error)
             }
             Err(_) => {
@@ -569,11 +616,15 @@ impl Facilitator {
     /// # Errors
     /// A store or chain error; payments that cannot be resolved yet stay as they are.
     pub async fn reconcile(&self) -> Result<usize> {
-        let rows = self.store.unresolved_payments(&self.boot)?;
+        let stale = self.clock.now_unix_ms().saturating_sub(STALE_CLAIM_MS);
+        let rows = self.store.unresolved_payments(&self.boot, stale)?;
         let mut resolved = 0;
         for row in rows {
-            if self.reconcile_one(&row).await? {
-                resolved += 1;
+            // One payment that cannot be resolved now must not hold up the others.
+            match self.reconcile_one(&row).await {
+                Ok(true) => resolved += 1,
+                Ok(false) => {}
+                Err(error) => tracing::warn!(key = %row.key, %error, "cannot reconcile yet"),
             }
         }
         Ok(resolved)
@@ -582,6 +633,18 @@ impl Facilitator {
     /// Asks the chain about one unresolved payment: settles it (applying its effect) when the
     /// money moved, fails it when nothing moved and nothing can. `true` when resolved.
     async fn reconcile_one(&self, row: &PaymentRow) -> Result<bool> {
+        // One reconciliation at a time, on a fresh read of the row.
+        let _reconciling = self.reconciling.lock().await;
+        let Some(row) = self.store.payment(&row.key)? else {
+            return Ok(false);
+        };
+        let row = &row;
+        if !matches!(
+            row.status,
+            PaymentStatus::Claimed | PaymentStatus::Submitted
+        ) {
+            return Ok(true);
+        }
         let restarted = row.boot != self.boot;
         let now = self.clock.now_unix();
         let evm = |chain_id: u64| self.chains.evm().find(|c| c.chain_id() == chain_id);
@@ -649,12 +712,16 @@ impl Facilitator {
         };
         match moved {
             Some(transaction) => {
-                self.store
-                    .payment_settled(&row.key, &transaction, self.clock.now_unix_ms())?;
+                self.store.payment_settled(
+                    &row.key,
+                    &transaction,
+                    self.clock.now_unix_ms(),
+                    Some(row.attempt),
+                )?;
                 tracing::info!(key = %row.key, %transaction, "reconciled: settled");
             }
             None => {
-                self.store.payment_failed(&row.key)?;
+                self.store.payment_failed(&row.key, Some(row.attempt))?;
                 tracing::info!(key = %row.key, "reconciled: nothing moved, failed");
             }
         }

@@ -652,24 +652,30 @@ mod tests {
             PaymentClaim::Taken(row) if row.status == PaymentStatus::Claimed
         ));
         // Failed: the same payment may claim it again.
-        store.payment_failed("k").unwrap();
+        store.payment_failed("k", None).unwrap();
         assert_eq!(store.claim_payment(&new).unwrap(), PaymentClaim::Claimed);
         store.payment_submitted("k", "0xabc", None).unwrap();
+        // A reconciler that read the first claim cannot touch the second.
+        store.payment_failed("k", Some(0)).unwrap();
         assert_eq!(
-            store.payment_settled("k", "0xabc", 0).unwrap(),
+            store.payment_settled("k", "0xabc", 0, Some(0)).unwrap(),
+            None
+        );
+        assert_eq!(
+            store.payment_settled("k", "0xabc", 0, Some(1)).unwrap(),
             Some(Applied::Credits(Credits {
                 deposited_micros: 5,
                 spent_micros: 0
             }))
         );
         assert_eq!(
-            store.payment_settled("k", "0xabc", 0).unwrap(),
+            store.payment_settled("k", "0xabc", 0, None).unwrap(),
             None,
             "once"
         );
         assert_eq!(store.credits(&payer).unwrap().deposited_micros, 5);
         assert_eq!(store.settlement_count().unwrap(), 1);
-        store.payment_failed("k").unwrap();
+        store.payment_failed("k", None).unwrap();
         assert_eq!(
             store.payment("k").unwrap().unwrap().status,
             PaymentStatus::Settled
@@ -709,7 +715,7 @@ mod tests {
             let store = Store::open(Some(&path)).unwrap();
             store.deposit(&wallet(), 42).unwrap();
             store.claim_payment(&payment("k")).unwrap();
-            store.payment_settled("k", "tx", 0).unwrap();
+            store.payment_settled("k", "tx", 0, None).unwrap();
         }
         let store = Store::open(Some(&path)).unwrap();
         // The deposit, and the 5 the settled payment credited.

@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS payments (
     held INTEGER NOT NULL DEFAULT 0,
     proof TEXT NOT NULL,
     effect TEXT NOT NULL,
-    created_ms INTEGER NOT NULL
+    created_ms INTEGER NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0
 );
 ";
 
@@ -173,6 +174,9 @@ pub struct PaymentRow {
     pub proof: Proof,
     /// What it buys.
     pub effect: Effect,
+    /// How many times it was claimed again after failing; a reconciler acting on an older
+    /// read of the row must not touch a newer claim.
+    pub attempt: u32,
 }
 
 /// A payment to claim.
@@ -329,7 +333,8 @@ fn read_effect(text: &str, index: usize) -> rusqlite::Result<Effect> {
     })
 }
 
-const PAYMENT_COLUMNS: &str = "key, network, payer, amount, status, tx, boot, held, proof, effect";
+const PAYMENT_COLUMNS: &str =
+    "key, network, payer, amount, status, tx, boot, held, proof, effect, attempt";
 
 fn read_payment(r: &rusqlite::Row<'_>) -> rusqlite::Result<PaymentRow> {
     let status: String = r.get(4)?;
@@ -346,6 +351,7 @@ fn read_payment(r: &rusqlite::Row<'_>) -> rusqlite::Result<PaymentRow> {
         held: r.get(7)?,
         proof: serde_json::from_str(&proof).map_err(|e| conversion(8, e))?,
         effect: read_effect(&effect, 9)?,
+        attempt: r.get(10)?,
     })
 }
 
@@ -421,9 +427,10 @@ impl Store {
             )?;
             let retried = inserted == 0
                 && tx.execute(
-                    "UPDATE payments SET status = 'claimed', tx = NULL, held = 0, boot = ?2, proof = ?3, effect = ?4
+                    "UPDATE payments SET status = 'claimed', tx = NULL, held = 0, boot = ?2, proof = ?3, effect = ?4,
+                         created_ms = ?5, attempt = attempt + 1
                      WHERE key = ?1 AND status = 'failed'",
-                    params![new.key, new.boot, proof, effect],
+                    params![new.key, new.boot, proof, effect, int(new.now_ms)?],
                 )? == 1;
             let claim = if inserted == 1 || retried {
                 PaymentClaim::Claimed
@@ -477,26 +484,35 @@ impl Store {
         })
     }
 
-    /// Marks a payment failed: nothing moved and nothing can.
+    /// Marks a payment failed: nothing moved and nothing can. With `attempt`, only that
+    /// claim of it.
     ///
     /// # Errors
     /// [`crate::Error::Store`].
-    pub fn payment_failed(&self, key: &str) -> Result<()> {
+    pub fn payment_failed(&self, key: &str, attempt: Option<u32>) -> Result<()> {
         self.with(|c| {
             c.execute(
-                "UPDATE payments SET status = 'failed', held = 0 WHERE key = ?1 AND status IN ('claimed', 'submitted')",
-                params![key],
+                "UPDATE payments SET status = 'failed', held = 0
+                 WHERE key = ?1 AND status IN ('claimed', 'submitted') AND (?2 IS NULL OR attempt = ?2)",
+                params![key, attempt],
             )
             .map(|_| ())
         })
     }
 
     /// Marks a payment settled in `tx` and applies its effect, in one database transaction.
-    /// `None` when it was not waiting to settle (settled already, or failed).
+    /// `None` when it was not waiting to settle (settled already, or failed), or, with
+    /// `attempt`, when it is another claim of it.
     ///
     /// # Errors
     /// [`crate::Error::Store`].
-    pub fn payment_settled(&self, key: &str, tx: &str, now_ms: u64) -> Result<Option<Applied>> {
+    pub fn payment_settled(
+        &self,
+        key: &str,
+        tx: &str,
+        now_ms: u64,
+        attempt: Option<u32>,
+    ) -> Result<Option<Applied>> {
         self.with(|c| {
             let db = c.transaction()?;
             let Some(row) = payment_in(&db, key)? else {
@@ -505,7 +521,8 @@ impl Store {
             if !matches!(
                 row.status,
                 PaymentStatus::Claimed | PaymentStatus::Submitted
-            ) {
+            ) || attempt.is_some_and(|attempt| attempt != row.attempt)
+            {
                 return Ok(None);
             }
             db.execute(
@@ -518,18 +535,18 @@ impl Store {
         })
     }
 
-    /// Payments to reconcile: claimed or submitted by another devnet run than `boot`, or
-    /// held.
+    /// Payments to reconcile: claimed or submitted by another devnet run than `boot`, held,
+    /// or claimed before `stale_ms` (a request that stopped, e.g. its client went away).
     ///
     /// # Errors
     /// [`crate::Error::Store`].
-    pub fn unresolved_payments(&self, boot: &str) -> Result<Vec<PaymentRow>> {
+    pub fn unresolved_payments(&self, boot: &str, stale_ms: u64) -> Result<Vec<PaymentRow>> {
         self.with(|c| {
             let mut statement = c.prepare(&format!(
                 "SELECT {PAYMENT_COLUMNS} FROM payments
-                 WHERE status IN ('claimed', 'submitted') AND (boot != ?1 OR held = 1)"
+                 WHERE status IN ('claimed', 'submitted') AND (boot != ?1 OR held = 1 OR created_ms < ?2)"
             ))?;
-            let rows = statement.query_map(params![boot], read_payment)?;
+            let rows = statement.query_map(params![boot, int(stale_ms)?], read_payment)?;
             rows.collect()
         })
     }
