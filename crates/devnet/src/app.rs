@@ -130,6 +130,8 @@ impl Devnet {
                 .map(|d| d.join("devnet.sqlite"))
                 .as_deref(),
         )?);
+        // Requests a previous run was answering are gone; their payment ids may be used again.
+        store.forget_unanswered_payment_ids()?;
         let chains = Chains::start(&ChainsConfig {
             anvil: config.anvil.clone(),
             data_dir: config.data_dir.clone(),

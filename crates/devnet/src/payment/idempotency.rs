@@ -60,18 +60,21 @@ pub(crate) async fn idempotent(
         }
         Ok(PaymentIdClaim::New) => {}
     }
+    // Forgets the id if the answer is never stored (the request is dropped or unwinds).
+    let guard = Unanswered {
+        store: &store,
+        id: id.as_str(),
+        answered: false,
+    };
     let response = next.run(request).await;
     let (parts, body) = response.into_parts();
     let body = match axum::body::to_bytes(body, MAX_STORED_BODY).await {
         Ok(body) => body,
-        Err(error) => {
-            let _ = store.forget_payment_id(id.as_str());
-            return ApiError::internal(error).into_response();
-        }
+        Err(error) => return ApiError::internal(error).into_response(),
     };
-    if parts.status.is_server_error() {
-        // Nothing settled is answered with a 5xx here: let the same payment try again.
-        let _ = store.forget_payment_id(id.as_str());
+    if !parts.status.is_success() {
+        // Only a final answer is kept: a refusal, `settlement_pending` or a 5xx is answered
+        // afresh when the same payment comes again (the guard forgets the id).
         return Response::from_parts(parts, Body::from(body));
     }
     let kept = [
@@ -90,10 +93,29 @@ pub(crate) async fn idempotent(
             .collect(),
         body: body.to_vec(),
     };
-    if let Err(error) = store.store_payment_id_response(id.as_str(), &stored) {
-        tracing::error!(%error, "could not store the answer to a payment id");
+    match store.store_payment_id_response(id.as_str(), &stored) {
+        Ok(()) => {
+            let mut guard = guard;
+            guard.answered = true;
+        }
+        Err(error) => tracing::error!(%error, "could not store the answer to a payment id"),
     }
     Response::from_parts(parts, Body::from(body))
+}
+
+/// Forgets a claimed payment id on drop unless its answer was stored.
+struct Unanswered<'a> {
+    store: &'a Store,
+    id: &'a str,
+    answered: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            let _ = self.store.forget_payment_id(self.id);
+        }
+    }
 }
 
 /// The stored answer, as it was sent.

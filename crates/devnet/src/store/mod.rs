@@ -239,6 +239,17 @@ impl Store {
         })
     }
 
+    /// Forgets every payment id still being answered: at start, those requests are gone.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn forget_unanswered_payment_ids(&self) -> Result<()> {
+        self.with(|c| {
+            c.execute("DELETE FROM payment_ids WHERE status IS NULL", [])
+                .map(|_| ())
+        })
+    }
+
     /// Forgets an unanswered payment id, so the same payment may try again.
     ///
     /// # Errors
