@@ -450,14 +450,13 @@ pub(super) async fn destroy(
 ) -> ApiResult {
     let wallet = state.auth.wallet(&call)?;
     let mut record = owned(&state, &wallet, &id)?;
-    if record.destroyed_ms.is_some() {
+    let now = state.clock.now_unix_ms();
+    if !state.store.destroy_instance(&id, now)? {
         return Err(ApiError::conflict(format!(
             "instance {id} is already destroyed"
         )));
     }
-    let now = state.clock.now_unix_ms();
     record.destroyed_ms = Some(now);
-    state.store.update_instance(&record)?;
     Ok(Json(json!({ "success": true, "instance": instance_json(&record, now) })).into_response())
 }
 
@@ -610,8 +609,12 @@ pub(super) async fn extend(
         Ok(paid) => paid,
         Err(response) => return Ok(response),
     };
-    let Applied::Instance(record) = &paid.applied else {
-        return Err(ApiError::internal("an extension applied to no instance"));
+    let record = match &paid.applied {
+        Applied::Instance(record) => record,
+        _ => {
+            let body = json!({ "error": format!("instance {id} was destroyed while the payment settled; its price was added to your credits"), "tx_hash": paid.settlement.transaction });
+            return Ok(paid.with_receipt((StatusCode::CONFLICT, Json(body)).into_response()));
+        }
     };
     let now = state.clock.now_unix_ms();
     let body = json!({ "success": true, "order": instance_json(record, now), "tx_hash": paid.settlement.transaction });
@@ -683,9 +686,18 @@ pub(super) async fn resize(
     let credit_micros = u128::from(from.hourly.0) * u128::from(remaining_ms) / u128::from(HOUR_MS);
     let new_remaining_ms = credit_micros * u128::from(HOUR_MS) / u128::from(to.hourly.0.max(1));
     let old_expires = record.expires_ms;
-    record.expires_ms = now + u64::try_from(new_remaining_ms).unwrap_or(u64::MAX / 2);
+    let new_expires = u64::try_from(new_remaining_ms)
+        .ok()
+        .and_then(|ms| now.checked_add(ms))
+        .filter(|ms| *ms <= LATEST_MS)
+        .unwrap_or(LATEST_MS);
+    if !state.store.resize_instance(&record, to.id, new_expires)? {
+        return Err(ApiError::conflict(format!(
+            "instance {id} changed while it was being resized; send the resize again"
+        )));
+    }
+    record.expires_ms = new_expires;
     record.plan = to.id.to_owned();
-    state.store.update_instance(&record)?;
     let hours = |ms: u128| {
         catalog::usd_number(UsdMicros(
             u64::try_from(ms * 1_000_000 / u128::from(HOUR_MS)).unwrap_or(u64::MAX),

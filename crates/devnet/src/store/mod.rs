@@ -555,13 +555,45 @@ impl Store {
         })
     }
 
-    /// Replaces an instance's mutable fields (plan, expiry, hours, paid, destroyed, password,
-    /// metadata) in one statement.
+    /// Destroys an instance at `now_ms`; `false` when it was destroyed already.
     ///
     /// # Errors
     /// [`crate::Error::Store`].
-    pub fn update_instance(&self, i: &InstanceRecord) -> Result<()> {
-        self.with(|c| update_instance_in(c, i))
+    pub fn destroy_instance(&self, id: &str, now_ms: u64) -> Result<bool> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE instances SET destroyed_ms = ?2 WHERE id = ?1 AND destroyed_ms IS NULL",
+                params![id, int(now_ms)?],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
+    /// Moves `before` to `plan`, running until `expires_ms`, only if nothing changed it since
+    /// it was read (an extension paid meanwhile is never overwritten); `false` otherwise.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn resize_instance(
+        &self,
+        before: &InstanceRecord,
+        plan: &str,
+        expires_ms: u64,
+    ) -> Result<bool> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE instances SET plan = ?2, expires_ms = ?3
+                 WHERE id = ?1 AND plan = ?4 AND expires_ms = ?5 AND destroyed_ms IS NULL",
+                params![
+                    before.id,
+                    plan,
+                    int(expires_ms)?,
+                    before.plan,
+                    int(before.expires_ms)?
+                ],
+            )
+            .map(|n| n == 1)
+        })
     }
 
     /// Takes the one-time password: `true` the first time only.
@@ -605,10 +637,17 @@ fn insert_instance_in(c: &Connection, i: &InstanceRecord) -> rusqlite::Result<()
     .map(|_| ())
 }
 
+/// Writes an extension (expiry, hours, dollars) inside the caller's transaction, which read
+/// the record in it.
 fn update_instance_in(c: &Connection, i: &InstanceRecord) -> rusqlite::Result<()> {
     c.execute(
-        "UPDATE instances SET plan = ?2, expires_ms = ?3, prepaid_hours = ?4, paid_micros = ?5, destroyed_ms = ?6, password_taken = ?7, metadata = ?8 WHERE id = ?1",
-        params![i.id, i.plan, int(i.expires_ms)?, int(i.prepaid_hours)?, int(i.paid_micros)?, i.destroyed_ms.map(int).transpose()?, i.password_taken, i.metadata],
+        "UPDATE instances SET expires_ms = ?2, prepaid_hours = ?3, paid_micros = ?4 WHERE id = ?1",
+        params![
+            i.id,
+            int(i.expires_ms)?,
+            int(i.prepaid_hours)?,
+            int(i.paid_micros)?
+        ],
     )
     .map(|_| ())
 }

@@ -396,6 +396,10 @@ pub(super) fn apply(
             else {
                 return Ok(Applied::None);
             };
+            if record.destroyed_ms.is_some() {
+                // Destroyed while the payment settled: the money becomes credits.
+                return deposit_in(c, payer, *micros).map(Applied::Credits);
+            }
             // Checked against the time of the request before it was paid.
             record.expires_ms = record
                 .expires_ms
