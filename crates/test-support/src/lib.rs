@@ -301,6 +301,29 @@ impl Client {
         challenge(self.send_signed(wallet, Method::POST, path, body).await?).await
     }
 
+    /// Quotes `path` with `body` for `wallet` and signs a Base Sepolia `exact` payment for it
+    /// at the client's clock: the header to send (and to send again).
+    ///
+    /// # Errors
+    /// When the quote carries no Base Sepolia offer, or signing fails.
+    pub async fn base_payment(
+        &self,
+        wallet: &LocalEvmSigner,
+        path: &str,
+        body: &[u8],
+    ) -> Result<x402_core::PaymentHeader> {
+        let challenge = self.quote(wallet, path, body).await?;
+        let selected = PaymentPolicy::default()
+            .networks([Network::BASE_SEPOLIA])
+            .select(&challenge)?;
+        Ok(evm::exact::pay(
+            &selected,
+            wallet,
+            &*self.clock,
+            &mut os_random,
+        )?)
+    }
+
     /// Sends a JSON call, signed by `wallet` when given, with `extra` headers.
     ///
     /// # Errors

@@ -414,12 +414,7 @@ async fn an_unconfirmed_payment_is_pending_never_refused_and_settles_once() {
     let api = Client::of(&devnet);
     let path = "/compute/credits/topup";
     let body = br#"{"amount":2,"network":"base"}"#;
-    let challenge = api.quote(&payer, path, body).await.unwrap();
-    let selected = PaymentPolicy::default()
-        .networks([Network::BASE_SEPOLIA])
-        .select(&challenge)
-        .unwrap();
-    let header = evm::exact::pay(&selected, &payer, &Now, &mut test_support::os_random).unwrap();
+    let header = api.base_payment(&payer, path, body).await.unwrap();
     let send = || {
         api.post(path, body)
             .header(header.name(), header.value())
@@ -623,12 +618,7 @@ async fn a_paid_answer_lost_on_the_way_is_recovered_by_sending_the_same_payment(
     let api = Client::of(&devnet);
     let path = "/compute/credits/topup";
     let body = br#"{"amount":4,"network":"base"}"#;
-    let challenge = api.quote(&payer, path, body).await.unwrap();
-    let selected = PaymentPolicy::default()
-        .networks([Network::BASE_SEPOLIA])
-        .select(&challenge)
-        .unwrap();
-    let header = evm::exact::pay(&selected, &payer, &Now, &mut test_support::os_random).unwrap();
+    let header = api.base_payment(&payer, path, body).await.unwrap();
     let send = || {
         api.post(path, body)
             .header(header.name(), header.value())
