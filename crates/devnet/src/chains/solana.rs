@@ -320,16 +320,6 @@ impl SolanaChain {
         self.save()
     }
 
-    /// Co-signs a verified payment as fee payer and processes it. Returns the base58
-    /// transaction signature.
-    ///
-    /// # Errors
-    /// [`Error::Solana`] when the ledger rejects the transaction (nothing moved then).
-    pub fn settle(&self, verified: x402_core::svm::Verified) -> Result<String> {
-        let (transaction, _signature) = self.cosign(verified)?;
-        self.submit(transaction)
-    }
-
     /// Co-signs a verified payment as fee payer: the transaction to send and its signature
     /// (known before it is sent).
     ///

@@ -277,30 +277,6 @@ impl Store {
         })
     }
 
-    /// Spends credits if the balance covers `micros`; `Ok(Err(shortfall))` otherwise.
-    ///
-    /// # Errors
-    /// [`crate::Error::Store`].
-    pub fn spend(&self, wallet: &PayTo, micros: u64) -> Result<std::result::Result<Credits, u64>> {
-        let wallet = wallet_key(wallet);
-        self.with(|c| {
-            let tx = c.transaction()?;
-            let credits = read_credits(&tx, &wallet)?;
-            if credits.balance_micros() < micros {
-                return Ok(Err(micros - credits.balance_micros()));
-            }
-            // Covered by the balance, so the sum stays at most the deposits.
-            let spent = credits.spent_micros.saturating_add(micros);
-            tx.execute(
-                "UPDATE credits SET spent_micros = ?2 WHERE wallet = ?1",
-                params![wallet, int(spent)?],
-            )?;
-            let credits = read_credits(&tx, &wallet)?;
-            tx.commit()?;
-            Ok(Ok(credits))
-        })
-    }
-
     /// Spends `micros` of `wallet`'s credits on `effect` and applies it, in one database
     /// transaction: both happen or neither. `Ok(Err(shortfall))` when the balance does not
     /// cover it (nothing changes then).
@@ -737,13 +713,11 @@ mod tests {
         let store = Store::open(None).unwrap();
         assert_eq!(store.credits(&wallet()).unwrap(), Credits::default());
         store.deposit(&wallet(), 5_000_000).unwrap();
-        assert_eq!(store.spend(&wallet(), 7_000_000).unwrap(), Err(2_000_000));
+        let spend = |micros| store.spend_on(&wallet(), micros, &Effect::None, 0).unwrap();
+        assert_eq!(spend(7_000_000), Err(2_000_000));
+        assert_eq!(spend(3_000_000), Ok(Applied::None));
         assert_eq!(
-            store
-                .spend(&wallet(), 3_000_000)
-                .unwrap()
-                .unwrap()
-                .balance_micros(),
+            store.credits(&wallet()).unwrap().balance_micros(),
             2_000_000
         );
     }

@@ -399,22 +399,38 @@ async fn sigkill_at_each_crash_point_of_a_solana_payment_then_a_restart_settles_
     }
 }
 
-#[tokio::test]
-async fn an_unconfirmed_payment_is_pending_never_refused_and_settles_once() {
-    let devnet = test_support::start_with(|config| devnet::Config {
-        faults: devnet::FaultConfig {
-            hold_confirmation: true,
-            ..devnet::FaultConfig::default()
-        },
-        ..config
-    })
-    .await
-    .unwrap();
+/// A devnet with `faults`, a wallet holding $10, a client, and a signed Base payment for a
+/// top-up of `body`, ready to send (and send again).
+async fn paying_under(
+    faults: devnet::FaultConfig,
+    body: &[u8],
+) -> (
+    devnet::Devnet,
+    LocalEvmSigner,
+    Client,
+    x402_core::PaymentHeader,
+) {
+    let devnet = test_support::start_with(|config| devnet::Config { faults, ..config })
+        .await
+        .unwrap();
     let payer = test_support::funded_wallet(&devnet, 10).await.unwrap();
     let api = Client::of(&devnet);
+    let header = api
+        .base_payment(&payer, "/compute/credits/topup", body)
+        .await
+        .unwrap();
+    (devnet, payer, api, header)
+}
+
+#[tokio::test]
+async fn an_unconfirmed_payment_is_pending_never_refused_and_settles_once() {
     let path = "/compute/credits/topup";
     let body = br#"{"amount":2,"network":"base"}"#;
-    let header = api.base_payment(&payer, path, body).await.unwrap();
+    let faults = devnet::FaultConfig {
+        hold_confirmation: true,
+        ..devnet::FaultConfig::default()
+    };
+    let (devnet, payer, api, header) = paying_under(faults, body).await;
     let send = || {
         api.post(path, body)
             .header(header.name(), header.value())
@@ -605,20 +621,13 @@ async fn soak_sigkill_at_random_moments_never_loses_or_invents_a_payment() {
 
 #[tokio::test]
 async fn a_paid_answer_lost_on_the_way_is_recovered_by_sending_the_same_payment() {
-    let devnet = test_support::start_with(|config| devnet::Config {
-        faults: devnet::FaultConfig {
-            drop_paid_answers: true,
-            ..devnet::FaultConfig::default()
-        },
-        ..config
-    })
-    .await
-    .unwrap();
-    let payer = test_support::funded_wallet(&devnet, 10).await.unwrap();
-    let api = Client::of(&devnet);
     let path = "/compute/credits/topup";
     let body = br#"{"amount":4,"network":"base"}"#;
-    let header = api.base_payment(&payer, path, body).await.unwrap();
+    let faults = devnet::FaultConfig {
+        drop_paid_answers: true,
+        ..devnet::FaultConfig::default()
+    };
+    let (devnet, payer, api, header) = paying_under(faults, body).await;
     let send = || {
         api.post(path, body)
             .header(header.name(), header.value())
