@@ -45,6 +45,16 @@ pub enum Error {
         #[source]
         source: Box<alloy::contract::Error>,
     },
+    /// A transaction could not be signed.
+    #[error("chain {chain_id}: cannot sign `{call}`: {reason}")]
+    Sign {
+        /// The chain.
+        chain_id: u64,
+        /// The contract function.
+        call: &'static str,
+        /// What the signer said.
+        reason: String,
+    },
     /// A sent transaction's receipt did not come.
     #[error("chain {chain_id}: waiting for the receipt of `{call}` failed: {source}")]
     Receipt {

@@ -17,9 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use alloy::network::EthereumWallet;
+use alloy::network::{Ethereum, EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -65,6 +66,9 @@ pub struct EvmChain {
     token: TokenSpec,
     provider: DynProvider,
     facilitator: Address,
+    /// The facilitator's key, which signs the settlements here (see
+    /// [`EvmChain::send_recorded`]).
+    wallet: EthereumWallet,
     /// Where the chain's state is persisted, if anywhere.
     state: Option<PathBuf>,
     /// Persist requests so far (each taken after its transaction was mined).
@@ -188,6 +192,7 @@ impl EvmChain {
         let facilitator = PrivateKeySigner::from_bytes(&FACILITATOR_KEY.into())
             .expect("anvil's second default key is a valid secp256k1 key");
         let facilitator_address = facilitator.address();
+        let facilitator_wallet = EthereumWallet::from(facilitator.clone());
         let mut wallet = EthereumWallet::from(deployer.clone());
         wallet.register_signer(facilitator);
         let endpoint = url.parse().map_err(|_| Error::AnvilSilent { chain_id })?;
@@ -208,6 +213,7 @@ impl EvmChain {
             token,
             provider,
             facilitator: facilitator_address,
+            wallet: facilitator_wallet,
             state,
             requested: AtomicU64::new(0),
             persisted: tokio::sync::Mutex::new(0),
@@ -306,11 +312,19 @@ impl EvmChain {
         // Every request up to here was made after its transaction was mined, so this dump,
         // which starts now, covers them all.
         let covers = self.requested.load(Ordering::SeqCst);
-        let dump: Bytes = self
-            .provider
-            .raw_request("anvil_dumpState".into(), ())
-            .await
-            .map_err(self.rpc("anvil_dumpState"))?;
+        // No transaction is sent or mined while anvil dumps: it reads its blocks and
+        // receipts before its accounts, so one mined in between would be in the state without
+        // its receipt, and a restarted devnet could not tell our transaction from someone
+        // else's. anvil answers a send before its miner has stored the block, so wait for
+        // its pool to empty first.
+        let dump: Bytes = {
+            let _sending = self.sending.lock().await;
+            self.wait_mined().await?;
+            self.provider
+                .raw_request("anvil_dumpState".into(), ())
+                .await
+                .map_err(self.rpc("anvil_dumpState"))?
+        };
         let path = path.clone();
         tokio::task::spawn_blocking(move || {
             super::write_atomically(&path, dump.to_string().as_bytes())
@@ -322,6 +336,38 @@ impl EvmChain {
         })??;
         *persisted = covers;
         Ok(())
+    }
+
+    /// Waits until anvil's pool holds no transaction (everything sent was mined).
+    async fn wait_mined(&self) -> Result<()> {
+        #[derive(Clone, Debug, serde::Deserialize)]
+        struct PoolStatus {
+            pending: alloy::primitives::U64,
+            queued: alloy::primitives::U64,
+        }
+        let deadline = tokio::time::Instant::now() + RECEIPT_TIMEOUT;
+        loop {
+            let pool: PoolStatus = self
+                .provider
+                .raw_request("txpool_status".into(), ())
+                .await
+                .map_err(self.rpc("txpool_status"))?;
+            if pool.pending.is_zero() && pool.queued.is_zero() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Snapshot {
+                    path: self.state.clone().unwrap_or_default(),
+                    reason: format!(
+                        "anvil still holds {} pending and {} queued transactions after {} s; not dumping a state that could hold a transaction without its receipt",
+                        pool.pending,
+                        pool.queued,
+                        RECEIPT_TIMEOUT.as_secs()
+                    ),
+                });
+            }
+            tokio::time::sleep(RECEIPT_POLL).await;
+        }
     }
 
     fn rpc(
@@ -489,18 +535,35 @@ impl EvmChain {
             .map_err(self.contract_error("nonces"))
     }
 
-    /// What became of a sent transaction: `Some(true)` mined and succeeded, `Some(false)`
-    /// reverted, `None` not mined (yet).
+    /// What became of a transaction recorded by [`EvmChain::send_recorded`].
     ///
     /// # Errors
     /// A chain error when the RPC call fails.
-    pub async fn transaction_outcome(&self, hash: B256) -> Result<Option<bool>> {
-        Ok(self
+    pub async fn transaction_outcome(&self, hash: B256) -> Result<Outcome> {
+        // Not while a transaction is between being recorded and being sent: one recorded
+        // and about to leave must not read as unknown.
+        let _sending = self.sending.lock().await;
+        let receipt = self
             .provider
             .get_transaction_receipt(hash)
             .await
-            .map_err(self.rpc("eth_getTransactionReceipt"))?
-            .map(|receipt| receipt.status()))
+            .map_err(self.rpc("eth_getTransactionReceipt"))?;
+        if let Some(receipt) = receipt {
+            return Ok(match receipt.status() {
+                true => Outcome::Succeeded,
+                false => Outcome::Reverted,
+            });
+        }
+        let known = self
+            .provider
+            .get_transaction_by_hash(hash)
+            .await
+            .map_err(self.rpc("eth_getTransactionByHash"))?
+            .is_some();
+        Ok(match known {
+            true => Outcome::Waiting,
+            false => Outcome::Unknown,
+        })
     }
 
     /// The facilitator's allowance from `owner` (what a confirmed permit left to pull).
@@ -515,20 +578,20 @@ impl EvmChain {
             .map_err(self.contract_error("allowance"))
     }
 
-    /// Sends an EIP-3009 `transferWithAuthorization` from the facilitator; its hash, without
-    /// waiting for it ([`EvmChain::wait_confirmed`]).
+    /// Sends an EIP-3009 `transferWithAuthorization` from the facilitator, recorded first
+    /// (see [`EvmChain::send_recorded`]).
     ///
     /// # Errors
-    /// A chain error when it cannot be sent.
+    /// As [`EvmChain::send_recorded`].
     pub async fn send_transfer_with_authorization(
         &self,
         verified: &x402_core::evm::exact::Verified,
-    ) -> Result<B256> {
-        self.follow_clock().await?;
+        record: impl FnOnce(B256) -> Result<()>,
+    ) -> Result<B256, Unsent> {
         let a = &verified.authorization;
         let signature = Bytes::from(verified.signature.as_bytes().to_vec());
-        let contract = self.contract();
-        let call = contract
+        let request = self
+            .contract()
             .transferWithAuthorization_0(
                 a.from,
                 a.to,
@@ -538,22 +601,25 @@ impl EvmChain {
                 a.nonce,
                 signature,
             )
-            .from(self.facilitator);
-        let _sending = self.sending.lock().await;
-        self.sent(call.send().await, "transferWithAuthorization")
+            .into_transaction_request();
+        self.send_recorded(request, "transferWithAuthorization", record)
+            .await
     }
 
-    /// Sends an ERC-2612 `permit` from the facilitator; its hash, without waiting.
+    /// Sends an ERC-2612 `permit` from the facilitator, recorded first.
     ///
     /// # Errors
-    /// A chain error when it cannot be sent.
-    pub async fn send_permit(&self, verified: &x402_core::evm::permit::Verified) -> Result<B256> {
-        self.follow_clock().await?;
+    /// As [`EvmChain::send_recorded`].
+    pub async fn send_permit(
+        &self,
+        verified: &x402_core::evm::permit::Verified,
+        record: impl FnOnce(B256) -> Result<()>,
+    ) -> Result<B256, Unsent> {
         let p = &verified.permit;
         let s = &verified.signature;
         let v = if s.v() { 28 } else { 27 };
-        let contract = self.contract();
-        let permit = contract
+        let request = self
+            .contract()
             .permit(
                 p.owner,
                 p.spender,
@@ -563,23 +629,121 @@ impl EvmChain {
                 B256::from(s.r()),
                 B256::from(s.s()),
             )
-            .from(self.facilitator);
-        let _sending = self.sending.lock().await;
-        self.sent(permit.send().await, "permit")
+            .into_transaction_request();
+        self.send_recorded(request, "permit", record).await
     }
 
-    /// Sends `transferFrom(owner, pay_to, value)` from the facilitator; its hash, without
-    /// waiting.
+    /// Sends `transferFrom(owner, pay_to, value)` from the facilitator, recorded first.
     ///
     /// # Errors
-    /// A chain error when it cannot be sent.
-    pub async fn send_pull(&self, owner: Address, pay_to: Address, value: U256) -> Result<B256> {
-        self.follow_clock().await?;
-        let contract = self.contract();
-        let pull = contract
+    /// As [`EvmChain::send_recorded`].
+    pub async fn send_pull(
+        &self,
+        owner: Address,
+        pay_to: Address,
+        value: U256,
+        record: impl FnOnce(B256) -> Result<()>,
+    ) -> Result<B256, Unsent> {
+        let request = self
+            .contract()
             .transferFrom(owner, pay_to, value)
-            .from(self.facilitator);
+            .into_transaction_request();
+        self.send_recorded(request, "transferFrom", record).await
+    }
+
+    /// Signs `request` as the facilitator's next transaction, hands its hash to `record`, and
+    /// only then sends it: whoever records the hash (a payment's row) can always ask the
+    /// chain what became of exactly that transaction, whatever happens after it leaves. One
+    /// transaction at a time per chain, so the account's nonces stay in order.
+    ///
+    /// # Errors
+    /// [`Unsent::NotSent`] when it was not sent (it would revert, or `record` failed): nothing
+    /// of it can reach the chain. [`Unsent::Unknown`] when sending failed after it was
+    /// recorded: it may or may not have reached the chain.
+    pub async fn send_recorded(
+        &self,
+        request: TransactionRequest,
+        call: &'static str,
+        record: impl FnOnce(B256) -> Result<()>,
+    ) -> Result<B256, Unsent> {
+        self.follow_clock().await.map_err(Unsent::NotSent)?;
         let _sending = self.sending.lock().await;
-        self.sent(pull.send().await, "transferFrom")
+        let request = request
+            .with_from(self.facilitator)
+            .with_chain_id(self.chain_id);
+        let nonce = self
+            .provider
+            .get_transaction_count(self.facilitator)
+            .pending()
+            .await
+            .map_err(|e| Unsent::NotSent(self.rpc("eth_getTransactionCount")(e)))?;
+        // Refuses a call that would revert now: it is never sent.
+        let gas = self
+            .provider
+            .estimate_gas(request.clone())
+            .await
+            .map_err(|e| Unsent::NotSent(self.rpc(call)(e)))?;
+        let fees = self
+            .provider
+            .estimate_eip1559_fees()
+            .await
+            .map_err(|e| Unsent::NotSent(self.rpc("eth_feeHistory")(e)))?;
+        let request = request
+            .with_nonce(nonce)
+            .with_gas_limit(gas)
+            .with_max_fee_per_gas(fees.max_fee_per_gas)
+            .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas);
+        let envelope = <TransactionRequest as NetworkTransactionBuilder<Ethereum>>::build(
+            request,
+            &self.wallet,
+        )
+        .await
+        .map_err(|e| {
+            Unsent::NotSent(Error::Sign {
+                chain_id: self.chain_id,
+                call,
+                reason: e.to_string(),
+            })
+        })?;
+        let hash = *envelope.tx_hash();
+        record(hash).map_err(Unsent::NotSent)?;
+        // The caller waits for the receipt by hash (`wait_confirmed`), not through a watcher.
+        let _pending = self
+            .provider
+            .send_tx_envelope(envelope)
+            .await
+            .map_err(|e| Unsent::Unknown(hash, self.rpc(call)(e)))?;
+        Ok(hash)
+    }
+}
+
+/// What became of a transaction, as the chain tells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Mined and succeeded.
+    Succeeded,
+    /// Mined and reverted: it moved nothing.
+    Reverted,
+    /// Known to the chain, not mined yet.
+    Waiting,
+    /// Unknown to the chain: never received, or lost with a restart (a restarted chain
+    /// keeps the receipts of its recent blocks, so not one mined just before it stopped).
+    Unknown,
+}
+
+/// Why [`EvmChain::send_recorded`] did not return a sent transaction.
+#[derive(Debug)]
+pub enum Unsent {
+    /// Nothing was sent and nothing of it can reach the chain.
+    NotSent(Error),
+    /// The recorded transaction (its hash) may or may not have reached the chain.
+    Unknown(B256, Error),
+}
+
+impl From<Unsent> for Error {
+    fn from(unsent: Unsent) -> Error {
+        match unsent {
+            Unsent::NotSent(error) | Unsent::Unknown(_, error) => error,
+        }
     }
 }

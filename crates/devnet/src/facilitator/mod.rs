@@ -6,13 +6,18 @@
 //! (`claimed → submitted(tx) → settled | failed`, see `store::payments`): before anything is
 //! sent to a chain the payment's key (network, asset and what makes it unique on chain) is
 //! claimed with a unique insert, so of any number of concurrent duplicates exactly one
-//! proceeds; the transaction is recorded before it is awaited; the chain is made durable
-//! before the payment is marked settled, together with what it buys, in one database
-//! transaction. A claim fails (and may be claimed again by the same payment) only when the
-//! chain proves nothing moved and nothing can: the transaction reverted, or the devnet
-//! restarted on a chain without it (a restarted devnet's chains hold no transaction in flight),
-//! or its validity passed. [`Facilitator::reconcile`] resolves the payments of a devnet that
-//! died and those whose confirmation was not awaited (`settlement_pending`).
+//! proceeds; each transaction is signed here and recorded before it is sent; the chain is
+//! made durable before the payment is marked settled, together with what it buys, in one
+//! database transaction.
+//!
+//! Only the facilitator's own transaction proves a payment: an authorization that reads as
+//! used, or a permit nonce that moved, may have been cancelled or spent by the payer, so the
+//! reconciler settles a payment on the receipt of the transaction its row recorded (a
+//! restarted anvil keeps the receipts of its recent blocks) and otherwise fails it once
+//! nothing of ours can still land: ours reverted, is unknown to the chain, or its validity
+//! passed. A permit whose allowance still holds the payment is pulled once, recorded first.
+//! [`Facilitator::reconcile`] resolves the payments of a devnet that died and those whose
+//! confirmation was not awaited (`settlement_pending`).
 
 pub mod http;
 
@@ -24,7 +29,9 @@ use x402_core::{
 };
 
 use crate::chains::Chains;
-use crate::chains::evm::EvmChain;
+use alloy::primitives::B256;
+
+use crate::chains::evm::{EvmChain, Outcome, Unsent};
 use crate::chains::solana::{SolanaChain, USDC_DECIMALS};
 use crate::error::{Error, Result};
 use crate::faults::{CrashPoint, Faults};
@@ -512,8 +519,12 @@ impl Facilitator {
                 let chain = self
                     .chain_for(requirement)
                     .ok_or_else(|| unsupported(requirement))?;
-                let hash = chain.send_transfer_with_authorization(&verified).await;
-                let hash = self.recorded(key, hash).await?;
+                let sent = chain
+                    .send_transfer_with_authorization(&verified, |hash| {
+                        self.submitted(key, hash, None)
+                    })
+                    .await;
+                let hash = self.sent_first(key, sent)?;
                 self.faults.crash_if(CrashPoint::AfterSubmission);
                 self.confirmed(chain, key, hash, "transferWithAuthorization")
                     .await
@@ -525,33 +536,46 @@ impl Facilitator {
                 let PayTo::Evm(pay_to) = requirement.pay_to() else {
                     return Err(unsupported(requirement));
                 };
-                let hash = chain.send_permit(&verified).await;
-                let hash = self.recorded(key, hash).await?;
-                self.confirmed(chain, key, hash, "permit").await?;
-                let pull = chain
-                    .send_pull(verified.payer, pay_to, verified.permit.value.atomic())
+                let proof = Facilitator::proof_of(&Checked::Permit(verified.clone()), requirement);
+                let sent = chain
+                    .send_permit(&verified, |hash| self.submitted(key, hash, None))
                     .await;
-                let pull = self.recorded(key, pull).await?;
+                let hash = self.sent_first(key, sent)?;
+                self.confirmed(chain, key, hash, "permit").await?;
+                let value = verified.permit.value.atomic();
+                let pull = chain
+                    .send_pull(verified.payer, pay_to, value, |hash| {
+                        self.submitted(key, hash, Some(&proof.with_pull(hash)))
+                    })
+                    .await;
+                // The permit went through: whatever happened to the pull, the reconciler
+                // finishes it (it pulls what the allowance still holds, once).
+                let pull = pull.inspect_err(|_| {
+                    let _ = self.store.payment_held(key);
+                })?;
                 self.faults.crash_if(CrashPoint::AfterSubmission);
                 self.confirmed(chain, key, pull, "transferFrom").await
             }
         }
     }
 
-    /// Records a sent transaction; when sending failed, leaves the payment to the
-    /// reconciler (the transaction may or may not have reached the chain).
-    async fn recorded(
-        &self,
-        key: &str,
-        sent: Result<alloy::primitives::B256>,
-    ) -> Result<alloy::primitives::B256> {
+    /// Records `hash` as the payment's transaction (before it is sent).
+    fn submitted(&self, key: &str, hash: B256, proof: Option<&Proof>) -> Result<()> {
+        self.store
+            .payment_submitted(key, &format!("{hash:#x}"), proof)
+    }
+
+    /// The payment's first transaction: when it was never sent, nothing moved and nothing
+    /// can, so the payment fails (and may be sent again); when its fate is unknown, the
+    /// reconciler takes it.
+    fn sent_first(&self, key: &str, sent: Result<B256, Unsent>) -> Result<B256> {
         match sent {
-            Ok(hash) => {
-                self.store
-                    .payment_submitted(key, &format!("{hash:#x}"), None)?;
-                Ok(hash)
+            Ok(hash) => Ok(hash),
+            Err(Unsent::NotSent(error)) => {
+                self.store.payment_failed(key, None)?;
+                Err(error)
             }
-            Err(error) => {
+            Err(Unsent::Unknown(_, error)) => {
                 self.store.payment_held(key)?;
                 Err(error)
             }
@@ -648,6 +672,7 @@ impl Facilitator {
         let restarted = row.boot != self.boot;
         let now = self.clock.now_unix();
         let evm = |chain_id: u64| self.chains.evm().find(|c| c.chain_id() == chain_id);
+        let recorded = row.tx.as_deref().and_then(|tx| tx.parse::<B256>().ok());
         let moved: Option<String> = match &row.proof {
             Proof::Exact {
                 chain_id,
@@ -658,14 +683,34 @@ impl Facilitator {
                 let Some(chain) = evm(*chain_id) else {
                     return Ok(false);
                 };
-                if chain.authorization_used(*payer, *nonce).await? {
-                    chain.persist().await?;
-                    Some(row.tx.clone().unwrap_or_else(|| format!("{nonce:#x}")))
-                } else if restarted || now > *valid_before || self.reverted(chain, row).await? {
-                    // Restarted: the reloaded chain holds no transaction in flight.
-                    None
-                } else {
-                    return Ok(false);
+                // The authorization's state first, then our transaction: had ours been mined
+                // by the time the state was read, its receipt is there when asked after.
+                let used = chain.authorization_used(*payer, *nonce).await?;
+                let ours = match recorded {
+                    Some(hash) => chain.transaction_outcome(hash).await?,
+                    None => Outcome::Unknown,
+                };
+                match (ours, used) {
+                    // Our transaction moved the money.
+                    (Outcome::Succeeded, _) => {
+                        chain.persist().await?;
+                        row.tx.clone()
+                    }
+                    // Ours reverted: it moved nothing.
+                    (Outcome::Reverted, _) => None,
+                    // Ours may still be mined.
+                    (Outcome::Waiting, _) if now <= *valid_before => return Ok(false),
+                    (_, true) => {
+                        // Used, but not by a transaction of ours: cancelled by the payer, or
+                        // submitted by someone else. Nothing is credited without our own
+                        // proof that the money moved.
+                        tracing::warn!(key = %row.key, "authorization used or cancelled outside this facilitator; nothing credited");
+                        None
+                    }
+                    // Ours is nowhere (or can no longer land), and the authorization is
+                    // unused: nothing moved.
+                    (Outcome::Unknown, false) => None,
+                    (Outcome::Waiting, false) => None,
                 }
             }
             Proof::Permit {
@@ -675,25 +720,53 @@ impl Facilitator {
                 value,
                 pay_to,
                 deadline,
+                pull,
             } => {
                 let Some(chain) = evm(*chain_id) else {
                     return Ok(false);
                 };
-                if chain.permit_nonce(*owner).await? > *nonce {
-                    // The permit went through; pull what it allows if that did not happen.
-                    let transaction = if chain.allowance(*owner).await? >= *value {
-                        let pull = chain.send_pull(*owner, *pay_to, *value).await?;
-                        chain.wait_confirmed(pull, "transferFrom").await?;
-                        format!("{pull:#x}")
-                    } else {
-                        row.tx.clone().unwrap_or_default()
-                    };
-                    chain.persist().await?;
-                    Some(transaction)
-                } else if restarted || now > *deadline || self.reverted(chain, row).await? {
-                    None
-                } else {
-                    return Ok(false);
+                let permit_nonce = chain.permit_nonce(*owner).await?;
+                let allowance = chain.allowance(*owner).await?;
+                let pulled = match pull {
+                    Some(hash) => chain.transaction_outcome(*hash).await?,
+                    None => Outcome::Unknown,
+                };
+                let permit = match (pull, recorded) {
+                    (None, Some(hash)) => chain.transaction_outcome(hash).await?,
+                    _ => Outcome::Unknown,
+                };
+                match pulled {
+                    // Our pull moved the money.
+                    Outcome::Succeeded => {
+                        chain.persist().await?;
+                        pull.map(|hash| format!("{hash:#x}"))
+                    }
+                    // Our pull may still be mined: never a second one meanwhile.
+                    Outcome::Waiting => return Ok(false),
+                    // The permit went through and the allowance still holds the payment:
+                    // pull it now, recorded first.
+                    _ if permit_nonce > *nonce && allowance >= *value => {
+                        let key = row.key.as_str();
+                        let proof = row.proof.clone();
+                        let hash = chain
+                            .send_pull(*owner, *pay_to, *value, |hash| {
+                                self.submitted(key, hash, Some(&proof.with_pull(hash)))
+                            })
+                            .await?;
+                        chain.wait_confirmed(hash, "transferFrom").await?;
+                        chain.persist().await?;
+                        Some(format!("{hash:#x}"))
+                    }
+                    // The permit was used but no pull of ours moved money, and the allowance
+                    // is gone (revoked or spent by the payer's own doing): nothing credited.
+                    _ if permit_nonce > *nonce => {
+                        tracing::warn!(key = %row.key, "permit used but its allowance is gone and no pull of ours moved money; nothing credited");
+                        None
+                    }
+                    // Our permit may still be mined.
+                    _ if permit == Outcome::Waiting && now <= *deadline => return Ok(false),
+                    // The permit is unused and ours is nowhere, reverted or expired.
+                    _ => None,
                 }
             }
             Proof::Solana { signature } => {
@@ -728,18 +801,6 @@ impl Facilitator {
         Ok(true)
     }
 
-    /// Whether the row's recorded transaction was mined and reverted (so it moved nothing).
-    async fn reverted(&self, chain: &EvmChain, row: &PaymentRow) -> Result<bool> {
-        let Some(hash) = row
-            .tx
-            .as_deref()
-            .and_then(|tx| tx.parse::<alloy::primitives::B256>().ok())
-        else {
-            return Ok(false);
-        };
-        Ok(chain.transaction_outcome(hash).await? == Some(false))
-    }
-
     /// How the chain will tell whether `checked` moved money.
     fn proof_of(checked: &Checked, requirement: &Requirement) -> Proof {
         let chain_id = requirement.network().chain_id().unwrap_or_default();
@@ -757,6 +818,7 @@ impl Facilitator {
                 value: v.permit.value.atomic(),
                 pay_to: requirement.pay_to().as_evm().unwrap_or_default(),
                 deadline: v.permit.deadline,
+                pull: None,
             },
             Checked::Solana(_) => Proof::Solana { signature: None },
         }

@@ -102,12 +102,26 @@ pub enum Proof {
         pay_to: Address,
         /// Unix seconds after which the permit cannot land.
         deadline: u64,
+        /// The facilitator's `transferFrom`, once recorded (before it is sent).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pull: Option<B256>,
     },
     /// Solana: the transaction's signature, once it is known.
     Solana {
         /// Base58 signature of the co-signed transaction.
         signature: Option<String>,
     },
+}
+
+impl Proof {
+    /// This permit proof with its `transferFrom` recorded; other proofs unchanged.
+    pub fn with_pull(&self, hash: B256) -> Proof {
+        let mut proof = self.clone();
+        if let Proof::Permit { pull, .. } = &mut proof {
+            *pull = Some(hash);
+        }
+        proof
+    }
 }
 
 /// What a payment buys, applied in the same database transaction that marks it settled.

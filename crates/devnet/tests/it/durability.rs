@@ -11,13 +11,36 @@ use serde_json::{Value, json};
 use test_support::{Client, Now};
 use x402_core::{EvmSigner, LocalEvmSigner, Network, PaymentPolicy, evm};
 
+/// A devnet child process, killed when dropped (so a failing test leaves none behind).
+struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `x402-devnet --json` on a free port over `data_dir`: the child and its description.
-fn spawn_devnet(data_dir: &std::path::Path) -> (Child, Value) {
+fn spawn_devnet(data_dir: &std::path::Path) -> (Running, Value) {
     spawn_devnet_with(data_dir, &["--no-solana"])
 }
 
 /// `x402-devnet --json` on a free port over `data_dir`, with `flags`.
-fn spawn_devnet_with(data_dir: &std::path::Path, flags: &[&str]) -> (Child, Value) {
+fn spawn_devnet_with(data_dir: &std::path::Path, flags: &[&str]) -> (Running, Value) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_x402-devnet"))
         .args(["--port", "0", "--json", "--data-dir"])
         .arg(data_dir)
@@ -28,7 +51,7 @@ fn spawn_devnet_with(data_dir: &std::path::Path, flags: &[&str]) -> (Child, Valu
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let description: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    (child, description)
+    (Running(child), description)
 }
 
 /// One JSON-RPC call to an anvil; `None` when it does not answer.

@@ -9,4 +9,5 @@ mod durability;
 mod facilitator;
 mod instances;
 mod machines;
+mod outside;
 mod solana;
