@@ -1,10 +1,15 @@
 //! Load test of durable settlement (`cargo xtask bench`, or
-//! `cargo run -p devnet --example load -- [SECONDS] [PAYERS]`): PAYERS concurrent wallets
-//! (default 8) buy $1 top-ups on Base Sepolia for SECONDS (default 60) against a devnet with a
-//! data directory, so every settlement is made durable before it is answered (`memory` as a
-//! third argument runs without one, for comparison). Prints the paid
-//! top-ups per 10-second window, which must stay flat as the chain grows, then checks that the
-//! credits deposited equal what the treasury received on chain, to the atomic unit.
+//! `cargo run -p devnet --example load -- [SECONDS] [PAYERS] [both|durable|memory]`): PAYERS
+//! concurrent wallets (default 8) buy $1 top-ups on Base Sepolia for SECONDS (default 60)
+//! against a devnet with a data directory, so every settlement is made durable before it is
+//! answered, and (with `both`, the default) against one without, for comparison. Prints the
+//! paid top-ups per 10-second window of each run and their ratio — what durability costs,
+//! which must not grow as the chain grows — then checks that the credits deposited equal what
+//! the treasury received on chain, to the atomic unit.
+//!
+//! anvil itself gets slower as its state grows (every EIP-3009 authorization is a new storage
+//! slot, and anvil's calls and blocks cost more with every slot), so both runs slow down
+//! alike; the ratio is the durability.
 
 #![allow(clippy::print_stdout)]
 
@@ -27,9 +32,42 @@ async fn main() -> anyhow::Result<()> {
         .map_or(Ok(60), |a| a.parse())
         .context("SECONDS")?;
     let payers: usize = args.next().map_or(Ok(8), |a| a.parse()).context("PAYERS")?;
-    // `memory` as the third argument: no data directory, so nothing is made durable (for
-    // comparison).
-    let durable = args.next().as_deref() != Some("memory");
+    let modes: &[bool] = match args.next().as_deref() {
+        None | Some("both") => &[false, true],
+        Some("durable") => &[true],
+        Some("memory") => &[false],
+        Some(other) => bail!("the third argument is both, durable or memory, not {other}"),
+    };
+    let mut runs = Vec::new();
+    for &durable in modes {
+        runs.push((durable, run(seconds, payers, durable).await?));
+    }
+    println!(
+        "paid top-ups per second, per {} s window:",
+        WINDOW.as_secs()
+    );
+    let windows = runs.first().map_or(0, |(_, counts)| counts.len());
+    for index in 0..windows {
+        let from = index as u64 * WINDOW.as_secs();
+        let mut line = format!("  {from:>4}-{:<4} s:", from + WINDOW.as_secs());
+        let rates: Vec<f64> = runs
+            .iter()
+            .map(|(_, counts)| counts[index] as f64 / WINDOW.as_secs_f64())
+            .collect();
+        for ((durable, _), rate) in runs.iter().zip(&rates) {
+            let mode = if *durable { "durable" } else { "memory" };
+            line.push_str(&format!(" {mode} {rate:>6.1}/s"));
+        }
+        if let [memory, durable] = rates[..] {
+            line.push_str(&format!("   durable/memory {:.2}", durable / memory));
+        }
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// One run: the paid top-ups in each window.
+async fn run(seconds: u64, payers: usize, durable: bool) -> anyhow::Result<Vec<u64>> {
     let data_dir = std::env::temp_dir().join(format!("devnet-load-{}", std::process::id()));
     let devnet = test_support::start_with(|config| devnet::Config {
         data_dir: durable.then(|| data_dir.clone()),
@@ -86,17 +124,8 @@ async fn main() -> anyhow::Result<()> {
     for task in tasks {
         task.await?;
     }
-    let mut total = 0;
-    for (index, count) in windows.iter().enumerate() {
-        let count = count.load(Ordering::Relaxed);
-        total += count;
-        let from = index as u64 * WINDOW.as_secs();
-        println!(
-            "  {from:>4}-{:<4} s: {count:>5} paid top-ups, {:>6.1}/s",
-            from + WINDOW.as_secs(),
-            count as f64 / WINDOW.as_secs_f64()
-        );
-    }
+    let counts: Vec<u64> = windows.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    let total: u64 = counts.iter().sum();
     let failures = failures.load(Ordering::Relaxed);
     println!(
         "total {total} paid top-ups in {seconds} s ({:.1}/s), {failures} failed",
@@ -120,5 +149,5 @@ async fn main() -> anyhow::Result<()> {
     if failures > 0 {
         bail!("{failures} top-ups failed");
     }
-    Ok(())
+    Ok(counts)
 }

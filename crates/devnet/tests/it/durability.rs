@@ -680,3 +680,76 @@ async fn a_paid_answer_lost_on_the_way_is_recovered_by_sending_the_same_payment(
         "paid once"
     );
 }
+
+#[tokio::test]
+async fn a_long_chain_is_compacted_and_still_restarts_with_everything() {
+    let dir = temporary_dir("compact");
+    let (mut devnet, described) = spawn_devnet(&dir);
+    let api = Client::new(described["url"].as_str().unwrap());
+    let rpc_url = described["evm"][0]["rpc_url"].as_str().unwrap().to_owned();
+    let token = described["evm"][0]["token"].as_str().unwrap().to_owned();
+    let treasury = described["treasury"].as_str().unwrap().to_owned();
+    let mut secret = [0u8; 32];
+    test_support::os_random(&mut secret);
+    let payer = LocalEvmSigner::from_bytes(&secret).unwrap();
+    let funded = api
+        .request(reqwest::Method::POST, "/devnet/fund")
+        .json(&json!({ "address": payer.address().to_string(), "usdc": "10" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(funded.status(), StatusCode::OK);
+    let topup = |amount: u64| {
+        api.pay_base(
+            &payer,
+            "/compute/credits/topup",
+            json!({ "amount": amount }),
+        )
+    };
+    assert_eq!(topup(1).await.unwrap().status(), StatusCode::OK);
+
+    // A long chain: the next settlement's dump compacts it to its last blocks.
+    rpc(&rpc_url, "anvil_mine", json!(["0x500"])).await.unwrap();
+    let paid = topup(2).await.unwrap();
+    assert_eq!(paid.status(), StatusCode::OK);
+    let transaction = test_support::receipt(&paid).unwrap().unwrap().transaction;
+    let best = rpc(&rpc_url, "eth_blockNumber", json!([])).await.unwrap();
+    let best = u64::from_str_radix(best.as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+    assert!(best > 0x500, "block numbers stay: {best}");
+    let early = rpc(&rpc_url, "eth_getBlockByNumber", json!(["0x10", false])).await;
+    assert_eq!(early, Some(Value::Null), "early blocks are gone");
+    let receipt = rpc(&rpc_url, "eth_getTransactionReceipt", json!([transaction])).await;
+    assert_eq!(receipt.unwrap()["status"], "0x1", "recent receipts stay");
+    assert_eq!(balance_of(&rpc_url, &token, &treasury).await, 3_000_000);
+    // The compacted chain keeps settling.
+    assert_eq!(topup(4).await.unwrap().status(), StatusCode::OK);
+
+    // And restarts from its compacted state with everything.
+    devnet.kill().unwrap();
+    devnet.wait().unwrap();
+    anvil_dies(&rpc_url).await;
+    let (_restarted, described) = spawn_devnet(&dir);
+    let api = Client::new(described["url"].as_str().unwrap());
+    let rpc_url = described["evm"][0]["rpc_url"].as_str().unwrap().to_owned();
+    assert_eq!(balance_of(&rpc_url, &token, &treasury).await, 7_000_000);
+    assert_eq!(
+        balance_of(&rpc_url, &token, &payer.address().to_string()).await,
+        3_000_000
+    );
+    let balance = api
+        .call_ok(
+            &payer,
+            reqwest::Method::GET,
+            "/compute/credits/balance",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(balance["balance"], "7.00");
+    let paid = api
+        .pay_base(&payer, "/compute/credits/topup", json!({ "amount": 1 }))
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), StatusCode::OK);
+    let _ = std::fs::remove_dir_all(&dir);
+}
