@@ -309,7 +309,7 @@ impl EvmChain {
 
     /// Makes everything mined so far durable: returns once a dump of anvil's state that began
     /// after this call was written to the state file (atomically). Concurrent callers share
-    /// one dump. Without a state file, only keeps the chain short ([`EvmChain::compact`]).
+    /// one dump. Without a state file, only keeps the chain short (see `EvmChain::compact`).
     ///
     /// # Errors
     /// A chain error when anvil cannot dump; [`Error::Snapshot`] when the file cannot be
