@@ -64,7 +64,8 @@ pub struct ChainsConfig {
     pub megaeth: bool,
     /// Whether to start the Solana ledger.
     pub solana: bool,
-    /// The devnet's clock: the EVM chains' block timestamps follow it.
+    /// The devnet's clock: the EVM chains' block timestamps, the Solana ledger's clock and
+    /// its blockhashes follow it.
     pub clock: SharedClock,
 }
 
@@ -109,8 +110,11 @@ impl Chains {
         };
         let solana = match config.solana {
             true => {
-                let chain =
-                    SolanaChain::new(SOLANA_FEE_PAYER_SECRET, state_file("solana-ledger.json"))?;
+                let chain = SolanaChain::new(
+                    SOLANA_FEE_PAYER_SECRET,
+                    state_file("solana-ledger.json"),
+                    config.clock.clone(),
+                )?;
                 // The receiving token account must exist: x402 payments never create it.
                 chain.fund(&SOLANA_TREASURY, 0)?;
                 Some(Arc::new(chain))

@@ -6,6 +6,14 @@
 //! change is reported (written atomically and fsynced), and restored at start, so a restart keeps balances. Transaction history is not kept;
 //! used payments stay refused through the settlement records in SQLite.
 //!
+//! **Time.** The ledger's clock is the devnet's: its `Clock` sysvar is set from it before
+//! every transaction, and its blockhashes are derived from it, one per
+//! [`BLOCKHASH_PERIOD_SECS`], each valid for [`BLOCKHASH_VALID_SECS`] (about the 150 slots
+//! of a real cluster). A transaction whose blockhash is older is refused as
+//! `BlockhashNotFound`, so moving a test clock expires blockhashes without sleeping.
+//! Derived, not stored, they survive a restart. (litesvm's own check accepts only its
+//! latest blockhash, so it is off.)
+//!
 //! litesvm builds on the Solana 4.x component line while x402-core uses the 3.x line that
 //! spl-token 9 needs; the two meet only at the wire: transactions cross as their bincode
 //! bytes, keys and hashes as 32-byte arrays.
@@ -23,12 +31,18 @@ use x402_core::{LocalSolanaSigner, SolanaAddress, SolanaSigner};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
+use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 
 /// The Solana devnet USDC mint.
 pub const USDC_MINT: &str = "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU";
 /// Decimals of the mint.
 pub const USDC_DECIMALS: u8 = 6;
+/// A new blockhash every this many seconds of the devnet's clock…
+pub const BLOCKHASH_PERIOD_SECS: u64 = 1;
+/// …each valid for this long (a real cluster: 150 slots of about 400 ms).
+pub const BLOCKHASH_VALID_SECS: u64 = 60;
+
 /// Lamports given to wallets so they can pay rent and fees.
 const AIRDROP_LAMPORTS: u64 = 10_000_000_000;
 
@@ -44,6 +58,7 @@ pub struct SolanaChain {
     saving: Mutex<()>,
     fee_payer: LocalSolanaSigner,
     mint: SolanaAddress,
+    clock: SharedClock,
 }
 
 impl std::fmt::Debug for SolanaChain {
@@ -114,8 +129,10 @@ impl SolanaChain {
     pub fn new(
         fee_payer_secret: [u8; 32],
         snapshot: Option<std::path::PathBuf>,
+        clock: SharedClock,
     ) -> Result<SolanaChain> {
-        let mut svm = LiteSVM::new();
+        // Blockhashes are checked here, against the devnet's clock.
+        let mut svm = LiteSVM::new().with_blockhash_check(false);
         let fee_payer = LocalSolanaSigner::from_secret(fee_payer_secret);
         svm.airdrop(&address(&fee_payer.pubkey()), AIRDROP_LAMPORTS)
             .map_err(|e| Error::solana("airdrop to the fee payer", format!("{:?}", e.err)))?;
@@ -140,6 +157,7 @@ impl SolanaChain {
             saving: Mutex::new(()),
             fee_payer,
             mint,
+            clock,
         };
         chain.restore()?;
         Ok(chain)
@@ -270,9 +288,47 @@ impl SolanaChain {
         self.mint
     }
 
-    /// The latest blockhash.
+    /// The latest blockhash: the one of the devnet clock's current period.
     pub fn latest_blockhash(&self) -> [u8; 32] {
-        self.svm().latest_blockhash().to_bytes()
+        blockhash_of(self.clock.now_unix() / BLOCKHASH_PERIOD_SECS)
+    }
+
+    /// When `blockhash` stops being valid (unix seconds), if it is one of this ledger's
+    /// blockhashes still valid now.
+    pub fn blockhash_valid_until(&self, blockhash: &[u8; 32]) -> Option<u64> {
+        let now = self.clock.now_unix() / BLOCKHASH_PERIOD_SECS;
+        let periods = BLOCKHASH_VALID_SECS / BLOCKHASH_PERIOD_SECS;
+        (now.saturating_sub(periods)..=now)
+            .rev()
+            .find(|period| blockhash_of(*period) == *blockhash)
+            .map(|period| period * BLOCKHASH_PERIOD_SECS + BLOCKHASH_VALID_SECS)
+    }
+
+    /// The ledger's `Clock` sysvar, as the devnet's clock sets it before each transaction.
+    pub fn clock_sysvar(&self) -> solana_clock::Clock {
+        self.svm().get_sysvar::<solana_clock::Clock>()
+    }
+
+    /// Refuses a transaction whose blockhash is not valid now, and sets the ledger's clock.
+    fn admit(
+        &self,
+        svm: &mut LiteSVM,
+        transaction: &VersionedTransaction,
+    ) -> std::result::Result<(), Refused> {
+        let blockhash = transaction.message.recent_blockhash().to_bytes();
+        if self.blockhash_valid_until(&blockhash).is_none() {
+            return Err(Refused {
+                reason: format!(
+                    "BlockhashNotFound: the blockhash is unknown or older than {BLOCKHASH_VALID_SECS} s; sign again with a recent one (getLatestBlockhash)"
+                ),
+            });
+        }
+        let now = i64::try_from(self.clock.now_unix()).unwrap_or(i64::MAX);
+        let mut clock = svm.get_sysvar::<solana_clock::Clock>();
+        clock.slot = self.slot();
+        clock.unix_timestamp = now;
+        svm.set_sysvar(&clock);
+        Ok(())
     }
 
     /// `owner`'s USDC balance in atomic units (0 without a token account).
@@ -371,6 +427,8 @@ impl SolanaChain {
         transaction: VersionedTransaction,
     ) -> std::result::Result<String, SendError> {
         let mut svm = self.svm();
+        self.admit(&mut svm, &transaction)
+            .map_err(SendError::Refused)?;
         let result = svm.send_transaction(transaction);
         if let Ok(meta) = &result {
             // Recorded with the ledger still locked, so no snapshot holds the transfer
@@ -395,7 +453,15 @@ impl SolanaChain {
 
     /// Simulates a transaction.
     pub fn simulate(&self, transaction: VersionedTransaction) -> Simulation {
-        match self.svm().simulate_transaction(transaction) {
+        let mut svm = self.svm();
+        if let Err(refused) = self.admit(&mut svm, &transaction) {
+            return Simulation {
+                error: Some(refused.reason),
+                logs: Vec::new(),
+                compute_units: 0,
+            };
+        }
+        match svm.simulate_transaction(transaction) {
             Ok(info) => Simulation {
                 error: None,
                 logs: info.meta.logs,
@@ -470,4 +536,13 @@ pub enum SendError {
     /// The transaction was processed, but the ledger snapshot could not be written.
     #[error("processed, but {0}")]
     Snapshot(Error),
+}
+
+/// The blockhash of clock period `period`: derived, so the same after a restart.
+fn blockhash_of(period: u64) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(b"x402-devnet solana blockhash");
+    hasher.update(period.to_le_bytes());
+    hasher.finalize().into()
 }

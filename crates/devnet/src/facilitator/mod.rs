@@ -499,12 +499,21 @@ impl Facilitator {
                 let solana = self
                     .solana_for(requirement)
                     .ok_or_else(|| unsupported(requirement))?;
+                let blockhash = verified.transaction.message.recent_blockhash().to_bytes();
                 let (transaction, signature) = solana.cosign(*verified)?;
                 let proof = Proof::Solana {
                     signature: Some(signature.clone()),
+                    valid_until: solana.blockhash_valid_until(&blockhash),
                 };
-                self.store
-                    .payment_submitted(key, &signature, Some(&proof))?;
+                if !self
+                    .store
+                    .payment_submitted(key, &signature, Some(&proof))?
+                {
+                    return Err(invalid(
+                        InvalidReason::DuplicateSettlement,
+                        "this payment was resolved meanwhile; send it again for its outcome",
+                    ));
+                }
                 self.faults.crash_if(CrashPoint::AfterSubmission);
                 match solana.submit(transaction) {
                     Ok(signature) => Ok(signature),
@@ -559,10 +568,19 @@ impl Facilitator {
         }
     }
 
-    /// Records `hash` as the payment's transaction (before it is sent).
+    /// Records `hash` as the payment's transaction (before it is sent); refuses when the
+    /// payment was resolved meanwhile, so the transaction is not sent.
     fn submitted(&self, key: &str, hash: B256, proof: Option<&Proof>) -> Result<()> {
-        self.store
-            .payment_submitted(key, &format!("{hash:#x}"), proof)
+        match self
+            .store
+            .payment_submitted(key, &format!("{hash:#x}"), proof)?
+        {
+            true => Ok(()),
+            false => Err(invalid(
+                InvalidReason::DuplicateSettlement,
+                "this payment was resolved meanwhile; send it again for its outcome",
+            )),
+        }
     }
 
     /// The payment's first transaction: when it was never sent, nothing moved and nothing
@@ -678,7 +696,7 @@ impl Facilitator {
                 chain_id,
                 payer,
                 nonce,
-                valid_before,
+                valid_before: _,
             } => {
                 let Some(chain) = evm(*chain_id) else {
                     return Ok(false);
@@ -698,8 +716,9 @@ impl Facilitator {
                     }
                     // Ours reverted: it moved nothing.
                     (Outcome::Reverted, _) => None,
-                    // Ours may still be mined.
-                    (Outcome::Waiting, _) if now <= *valid_before => return Ok(false),
+                    // Ours may still be mined (even after `validBefore` by our clock: the
+                    // chain judges it by its block's timestamp), so nothing is decided yet.
+                    (Outcome::Waiting, _) => return Ok(false),
                     (_, true) => {
                         // Used, but not by a transaction of ours: cancelled by the payer, or
                         // submitted by someone else. Nothing is credited without our own
@@ -707,10 +726,9 @@ impl Facilitator {
                         tracing::warn!(key = %row.key, "authorization used or cancelled outside this facilitator; nothing credited");
                         None
                     }
-                    // Ours is nowhere (or can no longer land), and the authorization is
-                    // unused: nothing moved.
+                    // Ours is nowhere and the authorization is unused: nothing moved, and
+                    // nothing of ours can.
                     (Outcome::Unknown, false) => None,
-                    (Outcome::Waiting, false) => None,
                 }
             }
             Proof::Permit {
@@ -719,7 +737,7 @@ impl Facilitator {
                 nonce,
                 value,
                 pay_to,
-                deadline,
+                deadline: _,
                 pull,
             } => {
                 let Some(chain) = evm(*chain_id) else {
@@ -764,21 +782,28 @@ impl Facilitator {
                         None
                     }
                     // Our permit may still be mined.
-                    _ if permit == Outcome::Waiting && now <= *deadline => return Ok(false),
-                    // The permit is unused and ours is nowhere, reverted or expired.
+                    _ if permit == Outcome::Waiting => return Ok(false),
+                    // The permit is unused and ours is nowhere or reverted.
                     _ => None,
                 }
             }
-            Proof::Solana { signature } => {
+            Proof::Solana {
+                signature,
+                valid_until,
+            } => {
                 let Some(solana) = self.chains.solana.as_deref() else {
                     return Ok(false);
                 };
+                // Only the facilitator holds the co-signed transaction, and the ledger
+                // processes it at once: unknown to a restarted ledger, or once its blockhash
+                // expired, or after the facilitator gave up on it, it never lands.
+                let expired = valid_until.is_none_or(|until| now > until);
                 match signature
                     .as_deref()
                     .map(|s| (s, solana.signature_status(s)))
                 {
                     Some((signature, Some(None))) => Some(signature.to_owned()),
-                    _ if restarted || row.held => None,
+                    _ if restarted || row.held || expired => None,
                     _ => return Ok(false),
                 }
             }
@@ -820,7 +845,10 @@ impl Facilitator {
                 deadline: v.permit.deadline,
                 pull: None,
             },
-            Checked::Solana(_) => Proof::Solana { signature: None },
+            Checked::Solana(_) => Proof::Solana {
+                signature: None,
+                valid_until: None,
+            },
         }
     }
 }

@@ -658,7 +658,10 @@ mod tests {
             payer: wallet(),
             amount: "5".into(),
             boot: "b",
-            proof: Proof::Solana { signature: None },
+            proof: Proof::Solana {
+                signature: None,
+                valid_until: None,
+            },
             effect: Effect::Credit {
                 wallet: None,
                 micros: 5,

@@ -106,10 +106,14 @@ pub enum Proof {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pull: Option<B256>,
     },
-    /// Solana: the transaction's signature, once it is known.
+    /// Solana: the transaction's signature, once it is known, and until when its blockhash
+    /// lets it land.
     Solana {
         /// Base58 signature of the co-signed transaction.
         signature: Option<String>,
+        /// Unix seconds after which its blockhash is expired.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        valid_until: Option<u64>,
     },
 }
 
@@ -396,6 +400,12 @@ pub(super) fn apply(
             let mut record = (**record).clone();
             record.wallet = owner.unwrap_or(*payer);
             record.tx_hash = tx.map(str::to_owned);
+            // Its time starts when it is paid: one settled late (by the reconciler, after
+            // a crash or a held confirmation) still gets every hour it was paid for.
+            let late = now_ms.saturating_sub(record.created_ms);
+            record.created_ms = record.created_ms.saturating_add(late);
+            record.active_ms = record.active_ms.saturating_add(late);
+            record.expires_ms = record.expires_ms.saturating_add(late);
             insert_instance_in(c, &record)?;
             Ok(Applied::Instance(Box::new(record)))
         }
@@ -471,11 +481,13 @@ impl Store {
         self.with(|c| payment_in(c, key))
     }
 
-    /// Records that the payment's transaction was sent (and, for Solana, its proof).
+    /// Records the payment's transaction (and a new proof) before it is sent. `false` when
+    /// the payment is no longer waiting to settle (the reconciler resolved it meanwhile): the
+    /// transaction must then not be sent.
     ///
     /// # Errors
     /// [`crate::Error::Store`].
-    pub fn payment_submitted(&self, key: &str, tx: &str, proof: Option<&Proof>) -> Result<()> {
+    pub fn payment_submitted(&self, key: &str, tx: &str, proof: Option<&Proof>) -> Result<bool> {
         let proof = proof.map(|p| serde_json::to_string(p).unwrap_or_default());
         self.with(|c| {
             c.execute(
@@ -483,7 +495,7 @@ impl Store {
                  WHERE key = ?1 AND status IN ('claimed', 'submitted')",
                 params![key, tx, proof],
             )
-            .map(|_| ())
+            .map(|updated| updated == 1)
         })
     }
 

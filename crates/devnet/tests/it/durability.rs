@@ -753,3 +753,76 @@ async fn a_long_chain_is_compacted_and_still_restarts_with_everything() {
     assert_eq!(paid.status(), StatusCode::OK);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn an_instance_settled_late_gets_every_hour_it_paid_for() {
+    let clock = devnet::TestClock::starting_now();
+    let faults = devnet::FaultConfig {
+        hold_confirmation: true,
+        ..devnet::FaultConfig::default()
+    };
+    let devnet = test_support::start_with(|config| devnet::Config {
+        faults,
+        clock: std::sync::Arc::new(clock.clone()),
+        ..config
+    })
+    .await
+    .unwrap();
+    let payer = test_support::funded_wallet(&devnet, 10).await.unwrap();
+    let api = Client::of(&devnet).with_clock(clock.clone());
+    let anvil = devnet.base().rpc_url().to_owned();
+    let path = "/compute/provision";
+    let body = br#"{"plan":"vc2-1c-1gb","region":"ewr","prepaid_hours":24,"network":"base"}"#;
+    let header = api.base_payment(&payer, path, body).await.unwrap();
+
+    // The payment waits in the mempool, answered pending, while two hours pass.
+    rpc(&anvil, "evm_setAutomine", json!([false]))
+        .await
+        .unwrap();
+    let pending = api
+        .post(path, body)
+        .header(header.name(), header.value())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pending.status(), StatusCode::PAYMENT_REQUIRED);
+    let receipt = test_support::receipt(&pending).unwrap().unwrap();
+    assert_eq!(receipt.error_reason.as_deref(), Some("settlement_pending"));
+    clock.advance(Duration::from_secs(2 * 3600));
+    devnet.facilitator().reconcile().await.unwrap();
+    let listed = api
+        .call_ok(&payer, reqwest::Method::GET, "/compute/instances", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed["instances"].as_array().unwrap().len(),
+        0,
+        "still pending: nothing is decided while the transaction may be mined"
+    );
+    rpc(&anvil, "evm_mine", json!([])).await.unwrap();
+    rpc(&anvil, "evm_setAutomine", json!([true])).await.unwrap();
+    devnet.facilitator().reconcile().await.unwrap();
+
+    let listed = api
+        .call_ok(&payer, reqwest::Method::GET, "/compute/instances", None)
+        .await
+        .unwrap();
+    let instances = listed["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 1, "{listed}");
+    let parse = |t: &Value| {
+        time::OffsetDateTime::parse(
+            t.as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+        .unix_timestamp()
+    };
+    let created = parse(&instances[0]["created_at"]);
+    let expires = parse(&instances[0]["expires_at"]);
+    let paid_at = i64::try_from(x402_core::Clock::now_unix_ms(&clock) / 1000).unwrap();
+    assert!(
+        (paid_at - created).abs() <= 1,
+        "its time starts when it was paid ({paid_at}), not when it was asked for ({created})"
+    );
+    assert_eq!(expires - created, 24 * 3600, "every hour paid for");
+}

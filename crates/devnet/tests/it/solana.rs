@@ -311,3 +311,60 @@ async fn solana_payers_find_what_they_bought_under_their_own_auth() {
         "{listed}"
     );
 }
+
+#[tokio::test]
+async fn the_devnets_clock_drives_the_ledgers_clock_and_blockhash_expiry() {
+    let clock = devnet::TestClock::starting_now();
+    let devnet = test_support::start_with(|config| devnet::Config {
+        clock: std::sync::Arc::new(clock.clone()),
+        ..config
+    })
+    .await
+    .unwrap();
+    let solana = devnet.solana().unwrap();
+    let payer = test_support::funded_solana_wallet(&devnet, 10).unwrap();
+    let api = Client::of(&devnet).with_clock(clock.clone());
+    let body = br#"{"amount":1,"network":"solana"}"#;
+    let path = "/compute/credits/topup";
+    let sign = |challenge: &Challenge| {
+        let selected = PaymentPolicy::default()
+            .networks([Network::SOLANA_DEVNET])
+            .select(challenge)
+            .unwrap();
+        let chain = SolanaChainState {
+            recent_blockhash: solana.latest_blockhash(),
+            decimals: 6,
+            token_program: TokenProgram::Token,
+        };
+        svm::pay(&selected, &payer, &chain, &mut os_random).unwrap()
+    };
+    let send = |header: x402_core::PaymentHeader| {
+        api.post(path, body)
+            .header(header.name(), header.value())
+            .send()
+    };
+
+    // Signed now, sent 61 s later: the blockhash expired, nothing moved.
+    let stale = sign(&api.quote(&payer, path, body).await.unwrap());
+    let blockhash = solana.latest_blockhash();
+    assert!(solana.blockhash_valid_until(&blockhash).is_some());
+    clock.advance(std::time::Duration::from_secs(61));
+    assert_eq!(solana.blockhash_valid_until(&blockhash), None);
+    assert_ne!(solana.latest_blockhash(), blockhash, "a new blockhash");
+    let refused = send(stale).await.unwrap();
+    assert_ne!(refused.status(), StatusCode::OK);
+    let text = refused.text().await.unwrap();
+    assert!(text.contains("BlockhashNotFound"), "{text}");
+    assert_eq!(solana.token_balance(&payer.pubkey()), 10_000_000);
+
+    // Signed with a fresh blockhash: it lands, and the ledger's clock is the devnet's.
+    let fresh = sign(&api.quote(&payer, path, body).await.unwrap());
+    let paid = send(fresh).await.unwrap();
+    assert_eq!(paid.status(), StatusCode::OK, "{:?}", paid.text().await);
+    assert_eq!(solana.token_balance(&payer.pubkey()), 9_000_000);
+    let now = x402_core::Clock::now_unix(&clock);
+    assert_eq!(
+        solana.clock_sysvar().unix_timestamp,
+        i64::try_from(now).unwrap()
+    );
+}
