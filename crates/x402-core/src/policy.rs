@@ -129,6 +129,18 @@ impl PaymentPolicy {
                 requirement.scheme()
             ));
         }
+        // `extra.paymentFlow`: `authorization` (verify, work, settle) is the default and the
+        // only flow these builders implement; `escrow`, `upfront` or anything newer changes
+        // when the money moves, so such an offer is never paid blindly.
+        match requirement.extra().get("paymentFlow") {
+            None => {}
+            Some(serde_json::Value::String(flow)) if flow == "authorization" => {}
+            Some(flow) => {
+                return Err(format!(
+                    "paymentFlow {flow} is not supported (only \"authorization\")"
+                ));
+            }
+        }
         let rank = if self.networks.is_empty() {
             0
         } else {
@@ -292,6 +304,27 @@ mod tests {
             extensions: Default::default(),
         };
         Challenge::from_v2_header(&required.to_v2_header()).unwrap()
+    }
+
+    #[test]
+    fn unknown_payment_flows_are_refused_with_the_reason() {
+        let mut escrow = spec(Network::BASE, 1_000);
+        escrow
+            .extra
+            .insert("paymentFlow".into(), serde_json::json!("escrow"));
+        let mut authorization = spec(Network::BASE_SEPOLIA, 1_000);
+        authorization
+            .extra
+            .insert("paymentFlow".into(), serde_json::json!("authorization"));
+        let c = challenge(vec![escrow.clone(), authorization]);
+        let selected = PaymentPolicy::default().select(&c).unwrap();
+        assert_eq!(selected.index(), 1);
+        let only_escrow = challenge(vec![escrow]);
+        let Err(Error::NoAcceptableOffer { refusals }) = PaymentPolicy::default().select(&only_escrow)
+        else {
+            panic!("an escrow offer was selected");
+        };
+        assert!(refusals[0].reason.contains("paymentFlow \"escrow\""), "{refusals:?}");
     }
 
     #[test]
