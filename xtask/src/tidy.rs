@@ -13,12 +13,21 @@ mod tests {
     /// (ARCHITECTURE.md, "Invariants"). Every workspace crate must have a row.
     const LAYERS: &[(&str, &[&str], &[&str])] = &[
         ("x402-core", &[], &[]),
-        ("compute-api", &["x402-core"], &["test-support"]),
-        ("grid-api", &["x402-core"], &["test-support"]),
+        ("x402-reqwest", &["x402-core"], &["test-support", "devnet"]),
+        (
+            "compute-api",
+            &["x402-core", "x402-reqwest"],
+            &["test-support"],
+        ),
+        (
+            "grid-api",
+            &["x402-core", "x402-reqwest"],
+            &["test-support"],
+        ),
         ("sgl-node", &["x402-core", "grid-api"], &["test-support"]),
         (
             "cli",
-            &["x402-core", "compute-api", "grid-api"],
+            &["x402-core", "x402-reqwest", "compute-api", "grid-api"],
             &["test-support"],
         ),
         ("devnet", &["x402-core"], &["test-support"]),

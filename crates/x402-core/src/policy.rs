@@ -320,11 +320,15 @@ mod tests {
         let selected = PaymentPolicy::default().select(&c).unwrap();
         assert_eq!(selected.index(), 1);
         let only_escrow = challenge(vec![escrow]);
-        let Err(Error::NoAcceptableOffer { refusals }) = PaymentPolicy::default().select(&only_escrow)
+        let Err(Error::NoAcceptableOffer { refusals }) =
+            PaymentPolicy::default().select(&only_escrow)
         else {
             panic!("an escrow offer was selected");
         };
-        assert!(refusals[0].reason.contains("paymentFlow \"escrow\""), "{refusals:?}");
+        assert!(
+            refusals[0].reason.contains("paymentFlow \"escrow\""),
+            "{refusals:?}"
+        );
     }
 
     #[test]

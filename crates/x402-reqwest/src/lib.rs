@@ -1,0 +1,487 @@
+//! A paying HTTP client for x402: a [`reqwest_middleware`] layer that pays a `402 Payment
+//! Required` answer under a spend policy, and that cannot overspend, never pays twice and never
+//! loses a payment.
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # fn demo(payer: Arc<dyn x402_reqwest::Payer>, clock: Arc<dyn x402_core::Clock + Send + Sync>) {
+//! let journal = Arc::new(x402_reqwest::MemoryJournal::new());
+//! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+//!     .with(x402_reqwest::X402Middleware::new(payer, journal, clock, x402_reqwest::Config::default()))
+//!     .build();
+//! # }
+//! ```
+//!
+//! What it does with a request:
+//! 1. If the journal holds a pending payment for the same request (method, URL and body), it
+//!    resends that signed payment: a payment whose outcome is unknown is never replaced by a
+//!    new one.
+//! 2. Otherwise it sends the request. On 402 (or 412) it reads the challenge with x402-core,
+//!    selects an offer under [`Config::policy`] (by default at most $1 per payment, like the
+//!    official clients), checks the rolling 24-hour [`Config::daily_budget`] against the
+//!    journal, runs the [`BeforeSign`] hook (which may refuse), signs with the [`Payer`], and
+//!    writes the payment to the [`PaymentJournal`] before it leaves.
+//! 3. It sends the paid attempt, with the request's [`PaidAttempt`] hook applied to its
+//!    headers. A transport error, a timeout, 429 or a 5xx resends the **same** signed payment
+//!    ([`Config::retries`] times). A success records the receipt (`PAYMENT-RESPONSE`, or
+//!    `X-PAYMENT-RESPONSE` for v1) in the journal and in the response's extensions
+//!    (`response.extensions().get::<x402_core::Receipt>()`). A 402 whose receipt says
+//!    `settlement_pending`, a duplicate being settled, or an answer lost after the payment
+//!    left is an unknown outcome: the payment stays pending and the caller gets
+//!    [`Error::Pending`].
+//!
+//! Not here yet (see ARCHITECTURE.md): the `payment-identifier` extension on v2 payments,
+//! payers that need chain state (permit nonces, Solana blockhashes), TLS and proxy settings.
+
+mod error;
+pub mod journal;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Extensions, HeaderValue};
+use reqwest::{Request, Response, StatusCode};
+use reqwest_middleware::{Middleware, Next};
+use sha2::{Digest, Sha256};
+use x402_core::challenge::Scheme;
+use x402_core::{
+    Challenge, Clock, EvmSigner, PaymentHeader, PaymentPayload, PaymentPolicy, Receipt, Selected,
+    TokenAmount, UsdMicros,
+};
+
+pub use error::Error;
+pub use journal::{Entry, EntryId, MemoryJournal, NewEntry, PaymentJournal, PaymentState};
+
+/// How the middleware pays.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Which offers it pays, and how much. Default: x402-core's policy with a $1 cap per
+    /// payment (the official clients' default); callers raise it for what they buy.
+    pub policy: PaymentPolicy,
+    /// At most this many dollars paid (or possibly paid) in any 24 hours, counted from the
+    /// journal; `None`: no budget.
+    pub daily_budget: Option<UsdMicros>,
+    /// How many times the same signed payment is resent after a transport error, a timeout,
+    /// 429 or a 5xx.
+    pub retries: u32,
+    /// The wait before the first resend; doubled each time.
+    pub retry_delay: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            policy: PaymentPolicy::default().usd_cap(Some(UsdMicros::from_dollars(1))),
+            daily_budget: None,
+            retries: 3,
+            retry_delay: Duration::from_millis(250),
+        }
+    }
+}
+
+/// What is about to be signed, for the [`BeforeSign`] hook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quote {
+    /// The request: method and URL.
+    pub operation: String,
+    /// The network, CAIP-2.
+    pub network: String,
+    /// The asset.
+    pub asset: String,
+    /// The amount, atomic units.
+    pub amount: TokenAmount,
+    /// The amount in dollars, when the asset is a known USD stablecoin.
+    pub usd: Option<UsdMicros>,
+    /// The recipient.
+    pub pay_to: String,
+    /// What the server says the payment is for.
+    pub description: Option<String>,
+}
+
+/// Runs before a payment is signed; an `Err` (its reason) refuses it. The CLI asks the user
+/// here.
+pub type BeforeSign = Arc<dyn Fn(&Quote) -> Result<(), String> + Send + Sync>;
+
+/// A request extension: rebuilds the headers of the paid attempt (for example, drops wallet
+/// authentication whose nonce the unpaid attempt spent, or signs it afresh).
+#[derive(Clone)]
+pub struct PaidAttempt(pub Arc<dyn Fn(&mut http::HeaderMap) + Send + Sync>);
+
+impl std::fmt::Debug for PaidAttempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PaidAttempt(..)")
+    }
+}
+
+/// A signed payment.
+#[derive(Clone, Debug)]
+pub struct Signed {
+    /// The header to send (its value is redacted in `Debug`).
+    pub header: PaymentHeader,
+    /// What makes it unique on chain (the authorization nonce, …), for the journal.
+    pub identity: String,
+}
+
+/// What signs a selected offer.
+#[async_trait::async_trait]
+pub trait Payer: Send + Sync {
+    /// Signs `selected`.
+    ///
+    /// # Errors
+    /// [`Error::Signing`] when it cannot.
+    async fn pay(&self, selected: &Selected<'_>) -> Result<Signed, Error>;
+}
+
+/// A source of random bytes (payment nonces): the caller's, never read from the OS here.
+pub type SharedEntropy = Arc<dyn Fn(&mut [u8]) + Send + Sync>;
+
+/// Pays EVM `exact` offers (EIP-3009) with a local key.
+pub struct EvmExactPayer {
+    signer: Arc<dyn EvmSigner + Send + Sync>,
+    clock: Arc<dyn Clock + Send + Sync>,
+    entropy: SharedEntropy,
+}
+
+impl std::fmt::Debug for EvmExactPayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EvmExactPayer").finish_non_exhaustive()
+    }
+}
+
+impl EvmExactPayer {
+    /// A payer signing with `signer` at `clock`'s time, with nonces from `entropy`.
+    pub fn new(
+        signer: Arc<dyn EvmSigner + Send + Sync>,
+        clock: Arc<dyn Clock + Send + Sync>,
+        entropy: SharedEntropy,
+    ) -> EvmExactPayer {
+        EvmExactPayer {
+            signer,
+            clock,
+            entropy,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Payer for EvmExactPayer {
+    async fn pay(&self, selected: &Selected<'_>) -> Result<Signed, Error> {
+        let requirement = selected.requirement();
+        if requirement.scheme() != &Scheme::Exact || requirement.network().is_solana() {
+            return Err(Error::Signing(x402_core::Error::Signing(format!(
+                "this payer signs EVM `exact` only, not `{}` on {}",
+                requirement.scheme(),
+                requirement.network()
+            ))));
+        }
+        let mut entropy = |buf: &mut [u8]| (self.entropy)(buf);
+        let header =
+            x402_core::evm::exact::pay(selected, &*self.signer, &*self.clock, &mut entropy)
+                .map_err(Error::Signing)?;
+        let identity = identity_of(&header).unwrap_or_default();
+        Ok(Signed { header, identity })
+    }
+}
+
+/// The authorization or permit nonce in a payment header.
+fn identity_of(header: &PaymentHeader) -> Option<String> {
+    let payload = PaymentPayload::from_header_value(header.value()).ok()?;
+    let json: serde_json::Value = serde_json::from_str(payload.payload_json().get()).ok()?;
+    let nonce = json["authorization"]["nonce"]
+        .as_str()
+        .or_else(|| json["permit"]["nonce"].as_str())?;
+    Some(nonce.to_owned())
+}
+
+/// The middleware. See the crate docs.
+pub struct X402Middleware {
+    payer: Arc<dyn Payer>,
+    journal: Arc<dyn PaymentJournal>,
+    clock: Arc<dyn Clock + Send + Sync>,
+    config: Config,
+    before_sign: Option<BeforeSign>,
+}
+
+impl std::fmt::Debug for X402Middleware {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("X402Middleware")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+const DAY_MS: u64 = 24 * 3_600_000;
+
+impl X402Middleware {
+    /// Pays with `payer`, writes to `journal`, reads the time from `clock`.
+    pub fn new(
+        payer: Arc<dyn Payer>,
+        journal: Arc<dyn PaymentJournal>,
+        clock: Arc<dyn Clock + Send + Sync>,
+        config: Config,
+    ) -> X402Middleware {
+        X402Middleware {
+            payer,
+            journal,
+            clock,
+            config,
+            before_sign: None,
+        }
+    }
+
+    /// Runs `hook` before every signature; it may refuse.
+    #[must_use]
+    pub fn before_sign(mut self, hook: BeforeSign) -> X402Middleware {
+        self.before_sign = Some(hook);
+        self
+    }
+
+    /// Selects, checks the budget and the hook, signs and journals the payment for a 402.
+    async fn sign(
+        &self,
+        challenge: &Challenge,
+        operation: String,
+        fingerprint: String,
+    ) -> Result<(EntryId, &'static str, String), Error> {
+        let selected = self
+            .config
+            .policy
+            .select(challenge)
+            .map_err(Error::Policy)?;
+        let requirement = selected.requirement();
+        let usd = selected
+            .asset()
+            .and_then(|asset| asset.usd_value(requirement.amount()));
+        let now_ms = self.clock.now_unix_ms();
+        if let Some(budget) = self.config.daily_budget {
+            let Some(amount) = usd else {
+                return Err(Error::Declined(format!(
+                    "a daily budget is set and the dollar value of {} of {} is unknown",
+                    requirement.amount(),
+                    requirement.asset()
+                )));
+            };
+            let spent = self.journal.spent_since(now_ms.saturating_sub(DAY_MS))?;
+            let total = spent.0.checked_add(amount.0);
+            if total.is_none_or(|total| total > budget.0) {
+                return Err(Error::OverBudget {
+                    amount,
+                    spent,
+                    budget,
+                });
+            }
+        }
+        let quote = Quote {
+            operation: operation.clone(),
+            network: requirement.network().to_string(),
+            asset: requirement.asset().to_string(),
+            amount: requirement.amount(),
+            usd,
+            pay_to: requirement.pay_to().to_string(),
+            description: requirement.description().map(str::to_owned),
+        };
+        if let Some(hook) = &self.before_sign {
+            hook(&quote).map_err(Error::Declined)?;
+        }
+        let signed = self.payer.pay(&selected).await?;
+        let value = signed.header.value().to_owned();
+        let id = self.journal.record(NewEntry {
+            operation,
+            fingerprint,
+            network: quote.network,
+            asset: quote.asset,
+            amount: quote.amount,
+            usd,
+            pay_to: quote.pay_to,
+            identity: signed.identity,
+            header_name: signed.header.name(),
+            header_value: value.clone(),
+            created_ms: now_ms,
+        })?;
+        tracing::info!(entry = %id, network = %requirement.network(), amount = %requirement.amount(), "payment signed and journaled");
+        Ok((id, signed.header.name(), value))
+    }
+
+    /// Sends the paid attempt, resending the same payment after transient failures.
+    async fn send_paid(
+        &self,
+        entry: EntryId,
+        (name, value): (&'static str, &str),
+        replay: &Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        let value = HeaderValue::from_str(value).map_err(|_| {
+            Error::Journal(format!(
+                "payment {entry}: its header is not a valid header value"
+            ))
+        })?;
+        let rebuild = extensions.get::<PaidAttempt>().cloned();
+        let mut delay = self.config.retry_delay;
+        let mut attempt = 0;
+        loop {
+            let mut request = replay.try_clone().ok_or(Error::StreamingBody)?;
+            if let Some(PaidAttempt(rebuild)) = &rebuild {
+                rebuild(request.headers_mut());
+            }
+            request.headers_mut().insert(name, value.clone());
+            let outcome = next.clone().run(request, extensions).await;
+            let transient = match &outcome {
+                Ok(response) => {
+                    response.status() == StatusCode::TOO_MANY_REQUESTS
+                        || response.status().is_server_error()
+                }
+                Err(_) => true,
+            };
+            if !transient || attempt >= self.config.retries {
+                return match outcome {
+                    Ok(response) => self.answered(entry, response).await,
+                    Err(error) => {
+                        tracing::warn!(%entry, %error, "the answer to a payment was lost; it stays pending");
+                        Err(Error::Pending {
+                            entry,
+                            transaction: None,
+                        }
+                        .into())
+                    }
+                };
+            }
+            attempt += 1;
+            tracing::info!(%entry, attempt, "resending the same payment after a transient failure");
+            tokio::time::sleep(delay).await;
+            delay = delay.saturating_mul(2);
+        }
+    }
+
+    /// Records what the server answered to a payment, and returns the response or the error.
+    async fn answered(
+        &self,
+        entry: EntryId,
+        mut response: Response,
+    ) -> reqwest_middleware::Result<Response> {
+        let receipt = Receipt::from_headers(response.headers()).ok().flatten();
+        let status = response.status();
+        if status.is_success() {
+            let transaction = receipt
+                .as_ref()
+                .map(|r| r.transaction.clone())
+                .unwrap_or_default();
+            self.journal
+                .update(entry, PaymentState::Settled { transaction })?;
+            if let Some(receipt) = receipt {
+                response.extensions_mut().insert(receipt);
+            }
+            return Ok(response);
+        }
+        let reason = receipt.as_ref().and_then(|r| r.error_reason.clone());
+        let transaction = receipt
+            .as_ref()
+            .map(|r| r.transaction.clone())
+            .filter(|t| !t.is_empty());
+        let paid = receipt.as_ref().is_some_and(|r| r.success);
+        let error = match (status.as_u16(), reason.as_deref()) {
+            (402, _) if paid => {
+                let transaction = transaction.unwrap_or_default();
+                self.journal.update(
+                    entry,
+                    PaymentState::Settled {
+                        transaction: transaction.clone(),
+                    },
+                )?;
+                Error::PaidWithoutAnswer { entry, transaction }
+            }
+            // Being settled, or sent and not confirmed: not known yet.
+            (402, Some("settlement_pending" | "duplicate_settlement")) => {
+                self.journal.update(
+                    entry,
+                    PaymentState::Pending {
+                        transaction: transaction.clone(),
+                    },
+                )?;
+                Error::Pending { entry, transaction }
+            }
+            (402 | 412, _) => {
+                let headers = response.headers().clone();
+                let body = response.bytes().await.unwrap_or_default();
+                let reason = reason
+                    .or_else(|| {
+                        Challenge::from_response(status.as_u16(), &headers, &body)
+                            .ok()
+                            .and_then(|c| c.error().map(str::to_owned))
+                    })
+                    .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+                self.journal.update(
+                    entry,
+                    PaymentState::Rejected {
+                        reason: reason.clone(),
+                    },
+                )?;
+                Error::Rejected {
+                    status: status.as_u16(),
+                    reason,
+                }
+            }
+            // Any other answer after the payment left (after the resends): not known.
+            _ => Error::Pending { entry, transaction },
+        };
+        Err(error.into())
+    }
+}
+
+/// The request's method and URL, and a fingerprint of them with the body (`None` for a
+/// streaming body).
+fn operation_of(request: &Request) -> (String, Option<String>) {
+    let operation = format!("{} {}", request.method(), request.url());
+    let body = match request.body() {
+        None => Some(&[][..]),
+        Some(body) => body.as_bytes(),
+    };
+    let fingerprint = body.map(|body| {
+        let mut hasher = Sha256::new();
+        hasher.update(operation.as_bytes());
+        hasher.update([0]);
+        hasher.update(body);
+        format!("{:x}", hasher.finalize())
+    });
+    (operation, fingerprint)
+}
+
+#[async_trait::async_trait]
+impl Middleware for X402Middleware {
+    async fn handle(
+        &self,
+        request: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        let (operation, fingerprint) = operation_of(&request);
+        let replay = request.try_clone();
+        // An operation whose payment's outcome is unknown: resend that payment.
+        if let (Some(fingerprint), Some(replay)) = (&fingerprint, &replay)
+            && let Some(pending) = self.journal.pending_for(fingerprint)?
+        {
+            tracing::info!(entry = %pending.id, "resending the pending payment of this request");
+            let header = (
+                pending.payment.header_name,
+                pending.payment.header_value.as_str(),
+            );
+            return self
+                .send_paid(pending.id, header, replay, extensions, next)
+                .await;
+        }
+        let response = next.clone().run(request, extensions).await?;
+        let status = response.status().as_u16();
+        if status != 402 && status != 412 {
+            return Ok(response);
+        }
+        let (Some(replay), Some(fingerprint)) = (replay, fingerprint) else {
+            return Err(Error::StreamingBody.into());
+        };
+        let headers = response.headers().clone();
+        let body = response.bytes().await?;
+        let challenge = Challenge::from_response(status, &headers, &body).map_err(Error::Policy)?;
+        let (entry, name, value) = self.sign(&challenge, operation, fingerprint).await?;
+        self.send_paid(entry, (name, &value), &replay, extensions, next)
+            .await
+    }
+}
