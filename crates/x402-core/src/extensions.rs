@@ -9,11 +9,15 @@
 use std::fmt;
 use std::str::FromStr;
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use crate::payload::PaymentPayload;
-use crate::{Error, Result};
+use crate::challenge::Challenge;
+use crate::payload::{PAYMENT_SIGNATURE, PaymentHeader, PaymentPayload};
+use crate::{Entropy, Error, Result, encoding};
 
 /// The extension's key in `extensions`.
 pub const PAYMENT_IDENTIFIER: &str = "payment-identifier";
@@ -82,6 +86,60 @@ struct Info {
     id: Option<String>,
 }
 
+/// Whether a challenge offers the extension (only v2 challenges can), and whether it
+/// requires an id.
+pub fn offered(challenge: &Challenge) -> Option<bool> {
+    let extensions: serde_json::Map<String, Value> =
+        serde_json::from_str(challenge.extensions_json()?.get()).ok()?;
+    let extension = extensions.get(PAYMENT_IDENTIFIER)?;
+    Some(extension["info"]["required"].as_bool().unwrap_or(false))
+}
+
+/// A fresh id: `pay_` and 32 hex digits from `entropy` (the official generator's shape).
+pub fn new_payment_id(entropy: &mut dyn Entropy) -> PaymentId {
+    let mut bytes = [0u8; 16];
+    entropy.fill(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    PaymentId(format!("pay_{hex}"))
+}
+
+/// The same v2 payment with `extensions["payment-identifier"].info.id` set to `id` (the
+/// extension as the challenge offered it, echoed with the id). Only the unsigned part of the
+/// payload changes; every other member keeps its bytes.
+///
+/// # Errors
+/// [`Error::Malformed`] for a v1 payment (v1 has no extensions) or an unreadable header.
+pub fn with_payment_id(header: &PaymentHeader, id: &PaymentId) -> Result<PaymentHeader> {
+    if header.name() != PAYMENT_SIGNATURE {
+        return Err(Error::malformed(
+            "payment-identifier",
+            "only v2 payments (PAYMENT-SIGNATURE) carry extensions",
+        ));
+    }
+    let bytes = encoding::decode("payment header", header.value())?;
+    let mut payload: BTreeMap<String, Box<RawValue>> =
+        serde_json::from_slice(&bytes).map_err(|e| Error::malformed("payment header", e))?;
+    let mut extensions: serde_json::Map<String, Value> = match payload.get("extensions") {
+        Some(raw) => serde_json::from_str(raw.get())
+            .map_err(|e| Error::malformed("payment payload `extensions`", e))?,
+        None => serde_json::Map::new(),
+    };
+    let mut extension = extensions
+        .remove(PAYMENT_IDENTIFIER)
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({ "info": { "required": false } }));
+    if !extension["info"].is_object() {
+        extension["info"] = json!({ "required": false });
+    }
+    extension["info"]["id"] = json!(id.as_str());
+    extensions.insert(PAYMENT_IDENTIFIER.to_owned(), extension);
+    let extensions = serde_json::value::to_raw_value(&extensions)
+        .map_err(|e| Error::malformed("payment payload `extensions`", e))?;
+    payload.insert("extensions".to_owned(), extensions);
+    let json = serde_json::to_vec(&payload).map_err(|e| Error::malformed("payment payload", e))?;
+    Ok(PaymentHeader::new(header.name(), encoding::encode(&json)))
+}
+
 /// The payment id a payment carries, if it carries one.
 ///
 /// # Errors
@@ -103,6 +161,68 @@ pub fn payment_id(payment: &PaymentPayload) -> Result<Option<PaymentId>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "evm")]
+    #[test]
+    fn a_payment_id_goes_into_the_unsigned_extensions_and_nothing_else_changes() {
+        use crate::challenge::{PaymentRequired, RequirementSpec, ResourceInfo, Scheme};
+        use crate::{
+            AssetRegistry, FixedClock, LocalEvmSigner, Network, PaymentPolicy, TokenAmount,
+        };
+        let mut extensions = serde_json::Map::new();
+        extensions.insert(
+            PAYMENT_IDENTIFIER.to_owned(),
+            payment_identifier_offer(false),
+        );
+        let required = PaymentRequired {
+            resource: ResourceInfo {
+                url: "http://x/".into(),
+                description: None,
+                mime_type: None,
+            },
+            error: String::new(),
+            accepts: vec![RequirementSpec {
+                scheme: Scheme::Exact,
+                network: Network::BASE_SEPOLIA,
+                amount: TokenAmount::from_u64(10_000),
+                asset: AssetRegistry::known()
+                    .default_for(&Network::BASE_SEPOLIA)
+                    .unwrap()
+                    .id(),
+                pay_to: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
+                    .parse()
+                    .unwrap(),
+                max_timeout_seconds: 60,
+                extra: serde_json::Map::new(),
+            }],
+            extensions,
+        };
+        let challenge = Challenge::from_v2_header(&required.to_v2_header()).unwrap();
+        assert_eq!(offered(&challenge), Some(false));
+        let selected = PaymentPolicy::default().select(&challenge).unwrap();
+        let signer = LocalEvmSigner::from_bytes(&[7; 32]).unwrap();
+        let mut zeros = |buf: &mut [u8]| buf.fill(1);
+        let header = crate::evm::exact::pay(
+            &selected,
+            &signer,
+            &FixedClock::from_unix(1_700_000_000),
+            &mut zeros,
+        )
+        .unwrap();
+        let id = new_payment_id(&mut zeros);
+        assert_eq!(id.as_str(), format!("pay_{}", "01".repeat(16)));
+        let with_id = with_payment_id(&header, &id).unwrap();
+        let before = PaymentPayload::from_header_value(header.value()).unwrap();
+        let after = PaymentPayload::from_header_value(with_id.value()).unwrap();
+        assert_eq!(payment_id(&before).unwrap(), None);
+        assert_eq!(payment_id(&after).unwrap(), Some(id));
+        assert_eq!(before.payload_json().get(), after.payload_json().get());
+        assert_eq!(
+            before.accepted_json().map(RawValue::get),
+            after.accepted_json().map(RawValue::get)
+        );
+        after.check_answers(selected.requirement()).unwrap();
+    }
 
     #[test]
     fn ids_are_validated_as_the_spec_says() {

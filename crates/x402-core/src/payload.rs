@@ -32,6 +32,13 @@ pub struct PaymentHeader {
 }
 
 impl PaymentHeader {
+    pub(crate) fn new(name: &'static str, value: String) -> PaymentHeader {
+        PaymentHeader {
+            name,
+            value: Redacted::new(value),
+        }
+    }
+
     /// `X-PAYMENT` or `PAYMENT-SIGNATURE`.
     pub fn name(&self) -> &'static str {
         self.name

@@ -63,6 +63,8 @@ pub struct NewEntry {
     /// What makes the payment unique on chain (authorization nonce, permit nonce, Solana
     /// message digest), as the payer reports it.
     pub identity: String,
+    /// The `payment-identifier` id sent with it (v2), if any.
+    pub payment_id: Option<String>,
     /// The payment header's name.
     pub header_name: &'static str,
     /// The signed payment header's value: what a safe retry resends. A signature: never
@@ -231,6 +233,7 @@ mod tests {
             usd: Some(UsdMicros(usd)),
             pay_to: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C".into(),
             identity: "0x01".into(),
+            payment_id: None,
             header_name: "X-PAYMENT",
             header_value: "c2VjcmV0LXNpZ25hdHVyZQ==".into(),
             created_ms,

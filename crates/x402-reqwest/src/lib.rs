@@ -7,7 +7,13 @@
 //! # fn demo(payer: Arc<dyn x402_reqwest::Payer>, clock: Arc<dyn x402_core::Clock + Send + Sync>) {
 //! let journal = Arc::new(x402_reqwest::MemoryJournal::new());
 //! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-//!     .with(x402_reqwest::X402Middleware::new(payer, journal, clock, x402_reqwest::Config::default()))
+//!     .with(x402_reqwest::X402Middleware::new(
+//!         payer,
+//!         journal,
+//!         clock,
+//!         std::sync::Arc::new(|buf: &mut [u8]| buf.fill(4)), // your entropy source
+//!         x402_reqwest::Config::default(),
+//!     ))
 //!     .build();
 //! # }
 //! ```
@@ -30,8 +36,10 @@
 //!    left is an unknown outcome: the payment stays pending and the caller gets
 //!    [`Error::Pending`].
 //!
-//! Not here yet (see ARCHITECTURE.md): the `payment-identifier` extension on v2 payments,
-//! payers that need chain state (permit nonces, Solana blockhashes), TLS and proxy settings.
+//! A v2 challenge that offers `payment-identifier` gets an id in the payment's unsigned
+//! extensions, so a server answers a resend from its stored response.
+//!
+//! Not here yet (see ARCHITECTURE.md): payers that need chain state (permit nonces, Solana blockhashes), TLS and proxy settings.
 
 mod error;
 pub mod journal;
@@ -44,6 +52,8 @@ use reqwest::{Request, Response, StatusCode};
 use reqwest_middleware::{Middleware, Next};
 use sha2::{Digest, Sha256};
 use x402_core::challenge::Scheme;
+use x402_core::extensions;
+use x402_core::payload::PAYMENT_SIGNATURE;
 use x402_core::{
     Challenge, Clock, EvmSigner, PaymentHeader, PaymentPayload, PaymentPolicy, Receipt, Selected,
     TokenAmount, UsdMicros,
@@ -198,6 +208,7 @@ pub struct X402Middleware {
     payer: Arc<dyn Payer>,
     journal: Arc<dyn PaymentJournal>,
     clock: Arc<dyn Clock + Send + Sync>,
+    entropy: SharedEntropy,
     config: Config,
     before_sign: Option<BeforeSign>,
 }
@@ -213,17 +224,20 @@ impl std::fmt::Debug for X402Middleware {
 const DAY_MS: u64 = 24 * 3_600_000;
 
 impl X402Middleware {
-    /// Pays with `payer`, writes to `journal`, reads the time from `clock`.
+    /// Pays with `payer`, writes to `journal`, reads the time from `clock` and payment ids
+    /// from `entropy`.
     pub fn new(
         payer: Arc<dyn Payer>,
         journal: Arc<dyn PaymentJournal>,
         clock: Arc<dyn Clock + Send + Sync>,
+        entropy: SharedEntropy,
         config: Config,
     ) -> X402Middleware {
         X402Middleware {
             payer,
             journal,
             clock,
+            entropy,
             config,
             before_sign: None,
         }
@@ -283,7 +297,17 @@ impl X402Middleware {
         if let Some(hook) = &self.before_sign {
             hook(&quote).map_err(Error::Declined)?;
         }
-        let signed = self.payer.pay(&selected).await?;
+        let mut signed = self.payer.pay(&selected).await?;
+        // With `payment-identifier` offered (v2), an id goes with the payment, in its unsigned
+        // extensions; it stays with the operation because a retry resends this very header.
+        let mut payment_id = None;
+        if extensions::offered(challenge).is_some() && signed.header.name() == PAYMENT_SIGNATURE {
+            let mut entropy = |buf: &mut [u8]| (self.entropy)(buf);
+            let id = extensions::new_payment_id(&mut entropy);
+            signed.header =
+                extensions::with_payment_id(&signed.header, &id).map_err(Error::Signing)?;
+            payment_id = Some(id.to_string());
+        }
         let value = signed.header.value().to_owned();
         let id = self.journal.record(NewEntry {
             operation,
@@ -294,6 +318,7 @@ impl X402Middleware {
             usd,
             pay_to: quote.pay_to,
             identity: signed.identity,
+            payment_id,
             header_name: signed.header.name(),
             header_value: value.clone(),
             created_ms: now_ms,

@@ -33,12 +33,17 @@ fn paying_client(
         clock(),
         Arc::new(test_support::os_random),
     ));
-    let middleware = X402Middleware::new(payer, journal.clone(), clock(), config).before_sign(
-        Arc::new(move |_| {
-            counter.fetch_add(1, Ordering::SeqCst);
-            Ok(())
-        }),
-    );
+    let middleware = X402Middleware::new(
+        payer,
+        journal.clone(),
+        clock(),
+        Arc::new(test_support::os_random),
+        config,
+    )
+    .before_sign(Arc::new(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }));
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(middleware)
         .build();
@@ -137,6 +142,10 @@ async fn pays_a_devnet_top_up_once_and_journals_its_receipt() {
     );
     assert_eq!(entries[0].payment.network, "eip155:84532");
     assert_eq!(entries[0].payment.usd, Some(UsdMicros::from_dollars(2)));
+    // The devnet's v2 challenge offers `payment-identifier`: the payment carries an id.
+    assert_eq!(entries[0].payment.header_name, "PAYMENT-SIGNATURE");
+    let id = entries[0].payment.payment_id.clone().unwrap();
+    assert!(id.starts_with("pay_") && id.len() == 36, "{id}");
     assert_eq!(signed.load(Ordering::SeqCst), 1);
 }
 
