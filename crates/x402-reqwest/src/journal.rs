@@ -70,6 +70,10 @@ pub struct NewEntry {
     /// The signed payment header's value: what a safe retry resends. A signature: never
     /// logged, never in `Debug`.
     pub header_value: String,
+    /// The request's body, resent with the payment when its outcome is reconciled.
+    pub body: Vec<u8>,
+    /// The request's content type.
+    pub content_type: Option<String>,
     /// When it was written, unix ms.
     pub created_ms: u64,
 }
@@ -236,6 +240,8 @@ mod tests {
             payment_id: None,
             header_name: "X-PAYMENT",
             header_value: "c2VjcmV0LXNpZ25hdHVyZQ==".into(),
+            body: b"{}".to_vec(),
+            content_type: None,
             created_ms,
         }
     }

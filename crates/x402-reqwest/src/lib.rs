@@ -254,9 +254,10 @@ impl X402Middleware {
     async fn sign(
         &self,
         challenge: &Challenge,
-        operation: String,
+        described: Described,
         fingerprint: String,
     ) -> Result<(EntryId, &'static str, String), Error> {
+        let operation = described.operation;
         let selected = self
             .config
             .policy
@@ -321,6 +322,8 @@ impl X402Middleware {
             payment_id,
             header_name: signed.header.name(),
             header_value: value.clone(),
+            body: described.body.unwrap_or_default(),
+            content_type: described.content_type,
             created_ms: now_ms,
         })?;
         tracing::info!(entry = %id, network = %requirement.network(), amount = %requirement.amount(), "payment signed and journaled");
@@ -382,93 +385,169 @@ impl X402Middleware {
     async fn answered(
         &self,
         entry: EntryId,
-        mut response: Response,
+        response: Response,
     ) -> reqwest_middleware::Result<Response> {
-        let receipt = Receipt::from_headers(response.headers()).ok().flatten();
-        let status = response.status();
-        if status.is_success() {
-            let transaction = receipt
-                .as_ref()
-                .map(|r| r.transaction.clone())
-                .unwrap_or_default();
-            self.journal
-                .update(entry, PaymentState::Settled { transaction })?;
-            if let Some(receipt) = receipt {
-                response.extensions_mut().insert(receipt);
-            }
-            return Ok(response);
-        }
-        let reason = receipt.as_ref().and_then(|r| r.error_reason.clone());
-        let transaction = receipt
-            .as_ref()
-            .map(|r| r.transaction.clone())
-            .filter(|t| !t.is_empty());
-        let paid = receipt.as_ref().is_some_and(|r| r.success);
-        let error = match (status.as_u16(), reason.as_deref()) {
-            (402, _) if paid => {
-                let transaction = transaction.unwrap_or_default();
-                self.journal.update(
-                    entry,
-                    PaymentState::Settled {
-                        transaction: transaction.clone(),
-                    },
-                )?;
-                Error::PaidWithoutAnswer { entry, transaction }
-            }
-            // Being settled, or sent and not confirmed: not known yet.
-            (402, Some("settlement_pending" | "duplicate_settlement")) => {
-                self.journal.update(
-                    entry,
-                    PaymentState::Pending {
-                        transaction: transaction.clone(),
-                    },
-                )?;
-                Error::Pending { entry, transaction }
-            }
-            (402 | 412, _) => {
-                let headers = response.headers().clone();
-                let body = response.bytes().await.unwrap_or_default();
-                let reason = reason
-                    .or_else(|| {
-                        Challenge::from_response(status.as_u16(), &headers, &body)
-                            .ok()
-                            .and_then(|c| c.error().map(str::to_owned))
-                    })
-                    .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-                self.journal.update(
-                    entry,
-                    PaymentState::Rejected {
-                        reason: reason.clone(),
-                    },
-                )?;
-                Error::Rejected {
-                    status: status.as_u16(),
-                    reason,
-                }
-            }
-            // Any other answer after the payment left (after the resends): not known.
-            _ => Error::Pending { entry, transaction },
-        };
-        Err(error.into())
+        Ok(record_answer(&*self.journal, entry, response).await?)
     }
 }
 
-/// The request's method and URL, and a fingerprint of them with the body (`None` for a
-/// streaming body).
-fn operation_of(request: &Request) -> (String, Option<String>) {
-    let operation = format!("{} {}", request.method(), request.url());
-    let body = match request.body() {
-        None => Some(&[][..]),
-        Some(body) => body.as_bytes(),
+/// Records in `journal` what the server answered to payment `entry`, and returns the response
+/// (with its receipt in its extensions) or the error.
+///
+/// # Errors
+/// [`Error::Pending`], [`Error::PaidWithoutAnswer`], [`Error::Rejected`] as the answer says;
+/// [`Error::Journal`].
+pub async fn record_answer(
+    journal: &dyn PaymentJournal,
+    entry: EntryId,
+    mut response: Response,
+) -> Result<Response, Error> {
+    let receipt = Receipt::from_headers(response.headers()).ok().flatten();
+    let status = response.status();
+    if status.is_success() {
+        let transaction = receipt
+            .as_ref()
+            .map(|r| r.transaction.clone())
+            .unwrap_or_default();
+        journal.update(entry, PaymentState::Settled { transaction })?;
+        if let Some(receipt) = receipt {
+            response.extensions_mut().insert(receipt);
+        }
+        return Ok(response);
+    }
+    let reason = receipt.as_ref().and_then(|r| r.error_reason.clone());
+    let transaction = receipt
+        .as_ref()
+        .map(|r| r.transaction.clone())
+        .filter(|t| !t.is_empty());
+    let paid = receipt.as_ref().is_some_and(|r| r.success);
+    let error = match (status.as_u16(), reason.as_deref()) {
+        (402, _) if paid => {
+            let transaction = transaction.unwrap_or_default();
+            journal.update(
+                entry,
+                PaymentState::Settled {
+                    transaction: transaction.clone(),
+                },
+            )?;
+            Error::PaidWithoutAnswer { entry, transaction }
+        }
+        // Being settled, or sent and not confirmed: not known yet.
+        (402, Some("settlement_pending" | "duplicate_settlement")) => {
+            journal.update(
+                entry,
+                PaymentState::Pending {
+                    transaction: transaction.clone(),
+                },
+            )?;
+            Error::Pending { entry, transaction }
+        }
+        (402 | 412, _) => {
+            let headers = response.headers().clone();
+            let body = response.bytes().await.unwrap_or_default();
+            let reason = reason
+                .or_else(|| {
+                    Challenge::from_response(status.as_u16(), &headers, &body)
+                        .ok()
+                        .and_then(|c| c.error().map(str::to_owned))
+                })
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            journal.update(
+                entry,
+                PaymentState::Rejected {
+                    reason: reason.clone(),
+                },
+            )?;
+            Error::Rejected {
+                status: status.as_u16(),
+                reason,
+            }
+        }
+        // Any other answer after the payment left (after the resends): not known.
+        _ => Error::Pending { entry, transaction },
     };
-    let fingerprint = body.map(|body| {
-        let mut hasher = Sha256::new();
-        hasher.update(operation.as_bytes());
-        hasher.update([0]);
-        hasher.update(body);
-        format!("{:x}", hasher.finalize())
-    });
-    (operation, fingerprint)
+    Err(error)
+}
+
+/// What identifies an operation: SHA-256 of its method, URL and body. The same request is the
+/// same operation, whose pending payment is resent rather than replaced.
+pub fn fingerprint(method: &str, url: &str, body: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(method.as_bytes());
+    hasher.update(b" ");
+    hasher.update(url.as_bytes());
+    hasher.update([0]);
+    hasher.update(body);
+    format!("{:x}", hasher.finalize())
+}
+
+/// What the journal keeps of a request: its operation (method and URL), its body (`None`
+/// for a streaming body) and its content type.
+struct Described {
+    operation: String,
+    body: Option<Vec<u8>>,
+    content_type: Option<String>,
+}
+
+impl Described {
+    fn of(request: &Request) -> Described {
+        let body = match request.body() {
+            None => Some(Vec::new()),
+            Some(body) => body.as_bytes().map(<[u8]>::to_vec),
+        };
+        Described {
+            operation: format!("{} {}", request.method(), request.url()),
+            body,
+            content_type: request
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        }
+    }
+
+    fn fingerprint(&self) -> Option<String> {
+        let (method, url) = self.operation.split_once(' ')?;
+        Some(fingerprint(method, url, self.body.as_deref()?))
+    }
+}
+
+/// Resends a journaled payment with the request it paid for (method, URL, body, content type;
+/// no other header) and records the answer: how `x402c payments reconcile` learns the outcome
+/// of a pending payment. A server settles each payment at most once, so this never pays
+/// twice.
+///
+/// # Errors
+/// As [`record_answer`]; [`Error::Pending`] when the server cannot be reached.
+pub async fn resend(
+    client: &reqwest::Client,
+    journal: &dyn PaymentJournal,
+    entry: &Entry,
+) -> Result<Response, Error> {
+    let payment = &entry.payment;
+    let (method, url) = payment
+        .operation
+        .split_once(' ')
+        .ok_or_else(|| Error::Journal(format!("payment {}: no method and URL", entry.id)))?;
+    let method = reqwest::Method::from_bytes(method.as_bytes())
+        .map_err(|_| Error::Journal(format!("payment {}: bad method {method}", entry.id)))?;
+    let mut request = client
+        .request(method, url)
+        .header(payment.header_name, payment.header_value.as_str())
+        .body(payment.body.clone());
+    if let Some(content_type) = &payment.content_type {
+        request = request.header(http::header::CONTENT_TYPE, content_type.as_str());
+    }
+    match request.send().await {
+        Ok(response) => record_answer(journal, entry.id, response).await,
+        Err(error) => {
+            tracing::warn!(entry = %entry.id, %error, "cannot reach the server; still pending");
+            Err(Error::Pending {
+                entry: entry.id,
+                transaction: None,
+            })
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -479,7 +558,8 @@ impl Middleware for X402Middleware {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        let (operation, fingerprint) = operation_of(&request);
+        let described = Described::of(&request);
+        let fingerprint = described.fingerprint();
         let replay = request.try_clone();
         // An operation whose payment's outcome is unknown: resend that payment.
         if let (Some(fingerprint), Some(replay)) = (&fingerprint, &replay)
@@ -505,7 +585,7 @@ impl Middleware for X402Middleware {
         let headers = response.headers().clone();
         let body = response.bytes().await?;
         let challenge = Challenge::from_response(status, &headers, &body).map_err(Error::Policy)?;
-        let (entry, name, value) = self.sign(&challenge, operation, fingerprint).await?;
+        let (entry, name, value) = self.sign(&challenge, described, fingerprint).await?;
         self.send_paid(entry, (name, &value), &replay, extensions, next)
             .await
     }
