@@ -28,7 +28,7 @@ mod tests {
         (
             "cli",
             &["x402-core", "x402-reqwest", "compute-api", "grid-api"],
-            &["test-support"],
+            &["test-support", "devnet"],
         ),
         ("devnet", &["x402-core"], &["test-support"]),
         ("test-support", &["x402-core", "devnet"], &[]),

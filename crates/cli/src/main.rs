@@ -1,14 +1,613 @@
-//! `x402c`: the command-line client for machines, the grid and the devnet.
+//! `x402c`: the command-line client. The thin top layer: it alone reads flags, the
+//! environment, the config file and the terminal, and drives `x402-reqwest` (and, with their
+//! issues, `compute-api` and `grid-api`).
 //!
-//! It will be the thin top layer: it alone reads env, config files, keystores and the
-//! terminal, and drives `compute-api`, `grid-api` and `x402_core`, with a ratatui dashboard.
+//! Commands so far: `fetch` (pay any x402 URL like curl) and `payments` (the journal: list,
+//! show, reconcile).
 //!
-//! **Status:** not implemented yet. The binary says so and exits with status 2; the
-//! `x402-core` example `pay` is the working entry point for now.
+//! Exit codes: 0 success; 1 any other error; 2 usage; 3 refused by the policy, the budget or
+//! the user (nothing was signed); 4 the server rejected the payment; 5 a payment's outcome is
+//! not known yet (pending: `x402c payments reconcile`); 6 a network or server error (or an
+//! HTTP status of 400 and above).
 
+// A command-line program prints: its output is stdout, its diagnostics stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod config;
+mod journal;
+
+use std::io::{Read as _, Write as _};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use x402_core::{Challenge, Clock, LocalEvmSigner, Network, PaymentPolicy, Receipt};
+use x402_reqwest::{Config as PayConfig, EntryId, PaymentJournal, PaymentState};
+
+use crate::config::{Config, Overrides};
+use crate::journal::SqliteJournal;
+
+/// Pay for HTTP resources with x402, and keep every payment in a journal.
+#[derive(Debug, Parser)]
+#[command(name = "x402c", version, about)]
+struct Cli {
+    /// More output on stderr (-v: what is paid, -vv: debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// The payment journal (default: `payments.sqlite` in the user data directory;
+    /// `X402C_JOURNAL`; `journal` in the config file).
+    #[arg(long, global = true, value_name = "FILE")]
+    journal: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Fetch a URL like curl, paying a 402 under the spend policy. The body goes to stdout.
+    Fetch(Fetch),
+    /// The payment journal.
+    #[command(subcommand)]
+    Payments(Payments),
+    /// The configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Where the config file is read from.
+    Path,
+    /// The settings in effect (flags, environment, file, defaults).
+    Show,
+}
+
+#[derive(Debug, clap::Args)]
+struct Fetch {
+    /// The URL.
+    url: String,
+    /// The HTTP method (default GET, or POST with a body).
+    #[arg(short = 'X', long = "request", value_name = "METHOD")]
+    method: Option<String>,
+    /// A header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    headers: Vec<String>,
+    /// The request body; `@FILE` reads a file, `@-` stdin.
+    #[arg(short = 'd', long = "data", value_name = "BODY")]
+    data: Option<String>,
+    /// Pay only on these networks, in this order of preference (CAIP-2 ids or names such as
+    /// base, base-sepolia, megaeth; repeatable).
+    #[arg(long = "network", value_name = "NETWORK")]
+    networks: Vec<String>,
+    /// The most to pay for this request, in dollars (default $1, `X402C_MAX_PRICE`,
+    /// `max_price` in the config file).
+    #[arg(long, value_name = "USD")]
+    max_price: Option<String>,
+    /// The most to pay in any 24 hours, in dollars (`X402C_DAILY_BUDGET`, `daily_budget`).
+    #[arg(long, value_name = "USD")]
+    daily_budget: Option<String>,
+    /// Print the status line and headers before the body.
+    #[arg(short = 'i', long = "include")]
+    include: bool,
+    /// Write the body to FILE instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Ask, print the challenge and what would be paid, and sign nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Total time for the request and its payment, in seconds (longer than a server's
+    /// settlement wait).
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum Payments {
+    /// Every payment in the journal.
+    List,
+    /// One payment.
+    Show {
+        /// Its id.
+        id: u64,
+    },
+    /// Resolve pending payments by resending the same signed payment (never a new one): the
+    /// server settles each payment once and answers with its outcome.
+    Reconcile {
+        /// Only this payment.
+        id: Option<u64>,
+    },
+}
+
+/// Exit codes (see the crate docs).
+mod exit {
+    pub(crate) const OTHER: u8 = 1;
+    pub(crate) const REFUSED: u8 = 3;
+    pub(crate) const REJECTED: u8 = 4;
+    pub(crate) const PENDING: u8 = 5;
+    pub(crate) const NETWORK: u8 = 6;
+}
+
+/// The system clock.
+struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_unix_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or_default()
+    }
+}
+
+fn os_random(buf: &mut [u8]) {
+    // Without OS randomness no payment can be signed safely.
+    if let Err(error) = getrandom::fill(buf) {
+        panic!("the operating system's random number generator failed: {error}");
+    }
+}
 
 fn main() -> ExitCode {
-    eprintln!("x402c: the command-line client is not implemented yet (see ARCHITECTURE.md)");
-    ExitCode::from(2)
+    let cli = Cli::parse();
+    let filter = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("X402C_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("x402c: cannot start: {error}");
+            return ExitCode::from(exit::OTHER);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("x402c: {error:#}");
+            ExitCode::from(exit::OTHER)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8> {
+    let max_price = match &cli.command {
+        Command::Fetch(fetch) => fetch.max_price.clone(),
+        _ => None,
+    };
+    let daily_budget = match &cli.command {
+        Command::Fetch(fetch) => fetch.daily_budget.clone(),
+        _ => None,
+    };
+    let config = Config::load(Overrides {
+        max_price,
+        daily_budget,
+        journal: cli.journal.clone(),
+    })?;
+    match cli.command {
+        Command::Config(ConfigCommand::Path) => {
+            println!("{}", config.path.display());
+            return Ok(0);
+        }
+        Command::Config(ConfigCommand::Show) => {
+            let shown = serde_json::json!({
+                "config_file": config.path.display().to_string(),
+                "max_price": config.max_price.to_string(),
+                "daily_budget": config.daily_budget.map(|b| b.to_string()),
+                "journal": config.journal.display().to_string(),
+            });
+            println!(
+                "{}",
+                if cli.json {
+                    shown.to_string()
+                } else {
+                    serde_json::to_string_pretty(&shown)?
+                }
+            );
+            return Ok(0);
+        }
+        _ => {}
+    }
+    let journal = Arc::new(SqliteJournal::open(&config.journal)?);
+    let pending = journal.pending()?;
+    if !pending.is_empty() && !matches!(cli.command, Command::Payments(_)) {
+        eprintln!(
+            "x402c: {} payment(s) pending in {}: run `x402c payments reconcile`",
+            pending.len(),
+            config.journal.display()
+        );
+    }
+    match cli.command {
+        Command::Fetch(fetch) => run_fetch(fetch, &config, journal, cli.json).await,
+        Command::Payments(Payments::List) => list(&journal, cli.json),
+        Command::Payments(Payments::Show { id }) => show(&journal, id, cli.json),
+        Command::Payments(Payments::Reconcile { id }) => reconcile(&journal, id, cli.json).await,
+        Command::Config(_) => Ok(0),
+    }
+}
+
+/// A request's method, headers and body.
+type RequestParts = (reqwest::Method, Vec<(String, String)>, Option<Vec<u8>>);
+
+/// The request a `fetch` describes.
+fn request_of(fetch: &Fetch) -> Result<RequestParts> {
+    let body = match fetch.data.as_deref() {
+        None => None,
+        Some("@-") => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .context("cannot read the body from stdin")?;
+            Some(bytes)
+        }
+        Some(text) => match text.strip_prefix('@') {
+            Some(path) => Some(std::fs::read(path).with_context(|| format!("cannot read {path}"))?),
+            None => Some(text.as_bytes().to_vec()),
+        },
+    };
+    let method = match (&fetch.method, &body) {
+        (Some(method), _) => reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+            .with_context(|| format!("`{method}` is not an HTTP method"))?,
+        (None, Some(_)) => reqwest::Method::POST,
+        (None, None) => reqwest::Method::GET,
+    };
+    let mut headers = Vec::new();
+    for header in &fetch.headers {
+        let Some((name, value)) = header.split_once(':') else {
+            bail!("header `{header}` is not `Name: value`");
+        };
+        headers.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    Ok((method, headers, body))
+}
+
+fn policy_of(fetch: &Fetch, config: &Config) -> Result<PaymentPolicy> {
+    let mut networks = Vec::new();
+    for text in &fetch.networks {
+        networks.push(
+            text.parse::<Network>()
+                .with_context(|| format!("`{text}` is not a network x402c knows"))?,
+        );
+    }
+    Ok(PaymentPolicy::default()
+        .networks(networks)
+        .usd_cap(Some(config.max_price)))
+}
+
+async fn run_fetch(
+    fetch: Fetch,
+    config: &Config,
+    journal: Arc<SqliteJournal>,
+    json: bool,
+) -> Result<u8> {
+    let (method, headers, body) = request_of(&fetch)?;
+    let policy = policy_of(&fetch, config)?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(fetch.timeout))
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .context("cannot build the HTTP client")?;
+    if fetch.dry_run {
+        return dry_run(&http, &fetch, method, &headers, body, &policy, json).await;
+    }
+    let key = std::env::var("PRIVATE_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+        .context("set PRIVATE_KEY (an EVM key, hex) to pay; --dry-run signs nothing")?;
+    let signer = LocalEvmSigner::from_hex(&key)
+        .map_err(|_| anyhow::anyhow!("PRIVATE_KEY is not a 32-byte hex secp256k1 key"))?;
+    drop(key);
+    let clock: Arc<dyn Clock + Send + Sync> = Arc::new(SystemClock);
+    let payer = Arc::new(x402_reqwest::EvmExactPayer::new(
+        Arc::new(signer),
+        clock.clone(),
+        Arc::new(os_random),
+    ));
+    let pay = PayConfig {
+        policy,
+        daily_budget: config.daily_budget,
+        ..PayConfig::default()
+    };
+    let client = reqwest_middleware::ClientBuilder::new(http)
+        .with(x402_reqwest::X402Middleware::new(
+            payer,
+            journal.clone(),
+            clock,
+            Arc::new(os_random),
+            pay,
+        ))
+        .build();
+    let mut request = client.request(method.clone(), &fetch.url);
+    for (name, value) in &headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let body_bytes = body.clone().unwrap_or_default();
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    let fingerprint =
+        x402_reqwest::fingerprint(method.as_str(), &normalized(&fetch.url), &body_bytes);
+    let outcome = tokio::select! {
+        outcome = request.send() => outcome,
+        _ = tokio::signal::ctrl_c() => {
+            // Before signing nothing happened; after, the journal holds the payment.
+            return Ok(match journal.pending_for(&fingerprint)? {
+                Some(entry) => {
+                    eprintln!("x402c: interrupted after payment {} left: it is pending; run `x402c payments reconcile {}`", entry.id, entry.id);
+                    exit::PENDING
+                }
+                None => {
+                    eprintln!("x402c: interrupted; nothing was paid");
+                    130
+                }
+            });
+        }
+    };
+    let response = match outcome {
+        Ok(response) => response,
+        Err(error) => return Ok(report_error(&error, json)),
+    };
+    let status = response.status();
+    let receipt = response.extensions().get::<Receipt>().cloned();
+    let head = format!(
+        "{:?} {}\n{}",
+        response.version(),
+        status,
+        response
+            .headers()
+            .iter()
+            .map(|(k, v)| format!("{k}: {}\n", v.to_str().unwrap_or("<binary>")))
+            .collect::<String>()
+    );
+    let bytes = response
+        .bytes()
+        .await
+        .context("the answer's body was cut")?;
+    if let Some(receipt) = &receipt {
+        tracing::info!(transaction = %receipt.transaction, network = %receipt.network, "paid");
+    }
+    if json {
+        let answer = serde_json::json!({
+            "status": status.as_u16(),
+            "receipt": receipt,
+            "body": String::from_utf8_lossy(&bytes),
+        });
+        println!("{answer}");
+    } else {
+        let mut out: Box<dyn std::io::Write> = match &fetch.output {
+            Some(path) => Box::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+            ),
+            None => Box::new(std::io::stdout().lock()),
+        };
+        if fetch.include {
+            out.write_all(head.as_bytes())?;
+            out.write_all(b"\n")?;
+        }
+        out.write_all(&bytes)?;
+        out.flush()?;
+    }
+    Ok(if status.is_client_error() || status.is_server_error() {
+        exit::NETWORK
+    } else {
+        0
+    })
+}
+
+/// The URL as reqwest writes it (what the middleware fingerprints).
+fn normalized(url: &str) -> String {
+    reqwest::Url::parse(url).map_or_else(|_| url.to_owned(), |u| u.to_string())
+}
+
+/// Prints what went wrong with a paid request and returns its exit code.
+fn report_error(error: &reqwest_middleware::Error, json: bool) -> u8 {
+    let (code, kind) = match x402_reqwest::Error::of(error) {
+        Some(
+            x402_reqwest::Error::Policy(_)
+            | x402_reqwest::Error::OverBudget { .. }
+            | x402_reqwest::Error::Declined(_),
+        ) => (exit::REFUSED, "refused"),
+        Some(x402_reqwest::Error::Rejected { .. }) => (exit::REJECTED, "rejected"),
+        Some(x402_reqwest::Error::Pending { .. }) => (exit::PENDING, "pending"),
+        Some(x402_reqwest::Error::PaidWithoutAnswer { .. }) => {
+            (exit::NETWORK, "paid_without_answer")
+        }
+        Some(_) => (exit::OTHER, "error"),
+        None => (exit::NETWORK, "network"),
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "error": kind, "message": format!("{error:#}") })
+        );
+    } else {
+        eprintln!("x402c: {error:#}");
+        if code == exit::PENDING {
+            eprintln!("x402c: run `x402c payments reconcile` later to learn the outcome");
+        }
+    }
+    code
+}
+
+async fn dry_run(
+    http: &reqwest::Client,
+    fetch: &Fetch,
+    method: reqwest::Method,
+    headers: &[(String, String)],
+    body: Option<Vec<u8>>,
+    policy: &PaymentPolicy,
+    json: bool,
+) -> Result<u8> {
+    let mut request = http.request(method, &fetch.url);
+    for (name, value) in headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    let response = request.send().await.context("the request failed")?;
+    let status = response.status().as_u16();
+    if status != 402 && status != 412 {
+        println!("no payment asked: the server answered {status}");
+        return Ok(0);
+    }
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await?;
+    let challenge = Challenge::from_response(status, &headers, &bytes)
+        .context("the server asks for payment but its challenge is unreadable")?;
+    let offers: Vec<String> = challenge
+        .offers()
+        .iter()
+        .map(|offer| match offer.requirement() {
+            Ok(r) => r.summary(),
+            Err(error) => format!("unreadable offer: {error}"),
+        })
+        .collect();
+    let selected = policy.select(&challenge);
+    if json {
+        let chosen = selected.as_ref().ok().map(|s| s.requirement().summary());
+        let refused = selected.as_ref().err().map(ToString::to_string);
+        println!(
+            "{}",
+            serde_json::json!({ "offers": offers, "would_pay": chosen, "refused": refused, "signed": false })
+        );
+    } else {
+        println!("the server asks for payment ({} offers):", offers.len());
+        for offer in &offers {
+            println!("  {offer}");
+        }
+        match &selected {
+            Ok(s) => println!(
+                "would pay: {} (nothing signed: --dry-run)",
+                s.requirement().summary()
+            ),
+            Err(error) => println!("would not pay: {error}"),
+        }
+    }
+    Ok(if selected.is_ok() { 0 } else { exit::REFUSED })
+}
+
+fn state_text(state: &PaymentState) -> (String, String) {
+    match state {
+        PaymentState::Pending { transaction } => {
+            ("pending".into(), transaction.clone().unwrap_or_default())
+        }
+        PaymentState::Settled { transaction } => ("settled".into(), transaction.clone()),
+        PaymentState::Rejected { reason } => ("rejected".into(), reason.clone()),
+    }
+}
+
+fn entry_json(entry: &x402_reqwest::Entry) -> serde_json::Value {
+    let (state, detail) = state_text(&entry.state);
+    let p = &entry.payment;
+    serde_json::json!({
+        "id": entry.id.0,
+        "state": state,
+        "transaction_or_reason": detail,
+        "operation": p.operation,
+        "network": p.network,
+        "asset": p.asset,
+        "amount": p.amount.to_string(),
+        "usd": p.usd.map(|u| u.to_string()),
+        "pay_to": p.pay_to,
+        "identity": p.identity,
+        "payment_id": p.payment_id,
+        "created_ms": p.created_ms,
+    })
+}
+
+fn list(journal: &SqliteJournal, json: bool) -> Result<u8> {
+    let entries = journal.entries()?;
+    if json {
+        let all: Vec<_> = entries.iter().map(entry_json).collect();
+        println!("{}", serde_json::Value::Array(all));
+        return Ok(0);
+    }
+    if entries.is_empty() {
+        println!("no payments");
+    }
+    for entry in &entries {
+        let (state, detail) = state_text(&entry.state);
+        let usd = entry
+            .payment
+            .usd
+            .map_or_else(|| entry.payment.amount.to_string(), |u| format!("${u}"));
+        println!(
+            "{:>4}  {state:<8}  {usd:>10}  {:<16}  {}  {detail}",
+            entry.id, entry.payment.network, entry.payment.operation
+        );
+    }
+    Ok(0)
+}
+
+fn show(journal: &SqliteJournal, id: u64, json: bool) -> Result<u8> {
+    let Some(entry) = journal.entry(EntryId(id))? else {
+        bail!("no payment {id} in the journal (`x402c payments list`)");
+    };
+    let shown = entry_json(&entry);
+    if json {
+        println!("{shown}");
+    } else if let Some(fields) = shown.as_object() {
+        for (key, value) in fields {
+            println!(
+                "{key:<22} {}",
+                value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_owned)
+            );
+        }
+    }
+    Ok(0)
+}
+
+async fn reconcile(journal: &SqliteJournal, id: Option<u64>, json: bool) -> Result<u8> {
+    let entries = match id {
+        Some(id) => vec![
+            journal
+                .entry(EntryId(id))?
+                .with_context(|| format!("no payment {id} in the journal"))?,
+        ],
+        None => journal.pending()?,
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .context("cannot build the HTTP client")?;
+    let mut still_pending = false;
+    for entry in entries {
+        if !matches!(entry.state, PaymentState::Pending { .. }) {
+            let (state, detail) = state_text(&entry.state);
+            println!("payment {}: already {state} {detail}", entry.id);
+            continue;
+        }
+        let outcome = x402_reqwest::resend(&http, journal, &entry).await;
+        let now = journal.entry(entry.id)?.map(|e| e.state);
+        let (state, detail) = now.as_ref().map(state_text).unwrap_or_default();
+        still_pending |= state == "pending";
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({ "id": entry.id.0, "state": state, "transaction_or_reason": detail })
+            );
+        } else {
+            match outcome {
+                Ok(_) => println!("payment {}: {state} {detail}", entry.id),
+                Err(error) => println!("payment {}: {state} {detail} ({error})", entry.id),
+            }
+        }
+    }
+    Ok(if still_pending { exit::PENDING } else { 0 })
 }

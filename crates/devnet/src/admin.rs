@@ -1,12 +1,14 @@
-//! The devnet-only admin routes under `/devnet/...`: funding wallets with devnet stablecoins
-//! and changing the injected faults at runtime. The real services have nothing like them.
+//! The devnet-only routes under `/devnet/...`: funding wallets with devnet stablecoins,
+//! changing the injected faults at runtime, and `/devnet/paid`, a resource that costs one cent
+//! and needs no account (what `x402c fetch` and the paying client's tests pay). The real
+//! services have nothing like them.
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -15,27 +17,86 @@ use x402_core::{Network, SolanaAddress, UsdMicros};
 use crate::api::{ApiError, ApiResult};
 use crate::chains::Chains;
 use crate::faults::{FaultConfig, Faults};
+use crate::payment::{Cashier, Family, Price};
+use crate::store::{Effect, Store};
 
 /// What the admin routes act on.
 #[derive(Debug)]
 pub struct Admin {
     chains: Chains,
     faults: Arc<Faults>,
+    cashier: Arc<Cashier>,
+    store: Arc<Store>,
 }
 
+/// What `/devnet/paid` costs.
+const PAID_PRICE: UsdMicros = UsdMicros(10_000);
+
 impl Admin {
-    /// Admin routes over the devnet's chains and fault switches.
-    pub fn new(chains: Chains, faults: Arc<Faults>) -> Admin {
-        Admin { chains, faults }
+    /// Admin routes over the devnet's chains and fault switches, and the paid resource
+    /// charged through `cashier`.
+    pub(crate) fn new(
+        chains: Chains,
+        faults: Arc<Faults>,
+        cashier: Arc<Cashier>,
+        store: Arc<Store>,
+    ) -> Admin {
+        Admin {
+            chains,
+            faults,
+            cashier,
+            store,
+        }
     }
 
-    /// `POST /devnet/fund` and `POST /devnet/faults`.
+    /// `POST /devnet/fund`, `POST /devnet/faults`, and `GET|POST /devnet/paid` (with the
+    /// `payment-identifier` layer and the dropped-answer fault, like every paid route).
     pub fn routes(self: Arc<Self>) -> Router {
+        let paid = crate::payment::paid_layers(
+            Router::new().route("/devnet/paid", get(paid).post(paid)),
+            self.faults.clone(),
+            self.store.clone(),
+        )
+        .with_state(self.clone());
         Router::new()
             .route("/devnet/fund", post(fund))
             .route("/devnet/faults", post(set_faults))
             .with_state(self)
+            .merge(paid)
     }
+}
+
+/// `GET|POST /devnet/paid[?network=base|megaeth|solana]`: one cent, no account; answers who
+/// paid and the transaction.
+async fn paid(State(admin): State<Arc<Admin>>, uri: Uri, headers: HeaderMap) -> ApiResult {
+    let paying = x402_core::PaymentPayload::from_headers(&headers)
+        .map_err(|e| ApiError::bad_request(format!("unreadable payment header: {e}")))?;
+    let network = uri.query().and_then(|query| {
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("network="))
+    });
+    let price = Price {
+        amount: PAID_PRICE,
+        description: "A devnet resource that costs one cent",
+        family: Family::from_request(network)?,
+        hint: "payment required: pay with X-PAYMENT (v1) or PAYMENT-SIGNATURE (v2)",
+    };
+    let paid = match admin
+        .cashier
+        .charge(&uri, price, paying, Effect::None)
+        .await
+    {
+        Ok(paid) => paid,
+        Err(response) => return Ok(response),
+    };
+    let body = json!({
+        "paid": true,
+        "payer": paid.settlement.payer.to_string(),
+        "network": paid.settlement.network,
+        "transaction": paid.settlement.transaction,
+    });
+    Ok(paid.with_receipt(Json(body).into_response()))
 }
 
 /// `POST /devnet/faults` with a [`FaultConfig`]: replaces the injected faults.

@@ -188,12 +188,17 @@ impl Devnet {
         let machines = Arc::new(Machines::new(
             store.clone(),
             auth,
-            cashier,
+            cashier.clone(),
             clock,
             config.random.clone(),
             faults.clone(),
         ));
-        let admin = Arc::new(Admin::new(chains.clone(), faults.clone()));
+        let admin = Arc::new(Admin::new(
+            chains.clone(),
+            faults.clone(),
+            cashier,
+            store.clone(),
+        ));
         let mut app = Router::new()
             .merge(machines.routes())
             .merge(facilitator::http::routes(facilitator.clone()))

@@ -61,19 +61,15 @@ impl Machines {
     /// The machines API routes. The paid ones answer a `payment-identifier` retry from the
     /// stored answer.
     pub fn routes(self: Arc<Self>) -> Router {
-        let paid = Router::new()
-            .route("/compute/credits/topup", post(credits::topup))
-            .route("/compute/provision", post(instances::provision))
-            .route("/compute/instances/{id}/extend", post(instances::extend))
-            .route_layer(axum::middleware::from_fn_with_state(
-                self.faults.clone(),
-                crate::faults::drop_paid_answers,
-            ))
-            .route_layer(axum::middleware::from_fn_with_state(
-                self.store.clone(),
-                crate::payment::idempotency::idempotent,
-            ))
-            .with_state(self.clone());
+        let paid = crate::payment::paid_layers(
+            Router::new()
+                .route("/compute/credits/topup", post(credits::topup))
+                .route("/compute/provision", post(instances::provision))
+                .route("/compute/instances/{id}/extend", post(instances::extend)),
+            self.faults.clone(),
+            self.store.clone(),
+        )
+        .with_state(self.clone());
         Router::new()
             .route("/compute/plans", get(catalog::plans))
             .route("/compute/regions", get(catalog::regions))

@@ -89,3 +89,21 @@ impl Cashier {
         }
     }
 }
+
+/// The layers every paid route wears: the dropped-answer fault, and a `payment-identifier`
+/// retry answered from the stored answer.
+pub(crate) fn paid_layers<S: Clone + Send + Sync + 'static>(
+    routes: axum::Router<S>,
+    faults: std::sync::Arc<crate::faults::Faults>,
+    store: std::sync::Arc<crate::store::Store>,
+) -> axum::Router<S> {
+    routes
+        .route_layer(axum::middleware::from_fn_with_state(
+            faults,
+            crate::faults::drop_paid_answers,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            store,
+            idempotency::idempotent,
+        ))
+}

@@ -1,0 +1,116 @@
+//! The configuration: flags over environment over the TOML file over defaults.
+//!
+//! The file is `config.toml` in the platform's config directory (`$XDG_CONFIG_HOME/x402c` on
+//! Linux, `~/Library/Application Support/x402c` on macOS), or `X402C_CONFIG`. Keys:
+//!
+//! ```toml
+//! max_price = "1.00"      # dollars per payment (X402C_MAX_PRICE, --max-price)
+//! daily_budget = "20"     # dollars in any 24 hours (X402C_DAILY_BUDGET, --daily-budget)
+//! journal = "/path/payments.sqlite"   # X402C_JOURNAL, --journal
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use x402_core::UsdMicros;
+
+/// The file's keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    max_price: Option<String>,
+    daily_budget: Option<String>,
+    journal: Option<PathBuf>,
+}
+
+/// The settings a command runs with.
+#[derive(Debug)]
+pub(crate) struct Config {
+    /// Where the config file is (whether or not it exists).
+    pub(crate) path: PathBuf,
+    /// Dollars per payment.
+    pub(crate) max_price: UsdMicros,
+    /// Dollars in any 24 hours, if limited.
+    pub(crate) daily_budget: Option<UsdMicros>,
+    /// The payment journal.
+    pub(crate) journal: PathBuf,
+}
+
+/// The default cap per payment: $1, like the official clients.
+pub(crate) const DEFAULT_MAX_PRICE: UsdMicros = UsdMicros::from_dollars(1);
+
+fn strategy() -> Result<impl etcetera::AppStrategy> {
+    etcetera::choose_app_strategy(etcetera::AppStrategyArgs {
+        top_level_domain: "cc".to_owned(),
+        author: "x402".to_owned(),
+        app_name: "x402c".to_owned(),
+    })
+    .context("cannot find the home directory for the config and journal; set X402C_CONFIG and X402C_JOURNAL")
+}
+
+fn dollars(text: &str, what: &str) -> Result<UsdMicros> {
+    text.trim()
+        .trim_start_matches('$')
+        .parse::<UsdMicros>()
+        .with_context(|| format!("{what}: `{text}` is not an amount of dollars (like 1 or 2.50)"))
+}
+
+/// Flags that override the environment and the file.
+#[derive(Debug, Default)]
+pub(crate) struct Overrides {
+    /// `--max-price`.
+    pub(crate) max_price: Option<String>,
+    /// `--daily-budget`.
+    pub(crate) daily_budget: Option<String>,
+    /// `--journal`.
+    pub(crate) journal: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads the file and the environment under `flags`.
+    pub(crate) fn load(flags: Overrides) -> Result<Config> {
+        use etcetera::AppStrategy as _;
+        let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
+        let path = match env("X402C_CONFIG") {
+            Some(path) => PathBuf::from(path),
+            None => strategy()?.config_dir().join("config.toml"),
+        };
+        let file: File = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text)
+                .with_context(|| format!("the config file {} is not valid", path.display()))?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => File::default(),
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot read {}", path.display()));
+            }
+        };
+        let max_price = match flags
+            .max_price
+            .or_else(|| env("X402C_MAX_PRICE"))
+            .or(file.max_price)
+        {
+            Some(text) => dollars(&text, "max price")?,
+            None => DEFAULT_MAX_PRICE,
+        };
+        let daily_budget = flags
+            .daily_budget
+            .or_else(|| env("X402C_DAILY_BUDGET"))
+            .or(file.daily_budget)
+            .map(|text| dollars(&text, "daily budget"))
+            .transpose()?;
+        let journal = match flags
+            .journal
+            .or_else(|| env("X402C_JOURNAL").map(PathBuf::from))
+            .or(file.journal)
+        {
+            Some(path) => path,
+            None => strategy()?.data_dir().join("payments.sqlite"),
+        };
+        Ok(Config {
+            path,
+            max_price,
+            daily_budget,
+            journal,
+        })
+    }
+}

@@ -1,0 +1,240 @@
+//! `x402c` against the devnet on its real chains: the binary runs as a user runs it, with its
+//! own journal and config paths, and every output is checked for the key it was given.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use alloy::primitives::U256;
+use serde_json::Value;
+use x402_core::{EvmSigner, LocalEvmSigner};
+
+/// One user's `x402c`: a key, a journal and a (missing) config file of its own.
+struct User {
+    key: String,
+    address: alloy::primitives::Address,
+    dir: PathBuf,
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl User {
+    async fn funded(devnet: &devnet::Devnet, dollars: u64) -> User {
+        let mut secret = [0u8; 32];
+        test_support::os_random(&mut secret);
+        let signer = LocalEvmSigner::from_bytes(&secret).unwrap();
+        let address = signer.address();
+        devnet
+            .chains()
+            .fund_evm(address, dollars * 1_000_000)
+            .await
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!(
+            "x402c-{}-{}",
+            std::process::id(),
+            alloy::hex::encode(&secret[..6])
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        User {
+            key: alloy::hex::encode(secret),
+            address,
+            dir,
+        }
+    }
+
+    async fn run(&self, args: &[&str]) -> Run {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_x402c"))
+            .args(args)
+            .env("PRIVATE_KEY", &self.key)
+            .env("X402C_JOURNAL", self.dir.join("payments.sqlite"))
+            .env("X402C_CONFIG", self.dir.join("config.toml"))
+            .env_remove("X402C_MAX_PRICE")
+            .env_remove("X402C_DAILY_BUDGET")
+            .output()
+            .await
+            .unwrap();
+        let run = Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        for shown in [&run.stdout, &run.stderr] {
+            assert!(
+                !shown.contains(&self.key) && !shown.contains(&self.key[..16]),
+                "the key leaked into the output of {args:?}"
+            );
+        }
+        run
+    }
+
+    async fn payments(&self) -> Vec<Value> {
+        let run = self.run(&["payments", "list", "--json"]).await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        serde_json::from_str::<Value>(&run.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+}
+
+async fn devnet_with(faults: devnet::FaultConfig) -> devnet::Devnet {
+    test_support::start_with(|config| devnet::Config { faults, ..config })
+        .await
+        .unwrap()
+}
+
+fn paid_url(devnet: &devnet::Devnet) -> String {
+    format!("{}/devnet/paid?network=base", devnet.url())
+}
+
+async fn treasury(devnet: &devnet::Devnet) -> U256 {
+    devnet.base().balance_of(devnet::TREASURY).await.unwrap()
+}
+
+#[tokio::test]
+async fn fetch_pays_a_devnet_resource_on_base_sepolia_and_journals_it() {
+    let devnet = test_support::start().await.unwrap();
+    let user = User::funded(&devnet, 1).await;
+    let url = paid_url(&devnet);
+    let run = user
+        .run(&["fetch", &url, "--network", "base-sepolia", "--json"])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let answer: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(answer["status"], 200);
+    assert_eq!(answer["receipt"]["success"], true);
+    let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["paid"], true);
+    assert_eq!(treasury(&devnet).await, U256::from(10_000u64));
+    assert_eq!(
+        devnet.base().balance_of(user.address).await.unwrap(),
+        U256::from(990_000u64)
+    );
+    let payments = user.payments().await;
+    assert_eq!(payments.len(), 1);
+    assert_eq!(payments[0]["state"], "settled");
+    assert_eq!(
+        payments[0]["transaction_or_reason"],
+        answer["receipt"]["transaction"]
+    );
+
+    // Plain output: the body on stdout.
+    let run = user
+        .run(&["fetch", &url, "--network", "base-sepolia"])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("\"paid\":true"), "{}", run.stdout);
+    assert_eq!(treasury(&devnet).await, U256::from(20_000u64));
+}
+
+#[tokio::test]
+async fn the_cap_refuses_before_signing_and_a_dry_run_signs_nothing() {
+    let devnet = test_support::start().await.unwrap();
+    let user = User::funded(&devnet, 1).await;
+    let url = paid_url(&devnet);
+
+    let refused = user
+        .run(&[
+            "fetch",
+            &url,
+            "--network",
+            "base-sepolia",
+            "--max-price",
+            "0.001",
+        ])
+        .await;
+    assert_eq!(refused.code, 3, "{}", refused.stderr);
+    assert!(refused.stderr.contains("not paid"), "{}", refused.stderr);
+
+    let dry = user
+        .run(&["fetch", &url, "--network", "base-sepolia", "--dry-run"])
+        .await;
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert!(dry.stdout.contains("would pay"), "{}", dry.stdout);
+
+    assert!(user.payments().await.is_empty(), "nothing journaled");
+    assert_eq!(treasury(&devnet).await, U256::ZERO, "nothing paid");
+}
+
+#[tokio::test]
+async fn a_pending_payment_is_reconciled_into_one_transfer() {
+    let devnet = devnet_with(devnet::FaultConfig {
+        hold_confirmation: true,
+        ..devnet::FaultConfig::default()
+    })
+    .await;
+    let user = User::funded(&devnet, 1).await;
+    let url = paid_url(&devnet);
+
+    let pending = user
+        .run(&["fetch", &url, "--network", "base-sepolia"])
+        .await;
+    assert_eq!(pending.code, 5, "{}", pending.stderr);
+    assert!(pending.stderr.contains("reconcile"), "{}", pending.stderr);
+    let payments = user.payments().await;
+    assert_eq!(payments[0]["state"], "pending");
+
+    // Any later run says so.
+    let listed = user.run(&["fetch", &url, "--dry-run"]).await;
+    assert!(
+        listed.stderr.contains("1 payment(s) pending"),
+        "{}",
+        listed.stderr
+    );
+
+    devnet.faults().set(devnet::FaultConfig::default());
+    devnet.facilitator().reconcile().await.unwrap();
+    let reconciled = user.run(&["payments", "reconcile"]).await;
+    assert_eq!(
+        reconciled.code, 0,
+        "{}{}",
+        reconciled.stdout, reconciled.stderr
+    );
+    let payments = user.payments().await;
+    assert_eq!(payments.len(), 1);
+    assert_eq!(payments[0]["state"], "settled", "{payments:?}");
+    assert_eq!(
+        treasury(&devnet).await,
+        U256::from(10_000u64),
+        "one transfer"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_dropped_after_settling_is_learned_without_paying_twice() {
+    let devnet = devnet_with(devnet::FaultConfig {
+        drop_paid_answers: true,
+        ..devnet::FaultConfig::default()
+    })
+    .await;
+    let user = User::funded(&devnet, 1).await;
+    let url = paid_url(&devnet);
+    let run = user
+        .run(&["fetch", &url, "--network", "base-sepolia"])
+        .await;
+    assert_eq!(run.code, 6, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("settled in transaction"),
+        "{}",
+        run.stderr
+    );
+    let payments = user.payments().await;
+    assert_eq!(payments.len(), 1);
+    assert_eq!(payments[0]["state"], "settled");
+    assert_eq!(
+        treasury(&devnet).await,
+        U256::from(10_000u64),
+        "one transfer"
+    );
+}
