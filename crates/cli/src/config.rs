@@ -7,6 +7,9 @@
 //! max_price = "1.00"      # dollars per payment (X402C_MAX_PRICE, --max-price)
 //! daily_budget = "20"     # dollars in any 24 hours (X402C_DAILY_BUDGET, --daily-budget)
 //! journal = "/path/payments.sqlite"   # X402C_JOURNAL, --journal
+//!
+//! [rpc]                   # JSON-RPC endpoints, for what a payment reads from a chain
+//! megaeth = "https://…"   # (a permit's nonce); --rpc megaeth=URL
 //! ```
 
 use std::path::PathBuf;
@@ -22,6 +25,7 @@ struct File {
     max_price: Option<String>,
     daily_budget: Option<String>,
     journal: Option<PathBuf>,
+    rpc: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// The settings a command runs with.
@@ -35,6 +39,8 @@ pub(crate) struct Config {
     pub(crate) daily_budget: Option<UsdMicros>,
     /// The payment journal.
     pub(crate) journal: PathBuf,
+    /// JSON-RPC endpoints by network name, flags last (they win).
+    pub(crate) rpc: Vec<(String, String)>,
 }
 
 /// The default cap per payment: $1, like the official clients.
@@ -65,6 +71,8 @@ pub(crate) struct Overrides {
     pub(crate) daily_budget: Option<String>,
     /// `--journal`.
     pub(crate) journal: Option<PathBuf>,
+    /// `--rpc NETWORK=URL`.
+    pub(crate) rpc: Vec<String>,
 }
 
 impl Config {
@@ -106,11 +114,19 @@ impl Config {
             Some(path) => path,
             None => strategy()?.data_dir().join("payments.sqlite"),
         };
+        let mut rpc: Vec<(String, String)> = file.rpc.unwrap_or_default().into_iter().collect();
+        for flag in flags.rpc {
+            let (network, url) = flag
+                .split_once('=')
+                .with_context(|| format!("--rpc `{flag}` is not NETWORK=URL"))?;
+            rpc.push((network.to_owned(), url.to_owned()));
+        }
         Ok(Config {
             path,
             max_price,
             daily_budget,
             journal,
+            rpc,
         })
     }
 }

@@ -51,7 +51,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Fetch a URL like curl, paying a 402 under the spend policy. The body goes to stdout.
-    Fetch(Fetch),
+    Fetch(Box<Fetch>),
     /// The payment journal.
     #[command(subcommand)]
     Payments(Payments),
@@ -92,6 +92,10 @@ struct Fetch {
     /// The most to pay in any 24 hours, in dollars (`X402C_DAILY_BUDGET`, `daily_budget`).
     #[arg(long, value_name = "USD")]
     daily_budget: Option<String>,
+    /// A JSON-RPC endpoint for a network, `NETWORK=URL` (repeatable; `[rpc]` in the config
+    /// file): where a permit payment reads its nonce.
+    #[arg(long = "rpc", value_name = "NETWORK=URL")]
+    rpc: Vec<String>,
     /// Print the status line and headers before the body.
     #[arg(short = 'i', long = "include")]
     include: bool,
@@ -191,10 +195,15 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Fetch(fetch) => fetch.daily_budget.clone(),
         _ => None,
     };
+    let rpc = match &cli.command {
+        Command::Fetch(fetch) => fetch.rpc.clone(),
+        _ => Vec::new(),
+    };
     let config = Config::load(Overrides {
         max_price,
         daily_budget,
         journal: cli.journal.clone(),
+        rpc,
     })?;
     match cli.command {
         Command::Config(ConfigCommand::Path) => {
@@ -207,6 +216,7 @@ async fn run(cli: Cli) -> Result<u8> {
                 "max_price": config.max_price.to_string(),
                 "daily_budget": config.daily_budget.map(|b| b.to_string()),
                 "journal": config.journal.display().to_string(),
+                "rpc": config.rpc.iter().map(|(n, u)| format!("{n}={u}")).collect::<Vec<_>>(),
             });
             println!(
                 "{}",
@@ -230,7 +240,7 @@ async fn run(cli: Cli) -> Result<u8> {
         );
     }
     match cli.command {
-        Command::Fetch(fetch) => run_fetch(fetch, &config, journal, cli.json).await,
+        Command::Fetch(fetch) => run_fetch(*fetch, &config, journal, cli.json).await,
         Command::Payments(Payments::List) => list(&journal, cli.json),
         Command::Payments(Payments::Show { id }) => show(&journal, id, cli.json),
         Command::Payments(Payments::Reconcile { id }) => reconcile(&journal, id, cli.json).await,
@@ -310,11 +320,20 @@ async fn run_fetch(
         .map_err(|_| anyhow::anyhow!("PRIVATE_KEY is not a 32-byte hex secp256k1 key"))?;
     drop(key);
     let clock: Arc<dyn Clock + Send + Sync> = Arc::new(SystemClock);
-    let payer = Arc::new(x402_reqwest::EvmExactPayer::new(
-        Arc::new(signer),
-        clock.clone(),
-        Arc::new(os_random),
-    ));
+    let mut nonces = x402_reqwest::PermitNonces::new();
+    for (network, url) in &config.rpc {
+        let network: Network = network
+            .parse()
+            .with_context(|| format!("rpc: `{network}` is not a network x402c knows"))?;
+        let url = url
+            .parse()
+            .with_context(|| format!("rpc: `{url}` is not a URL"))?;
+        nonces = nonces.endpoint(network, url);
+    }
+    let payer = Arc::new(
+        x402_reqwest::EvmPayer::new(Arc::new(signer), clock.clone(), Arc::new(os_random))
+            .permits(nonces),
+    );
     let pay = PayConfig {
         policy,
         daily_budget: config.daily_budget,

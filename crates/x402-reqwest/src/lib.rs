@@ -145,49 +145,135 @@ pub trait Payer: Send + Sync {
 /// A source of random bytes (payment nonces): the caller's, never read from the OS here.
 pub type SharedEntropy = Arc<dyn Fn(&mut [u8]) + Send + Sync>;
 
-/// Pays EVM `exact` offers (EIP-3009) with a local key.
-pub struct EvmExactPayer {
-    signer: Arc<dyn EvmSigner + Send + Sync>,
-    clock: Arc<dyn Clock + Send + Sync>,
-    entropy: SharedEntropy,
+/// Reads a token's ERC-2612 permit nonce over JSON-RPC (alloy), one RPC endpoint per
+/// network: what a `permit` payment needs from the chain.
+#[derive(Clone, Debug, Default)]
+pub struct PermitNonces {
+    endpoints: Vec<(x402_core::Network, reqwest::Url)>,
 }
 
-impl std::fmt::Debug for EvmExactPayer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EvmExactPayer").finish_non_exhaustive()
+alloy::sol! {
+    #[sol(rpc)]
+    interface Erc2612 {
+        function nonces(address owner) external view returns (uint256);
     }
 }
 
-impl EvmExactPayer {
+impl PermitNonces {
+    /// No endpoints: `permit` offers cannot be paid.
+    pub fn new() -> PermitNonces {
+        PermitNonces::default()
+    }
+
+    /// Reads `network`'s nonces from the JSON-RPC endpoint at `url`.
+    #[must_use]
+    pub fn endpoint(mut self, network: x402_core::Network, url: reqwest::Url) -> PermitNonces {
+        self.endpoints.push((network, url));
+        self
+    }
+
+    /// `owner`'s permit nonce on `token`.
+    ///
+    /// # Errors
+    /// [`Error::Signing`] when no endpoint serves `network` or the call fails.
+    pub async fn nonce(
+        &self,
+        network: &x402_core::Network,
+        token: x402_core::Address,
+        owner: x402_core::Address,
+    ) -> Result<alloy::primitives::U256, Error> {
+        let cannot = |why: String| Error::Signing(x402_core::Error::Signing(why));
+        let url = self
+            .endpoints
+            .iter()
+            .find(|(n, _)| n == network)
+            .map(|(_, url)| url.clone())
+            .ok_or_else(|| {
+                cannot(format!(
+                    "a permit on {network} needs its nonce from the chain: give an RPC endpoint for {network}"
+                ))
+            })?;
+        let provider = alloy::providers::ProviderBuilder::new().connect_http(url);
+        Erc2612::new(token, provider)
+            .nonces(owner)
+            .call()
+            .await
+            .map_err(|e| cannot(format!("reading the permit nonce on {network}: {e}")))
+    }
+}
+
+/// Pays EVM offers with a local key: `exact` (EIP-3009) and, with [`PermitNonces`], `permit`
+/// (ERC-2612).
+pub struct EvmPayer {
+    signer: Arc<dyn EvmSigner + Send + Sync>,
+    clock: Arc<dyn Clock + Send + Sync>,
+    entropy: SharedEntropy,
+    nonces: PermitNonces,
+}
+
+impl std::fmt::Debug for EvmPayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EvmPayer")
+            .field("address", &self.signer.address())
+            .field("nonces", &self.nonces)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EvmPayer {
     /// A payer signing with `signer` at `clock`'s time, with nonces from `entropy`.
     pub fn new(
         signer: Arc<dyn EvmSigner + Send + Sync>,
         clock: Arc<dyn Clock + Send + Sync>,
         entropy: SharedEntropy,
-    ) -> EvmExactPayer {
-        EvmExactPayer {
+    ) -> EvmPayer {
+        EvmPayer {
             signer,
             clock,
             entropy,
+            nonces: PermitNonces::new(),
         }
+    }
+
+    /// Pays `permit` offers too, reading nonces through `nonces`.
+    #[must_use]
+    pub fn permits(mut self, nonces: PermitNonces) -> EvmPayer {
+        self.nonces = nonces;
+        self
     }
 }
 
 #[async_trait::async_trait]
-impl Payer for EvmExactPayer {
+impl Payer for EvmPayer {
     async fn pay(&self, selected: &Selected<'_>) -> Result<Signed, Error> {
         let requirement = selected.requirement();
-        if requirement.scheme() != &Scheme::Exact || requirement.network().is_solana() {
-            return Err(Error::Signing(x402_core::Error::Signing(format!(
-                "this payer signs EVM `exact` only, not `{}` on {}",
-                requirement.scheme(),
-                requirement.network()
-            ))));
-        }
-        let mut entropy = |buf: &mut [u8]| (self.entropy)(buf);
-        let header =
-            x402_core::evm::exact::pay(selected, &*self.signer, &*self.clock, &mut entropy)
-                .map_err(Error::Signing)?;
+        let network = requirement.network();
+        let header = match (requirement.scheme(), network.is_solana()) {
+            (Scheme::Exact, false) => {
+                let mut entropy = |buf: &mut [u8]| (self.entropy)(buf);
+                x402_core::evm::exact::pay(selected, &*self.signer, &*self.clock, &mut entropy)
+                    .map_err(Error::Signing)?
+            }
+            (Scheme::Permit, false) => {
+                let x402_core::AssetId::Evm(token) = requirement.asset() else {
+                    return Err(Error::Signing(x402_core::Error::Signing(format!(
+                        "a permit on {network} for a non-EVM asset"
+                    ))));
+                };
+                let nonce = self
+                    .nonces
+                    .nonce(network, token, self.signer.address())
+                    .await?;
+                x402_core::evm::permit::pay(selected, &*self.signer, nonce, &*self.clock)
+                    .map_err(Error::Signing)?
+            }
+            _ => {
+                return Err(Error::Signing(x402_core::Error::Signing(format!(
+                    "this payer signs EVM `exact` and `permit`, not `{}` on {network}",
+                    requirement.scheme()
+                ))));
+            }
+        };
         let identity = identity_of(&header).unwrap_or_default();
         Ok(Signed { header, identity })
     }

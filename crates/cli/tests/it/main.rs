@@ -238,3 +238,43 @@ async fn an_answer_dropped_after_settling_is_learned_without_paying_twice() {
         "one transfer"
     );
 }
+
+#[tokio::test]
+async fn fetch_pays_with_a_megaeth_permit_reading_its_nonce_from_the_chain() {
+    let devnet = test_support::start().await.unwrap();
+    let user = User::funded(&devnet, 1).await;
+    let megaeth = devnet.megaeth().unwrap();
+    let url = format!("{}/devnet/paid?network=megaeth", devnet.url());
+    let rpc = format!("megaeth={}", megaeth.rpc_url());
+
+    // Without an endpoint the nonce cannot be read: nothing is paid.
+    let refused = user.run(&["fetch", &url, "--network", "megaeth"]).await;
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("RPC endpoint"),
+        "{}",
+        refused.stderr
+    );
+
+    for paid in 1..=2u64 {
+        let run = user
+            .run(&["fetch", &url, "--network", "megaeth", "--rpc", &rpc])
+            .await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        // One cent of an 18-decimal token, moved by the permit and the facilitator's pull.
+        let cent = U256::from(10u64).pow(U256::from(16u64));
+        assert_eq!(
+            megaeth.balance_of(devnet::TREASURY).await.unwrap(),
+            cent * U256::from(paid)
+        );
+        assert_eq!(
+            megaeth.permit_nonce(user.address).await.unwrap(),
+            U256::from(paid),
+            "each payment used the next nonce"
+        );
+    }
+    let payments = user.payments().await;
+    assert_eq!(payments.len(), 2);
+    assert!(payments.iter().all(|p| p["state"] == "settled"));
+    assert_eq!(payments[0]["network"], "eip155:4326");
+}

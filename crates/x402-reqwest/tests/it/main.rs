@@ -12,7 +12,7 @@ use reqwest_middleware::ClientWithMiddleware;
 use x402_core::auth::{self, AuthChain};
 use x402_core::{EvmSigner, LocalEvmSigner, Network, PaymentPolicy, Receipt, UsdMicros};
 use x402_reqwest::{
-    Config, Error, EvmExactPayer, MemoryJournal, PaidAttempt, PaymentJournal, PaymentState,
+    Config, Error, EvmPayer, MemoryJournal, PaidAttempt, PaymentJournal, PaymentState,
     X402Middleware,
 };
 
@@ -28,7 +28,7 @@ fn paying_client(
     let journal = Arc::new(MemoryJournal::new());
     let signed = Arc::new(AtomicUsize::new(0));
     let counter = signed.clone();
-    let payer = Arc::new(EvmExactPayer::new(
+    let payer = Arc::new(EvmPayer::new(
         signer.clone() as Arc<dyn EvmSigner + Send + Sync>,
         clock(),
         Arc::new(test_support::os_random),
