@@ -93,7 +93,7 @@ struct Fetch {
     #[arg(long, value_name = "USD")]
     daily_budget: Option<String>,
     /// A JSON-RPC endpoint for a network, `NETWORK=URL` (repeatable; `[rpc]` in the config
-    /// file): where a permit payment reads its nonce.
+    /// file): where a permit payment reads its nonce, a Solana payment its blockhash and mint.
     #[arg(long = "rpc", value_name = "NETWORK=URL")]
     rpc: Vec<String>,
     /// Print the status line and headers before the body.
@@ -312,28 +312,51 @@ async fn run_fetch(
     if fetch.dry_run {
         return dry_run(&http, &fetch, method, &headers, body, &policy, json).await;
     }
-    let key = std::env::var("PRIVATE_KEY")
-        .ok()
-        .filter(|k| !k.is_empty())
-        .context("set PRIVATE_KEY (an EVM key, hex) to pay; --dry-run signs nothing")?;
-    let signer = LocalEvmSigner::from_hex(&key)
-        .map_err(|_| anyhow::anyhow!("PRIVATE_KEY is not a 32-byte hex secp256k1 key"))?;
-    drop(key);
     let clock: Arc<dyn Clock + Send + Sync> = Arc::new(SystemClock);
-    let mut nonces = x402_reqwest::PermitNonces::new();
+    let mut endpoints = Vec::new();
     for (network, url) in &config.rpc {
         let network: Network = network
             .parse()
             .with_context(|| format!("rpc: `{network}` is not a network x402c knows"))?;
-        let url = url
+        let parsed: reqwest::Url = url
             .parse()
             .with_context(|| format!("rpc: `{url}` is not a URL"))?;
-        nonces = nonces.endpoint(network, url);
+        endpoints.push((network, parsed));
     }
-    let payer = Arc::new(
-        x402_reqwest::EvmPayer::new(Arc::new(signer), clock.clone(), Arc::new(os_random))
-            .permits(nonces),
-    );
+    let mut payers = x402_reqwest::Payers::new();
+    let env = |key: &str| std::env::var(key).ok().filter(|k| !k.is_empty());
+    if let Some(key) = env("PRIVATE_KEY") {
+        let signer = LocalEvmSigner::from_hex(&key)
+            .map_err(|_| anyhow::anyhow!("PRIVATE_KEY is not a 32-byte hex secp256k1 key"))?;
+        let nonces = endpoints
+            .iter()
+            .filter(|(n, _)| !n.is_solana())
+            .fold(x402_reqwest::PermitNonces::new(), |nonces, (n, url)| {
+                nonces.endpoint(n.clone(), url.clone())
+            });
+        payers = payers.evm(Arc::new(
+            x402_reqwest::EvmPayer::new(Arc::new(signer), clock.clone(), Arc::new(os_random))
+                .permits(nonces),
+        ));
+    }
+    if let Some(key) = env("SOLANA_SECRET_KEY") {
+        let signer = x402_core::LocalSolanaSigner::from_text(&key).map_err(|_| {
+            anyhow::anyhow!(
+                "SOLANA_SECRET_KEY is not a Solana keypair (base58, or a JSON array of 64 bytes)"
+            )
+        })?;
+        let payer = endpoints.iter().filter(|(n, _)| n.is_solana()).fold(
+            x402_reqwest::SolanaPayer::new(Arc::new(signer), Arc::new(os_random)),
+            |payer, (n, url)| payer.endpoint(n.clone(), url.to_string()),
+        );
+        payers = payers.solana(Arc::new(payer));
+    }
+    if env("PRIVATE_KEY").is_none() && env("SOLANA_SECRET_KEY").is_none() {
+        bail!(
+            "set PRIVATE_KEY (EVM, hex) or SOLANA_SECRET_KEY (Solana) to pay; --dry-run signs nothing"
+        );
+    }
+    let payer = Arc::new(payers);
     let pay = PayConfig {
         policy,
         daily_budget: config.daily_budget,

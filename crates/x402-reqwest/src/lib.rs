@@ -279,6 +279,168 @@ impl Payer for EvmPayer {
     }
 }
 
+/// Pays Solana `exact` offers with a local key: the recent blockhash, and the mint's owner
+/// program and decimals, come from the official RPC client, one endpoint per network.
+#[cfg(feature = "solana")]
+pub struct SolanaPayer {
+    signer: Arc<x402_core::LocalSolanaSigner>,
+    entropy: SharedEntropy,
+    endpoints: Vec<(x402_core::Network, String)>,
+}
+
+#[cfg(feature = "solana")]
+impl std::fmt::Debug for SolanaPayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SolanaPayer")
+            .field("endpoints", &self.endpoints)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "solana")]
+impl SolanaPayer {
+    /// A payer signing with `signer`, with memos from `entropy`, and no endpoint yet.
+    pub fn new(signer: Arc<x402_core::LocalSolanaSigner>, entropy: SharedEntropy) -> SolanaPayer {
+        SolanaPayer {
+            signer,
+            entropy,
+            endpoints: Vec::new(),
+        }
+    }
+
+    /// Reads `network`'s chain state from the JSON-RPC endpoint at `url`.
+    #[must_use]
+    pub fn endpoint(mut self, network: x402_core::Network, url: impl Into<String>) -> SolanaPayer {
+        self.endpoints.push((network, url.into()));
+        self
+    }
+}
+
+#[cfg(feature = "solana")]
+#[async_trait::async_trait]
+impl Payer for SolanaPayer {
+    async fn pay(&self, selected: &Selected<'_>) -> Result<Signed, Error> {
+        use solana_rpc_client::nonblocking::rpc_client::RpcClient;
+        use spl_token::solana_program::program_pack::Pack as _;
+        let cannot = |why: String| Error::Signing(x402_core::Error::Signing(why));
+        let requirement = selected.requirement();
+        let network = requirement.network();
+        let x402_core::AssetId::Solana(mint) = requirement.asset() else {
+            return Err(cannot(format!(
+                "this payer signs Solana `exact`, not `{}` on {network}",
+                requirement.scheme()
+            )));
+        };
+        let url = self
+            .endpoints
+            .iter()
+            .find(|(n, _)| n == network)
+            .map(|(_, url)| url.clone())
+            .ok_or_else(|| {
+                cannot(format!(
+                    "a Solana payment on {network} needs a recent blockhash: give an RPC endpoint for {network}"
+                ))
+            })?;
+        let rpc = RpcClient::new(url);
+        let blockhash = rpc
+            .get_latest_blockhash()
+            .await
+            .map_err(|e| cannot(format!("getLatestBlockhash on {network}: {e}")))?;
+        let account = rpc
+            .get_account(&solana_pubkey::Pubkey::from(mint))
+            .await
+            .map_err(|e| cannot(format!("reading the mint {mint} on {network}: {e}")))?;
+        let token_program = [
+            x402_core::svm::TokenProgram::Token,
+            x402_core::svm::TokenProgram::Token2022,
+        ]
+        .into_iter()
+        .find(|p| p.id().to_bytes() == account.owner.to_bytes())
+        .ok_or_else(|| {
+            cannot(format!(
+                "{mint} is not a mint of the Token or Token-2022 program"
+            ))
+        })?;
+        let base = account
+            .data
+            .get(..spl_token::state::Mint::LEN)
+            .and_then(|data| spl_token::state::Mint::unpack_from_slice(data).ok())
+            .ok_or_else(|| cannot(format!("{mint} holds no readable mint")))?;
+        let chain = x402_core::svm::SolanaChainState {
+            recent_blockhash: blockhash.to_bytes(),
+            decimals: base.decimals,
+            token_program,
+        };
+        let mut entropy = |buf: &mut [u8]| (self.entropy)(buf);
+        let header = x402_core::svm::pay(selected, &*self.signer, &chain, &mut entropy)
+            .map_err(Error::Signing)?;
+        // A Solana payment is unique by its transaction; its signature is the identity.
+        let identity = PaymentPayload::from_header_value(header.value())
+            .ok()
+            .and_then(|p| serde_json::from_str::<serde_json::Value>(p.payload_json().get()).ok())
+            .and_then(|p| {
+                p["transaction"]
+                    .as_str()
+                    .map(|t| t.chars().take(24).collect())
+            })
+            .unwrap_or_default();
+        Ok(Signed { header, identity })
+    }
+}
+
+/// Pays EVM offers with one payer and Solana offers with another.
+#[derive(Default)]
+pub struct Payers {
+    evm: Option<Arc<dyn Payer>>,
+    solana: Option<Arc<dyn Payer>>,
+}
+
+impl std::fmt::Debug for Payers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Payers")
+            .field("evm", &self.evm.is_some())
+            .field("solana", &self.solana.is_some())
+            .finish()
+    }
+}
+
+impl Payers {
+    /// No payer yet.
+    pub fn new() -> Payers {
+        Payers::default()
+    }
+    /// EVM offers go to `payer`.
+    #[must_use]
+    pub fn evm(mut self, payer: Arc<dyn Payer>) -> Payers {
+        self.evm = Some(payer);
+        self
+    }
+    /// Solana offers go to `payer`.
+    #[must_use]
+    pub fn solana(mut self, payer: Arc<dyn Payer>) -> Payers {
+        self.solana = Some(payer);
+        self
+    }
+}
+
+#[async_trait::async_trait]
+impl Payer for Payers {
+    async fn pay(&self, selected: &Selected<'_>) -> Result<Signed, Error> {
+        let network = selected.requirement().network();
+        let payer = match network.is_solana() {
+            true => self.solana.as_ref(),
+            false => self.evm.as_ref(),
+        };
+        match payer {
+            Some(payer) => payer.pay(selected).await,
+            None => Err(Error::Signing(x402_core::Error::Signing(format!(
+                "no key for {network}: give a {} key",
+                if network.is_solana() { "Solana" } else { "EVM" }
+            )))),
+        }
+    }
+}
+
 /// The authorization or permit nonce in a payment header.
 fn identity_of(header: &PaymentHeader) -> Option<String> {
     let payload = PaymentPayload::from_header_value(header.value()).ok()?;

@@ -13,6 +13,9 @@ use x402_core::{EvmSigner, LocalEvmSigner};
 struct User {
     key: String,
     address: alloy::primitives::Address,
+    /// The Solana keypair, as `solana-keygen` writes it (a JSON array of 64 bytes).
+    solana_key: String,
+    solana: x402_core::SolanaAddress,
     dir: PathBuf,
 }
 
@@ -45,9 +48,23 @@ impl User {
             alloy::hex::encode(&secret[..6])
         ));
         std::fs::create_dir_all(&dir).unwrap();
+        let mut solana_secret = [0u8; 32];
+        test_support::os_random(&mut solana_secret);
+        let solana_signer = x402_core::LocalSolanaSigner::from_secret(solana_secret);
+        let solana = x402_core::SolanaSigner::pubkey(&solana_signer);
+        if let Some(ledger) = devnet.solana() {
+            ledger.fund(&solana, dollars * 1_000_000).unwrap();
+        }
+        let keypair: Vec<u8> = solana_secret
+            .iter()
+            .chain(solana.to_bytes().iter())
+            .copied()
+            .collect();
         User {
             key: alloy::hex::encode(secret),
             address,
+            solana_key: serde_json::to_string(&keypair).unwrap(),
+            solana,
             dir,
         }
     }
@@ -56,6 +73,7 @@ impl User {
         let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_x402c"))
             .args(args)
             .env("PRIVATE_KEY", &self.key)
+            .env("SOLANA_SECRET_KEY", &self.solana_key)
             .env("X402C_JOURNAL", self.dir.join("payments.sqlite"))
             .env("X402C_CONFIG", self.dir.join("config.toml"))
             .env_remove("X402C_MAX_PRICE")
@@ -68,10 +86,15 @@ impl User {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         };
+        let solana_secret = &self.solana_key[..self.solana_key.len() / 2];
         for shown in [&run.stdout, &run.stderr] {
             assert!(
                 !shown.contains(&self.key) && !shown.contains(&self.key[..16]),
                 "the key leaked into the output of {args:?}"
+            );
+            assert!(
+                !shown.contains(solana_secret),
+                "the Solana key leaked into the output of {args:?}"
             );
         }
         run
@@ -277,4 +300,36 @@ async fn fetch_pays_with_a_megaeth_permit_reading_its_nonce_from_the_chain() {
     assert_eq!(payments.len(), 2);
     assert!(payments.iter().all(|p| p["state"] == "settled"));
     assert_eq!(payments[0]["network"], "eip155:4326");
+}
+
+#[tokio::test]
+async fn fetch_pays_on_solana_devnet_with_a_blockhash_from_the_rpc_client() {
+    let devnet = test_support::start().await.unwrap();
+    let user = User::funded(&devnet, 1).await;
+    let ledger = devnet.solana().unwrap();
+    let url = format!("{}/devnet/paid?network=solana", devnet.url());
+    let rpc = format!("solana-devnet={}/solana", devnet.url());
+    let run = user
+        .run(&[
+            "fetch",
+            &url,
+            "--network",
+            "solana-devnet",
+            "--rpc",
+            &rpc,
+            "--json",
+        ])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let answer: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(answer["receipt"]["success"], true);
+    assert_eq!(answer["receipt"]["payer"], user.solana.to_string());
+    assert_eq!(ledger.token_balance(&user.solana), 990_000);
+    assert_eq!(ledger.token_balance(&devnet::SOLANA_TREASURY), 10_000);
+    let payments = user.payments().await;
+    assert_eq!(payments[0]["state"], "settled");
+    assert_eq!(
+        payments[0]["network"],
+        "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1"
+    );
 }
