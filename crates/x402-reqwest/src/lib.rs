@@ -145,6 +145,23 @@ pub trait Payer: Send + Sync {
 /// A source of random bytes (payment nonces): the caller's, never read from the OS here.
 pub type SharedEntropy = Arc<dyn Fn(&mut [u8]) + Send + Sync>;
 
+/// The RPC endpoint configured for `network`, or why a payment there needs one.
+fn endpoint_for<U: Clone>(
+    endpoints: &[(x402_core::Network, U)],
+    network: &x402_core::Network,
+    why: &str,
+) -> Result<U, Error> {
+    endpoints
+        .iter()
+        .find(|(n, _)| n == network)
+        .map(|(_, url)| url.clone())
+        .ok_or_else(|| {
+            Error::Signing(x402_core::Error::Signing(format!(
+                "{why}: give an RPC endpoint for {network}"
+            )))
+        })
+}
+
 /// Reads a token's ERC-2612 permit nonce over JSON-RPC (alloy), one RPC endpoint per
 /// network: what a `permit` payment needs from the chain.
 #[derive(Clone, Debug, Default)]
@@ -183,16 +200,11 @@ impl PermitNonces {
         owner: x402_core::Address,
     ) -> Result<alloy::primitives::U256, Error> {
         let cannot = |why: String| Error::Signing(x402_core::Error::Signing(why));
-        let url = self
-            .endpoints
-            .iter()
-            .find(|(n, _)| n == network)
-            .map(|(_, url)| url.clone())
-            .ok_or_else(|| {
-                cannot(format!(
-                    "a permit on {network} needs its nonce from the chain: give an RPC endpoint for {network}"
-                ))
-            })?;
+        let url = endpoint_for(
+            &self.endpoints,
+            network,
+            "a permit needs its nonce from the chain",
+        )?;
         let provider = alloy::providers::ProviderBuilder::new().connect_http(url);
         Erc2612::new(token, provider)
             .nonces(owner)
@@ -331,16 +343,11 @@ impl Payer for SolanaPayer {
                 requirement.scheme()
             )));
         };
-        let url = self
-            .endpoints
-            .iter()
-            .find(|(n, _)| n == network)
-            .map(|(_, url)| url.clone())
-            .ok_or_else(|| {
-                cannot(format!(
-                    "a Solana payment on {network} needs a recent blockhash: give an RPC endpoint for {network}"
-                ))
-            })?;
+        let url = endpoint_for(
+            &self.endpoints,
+            network,
+            "a Solana payment needs a recent blockhash",
+        )?;
         let rpc = RpcClient::new(url);
         let blockhash = rpc
             .get_latest_blockhash()
