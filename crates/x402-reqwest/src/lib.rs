@@ -845,3 +845,148 @@ impl Middleware for X402Middleware {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use proptest::prelude::*;
+    use x402_core::challenge::{PaymentRequired, RequirementSpec, ResourceInfo};
+    use x402_core::{AssetRegistry, FixedClock, LocalEvmSigner, Network, TokenAmount};
+
+    use super::*;
+
+    /// Counts the payments it is asked to sign, and signs them.
+    struct Counting {
+        calls: AtomicUsize,
+        payer: EvmPayer,
+    }
+
+    #[async_trait::async_trait]
+    impl Payer for Counting {
+        async fn pay(&self, selected: &Selected<'_>) -> Result<Signed, Error> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            self.payer.pay(selected).await
+        }
+    }
+
+    fn challenge(offers: &[(Network, u64)]) -> Challenge {
+        let required = PaymentRequired {
+            resource: ResourceInfo {
+                url: "http://127.0.0.1/paid".into(),
+                description: None,
+                mime_type: None,
+            },
+            error: String::new(),
+            accepts: offers
+                .iter()
+                .map(|(network, amount)| RequirementSpec {
+                    scheme: Scheme::Exact,
+                    network: network.clone(),
+                    amount: TokenAmount::from_u64(*amount),
+                    asset: AssetRegistry::known()
+                        .default_for(network)
+                        .map(|a| a.id())
+                        .unwrap_or_else(|| unreachable!("every network here has a default asset")),
+                    pay_to: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
+                        .parse()
+                        .unwrap_or_else(|_| unreachable!("a valid address")),
+                    max_timeout_seconds: 60,
+                    extra: serde_json::Map::from_iter([
+                        ("name".to_owned(), serde_json::json!("USDC")),
+                        ("version".to_owned(), serde_json::json!("2")),
+                    ]),
+                })
+                .collect(),
+            extensions: serde_json::Map::new(),
+        };
+        Challenge::from_v2_header(&required.to_v2_header())
+            .unwrap_or_else(|e| unreachable!("a challenge we wrote reads back: {e}"))
+    }
+
+    proptest! {
+        /// Whatever the offers, the networks allowed, the cap and the budget, nothing is signed
+        /// (nor journaled) unless an offer passes all of them, and what is signed never
+        /// exceeds the cap or the budget.
+        #[test]
+        fn refusals_come_before_any_signature(
+            offers in proptest::collection::vec(
+                (prop_oneof![Just(Network::BASE), Just(Network::BASE_SEPOLIA)], 0u64..5_000_000),
+                1..4,
+            ),
+            allow_base in any::<bool>(),
+            cap in 0u64..4_000_000,
+            budget in proptest::option::of(0u64..6_000_000),
+            spent in 0u64..3_000_000,
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build()
+                .unwrap_or_else(|e| unreachable!("a runtime: {e}"));
+            let clock: Arc<dyn Clock + Send + Sync> = Arc::new(FixedClock::from_unix(1_800_000_000));
+            let signer = LocalEvmSigner::from_bytes(&[9; 32])
+                .unwrap_or_else(|_| unreachable!("a valid key"));
+            let counting = Arc::new(Counting {
+                calls: AtomicUsize::new(0),
+                payer: EvmPayer::new(Arc::new(signer), clock.clone(), Arc::new(|b: &mut [u8]| b.fill(3))),
+            });
+            let journal = Arc::new(MemoryJournal::new());
+            if spent > 0 {
+                journal.record(NewEntry {
+                    operation: "GET http://earlier/".into(),
+                    fingerprint: "earlier".into(),
+                    network: "eip155:84532".into(),
+                    asset: String::new(),
+                    amount: TokenAmount::from_u64(spent),
+                    usd: Some(UsdMicros(spent)),
+                    pay_to: String::new(),
+                    identity: String::new(),
+                    payment_id: None,
+                    header_name: "X-PAYMENT",
+                    header_value: String::new(),
+                    body: Vec::new(),
+                    content_type: None,
+                    created_ms: 1_800_000_000_000 - 1_000,
+                }).unwrap_or_else(|e| unreachable!("{e}"));
+            }
+            let networks = if allow_base { vec![Network::BASE, Network::BASE_SEPOLIA] } else { vec![Network::BASE_SEPOLIA] };
+            let middleware = X402Middleware::new(
+                counting.clone(),
+                journal.clone(),
+                clock,
+                Arc::new(|b: &mut [u8]| b.fill(5)),
+                Config {
+                    policy: PaymentPolicy::default().networks(networks.clone()).usd_cap(Some(UsdMicros(cap))),
+                    daily_budget: budget.map(UsdMicros),
+                    ..Config::default()
+                },
+            );
+            let challenge = challenge(&offers);
+            let described = Described { operation: "GET http://127.0.0.1/paid".into(), body: Some(Vec::new()), content_type: None };
+            let signed = runtime.block_on(middleware.sign(&challenge, described, "now".into()));
+            // What the policy chooses: the most preferred network, then the first offer.
+            let chosen = offers
+                .iter()
+                .filter(|(network, amount)| networks.contains(network) && *amount <= cap)
+                .min_by_key(|(network, _)| networks.iter().position(|n| n == network))
+                .map(|(_, amount)| *amount);
+            let calls = counting.calls.load(Ordering::SeqCst);
+            match signed {
+                Ok(_) => {
+                    prop_assert_eq!(calls, 1);
+                    let entry = journal.entries().unwrap_or_default().pop().unwrap_or_else(|| unreachable!());
+                    let paid = entry.payment.usd.map_or(0, |u| u.0);
+                    prop_assert_eq!(Some(paid), chosen);
+                    prop_assert!(paid <= cap);
+                    if let Some(budget) = budget {
+                        prop_assert!(spent + paid <= budget);
+                    }
+                }
+                Err(error) => {
+                    prop_assert_eq!(calls, 0, "signed before refusing: {}", error);
+                    prop_assert_eq!(journal.entries().unwrap_or_default().len(), usize::from(spent > 0));
+                    let over_budget = budget.zip(chosen).is_some_and(|(b, c)| spent + c > b);
+                    prop_assert!(chosen.is_none() || over_budget, "refused {:?}: {}", chosen, error);
+                }
+            }
+        }
+    }
+}

@@ -117,6 +117,29 @@ async fn devnet_with(faults: devnet::FaultConfig) -> devnet::Devnet {
         .unwrap()
 }
 
+/// `x402c payments reconcile` succeeds, and the payment settled once.
+async fn reconciled_once(user: &User, devnet: &devnet::Devnet) {
+    let reconciled = user.run(&["payments", "reconcile"]).await;
+    assert_eq!(
+        reconciled.code, 0,
+        "{}{}",
+        reconciled.stdout, reconciled.stderr
+    );
+    settled_once(user, devnet).await;
+}
+
+/// The user's one payment settled, and the treasury received it once.
+async fn settled_once(user: &User, devnet: &devnet::Devnet) {
+    let payments = user.payments().await;
+    assert_eq!(payments.len(), 1, "{payments:?}");
+    assert_eq!(payments[0]["state"], "settled", "{payments:?}");
+    assert_eq!(
+        treasury(devnet).await,
+        U256::from(10_000u64),
+        "one transfer"
+    );
+}
+
 fn paid_url(devnet: &devnet::Devnet) -> String {
     format!("{}/devnet/paid?network=base", devnet.url())
 }
@@ -218,20 +241,7 @@ async fn a_pending_payment_is_reconciled_into_one_transfer() {
 
     devnet.faults().set(devnet::FaultConfig::default());
     devnet.facilitator().reconcile().await.unwrap();
-    let reconciled = user.run(&["payments", "reconcile"]).await;
-    assert_eq!(
-        reconciled.code, 0,
-        "{}{}",
-        reconciled.stdout, reconciled.stderr
-    );
-    let payments = user.payments().await;
-    assert_eq!(payments.len(), 1);
-    assert_eq!(payments[0]["state"], "settled", "{payments:?}");
-    assert_eq!(
-        treasury(&devnet).await,
-        U256::from(10_000u64),
-        "one transfer"
-    );
+    reconciled_once(&user, &devnet).await;
 }
 
 #[tokio::test]
@@ -252,14 +262,7 @@ async fn an_answer_dropped_after_settling_is_learned_without_paying_twice() {
         "{}",
         run.stderr
     );
-    let payments = user.payments().await;
-    assert_eq!(payments.len(), 1);
-    assert_eq!(payments[0]["state"], "settled");
-    assert_eq!(
-        treasury(&devnet).await,
-        U256::from(10_000u64),
-        "one transfer"
-    );
+    settled_once(&user, &devnet).await;
 }
 
 #[tokio::test]
@@ -332,4 +335,123 @@ async fn fetch_pays_on_solana_devnet_with_a_blockhash_from_the_rpc_client() {
         payments[0]["network"],
         "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1"
     );
+}
+
+/// A proxy in front of the devnet that forwards everything, but holds forever the answer to
+/// the first paid request (one carrying a payment header) once the devnet has given it: the
+/// payment left and settled, and the client never hears. Returns its URL and a flag raised
+/// when that answer is being held.
+async fn holding_proxy(
+    devnet: &devnet::Devnet,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, Method, Uri};
+    use axum::response::IntoResponse;
+    let held = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = held.clone();
+    let upstream = devnet.url().to_owned();
+    let app = axum::Router::new().fallback(
+        move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let upstream = upstream.clone();
+            let flag = flag.clone();
+            async move {
+                let paid =
+                    headers.contains_key("payment-signature") || headers.contains_key("x-payment");
+                let mut request = reqwest::Client::new()
+                    .request(method, format!("{upstream}{uri}"))
+                    .body(body.to_vec());
+                for (name, value) in &headers {
+                    if name != "host" {
+                        request = request.header(name, value);
+                    }
+                }
+                let answer = request.send().await.unwrap();
+                // Only the first paid answer is held; later ones (a reconcile) pass.
+                if paid && !flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    std::future::pending::<()>().await;
+                }
+                let status = answer.status();
+                let headers = answer.headers().clone();
+                let bytes = answer.bytes().await.unwrap();
+                (status, headers, bytes).into_response()
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, held)
+}
+
+/// Starts `x402c fetch` of `url` for `user`, waits until its paid answer is held, and sends
+/// `signal` to it; returns the exit code and stderr.
+async fn interrupted(
+    user: &User,
+    url: &str,
+    held: &std::sync::atomic::AtomicBool,
+    signal: &str,
+) -> (Option<i32>, String) {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_x402c"))
+        .args(["fetch", url, "--network", "base-sepolia"])
+        .env("PRIVATE_KEY", &user.key)
+        .env("X402C_JOURNAL", user.dir.join("payments.sqlite"))
+        .env("X402C_CONFIG", user.dir.join("config.toml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !held.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the payment never left"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!stderr.contains(&user.key), "the key leaked");
+    (output.status.code(), stderr)
+}
+
+#[tokio::test]
+async fn a_cli_killed_after_its_payment_left_finds_it_pending_and_reconciles_it_once() {
+    let devnet = test_support::start().await.unwrap();
+    let user = User::funded(&devnet, 1).await;
+    let (proxy, held) = holding_proxy(&devnet).await;
+    let url = format!("{proxy}/devnet/paid?network=base");
+
+    let (code, _) = interrupted(&user, &url, &held, "-KILL").await;
+    assert_eq!(code, None, "killed by a signal");
+    let payments = user.payments().await;
+    assert_eq!(payments.len(), 1, "journaled before it left");
+    assert_eq!(payments[0]["state"], "pending");
+    assert_eq!(
+        treasury(&devnet).await,
+        U256::from(10_000u64),
+        "the devnet settled it"
+    );
+
+    // `payments reconcile` resends the same payment (through the proxy, which now lets the
+    // answer through): the devnet says it settled before.
+    reconciled_once(&user, &devnet).await;
+}
+
+#[tokio::test]
+async fn ctrl_c_after_the_payment_left_reports_it_pending() {
+    let devnet = test_support::start().await.unwrap();
+    let user = User::funded(&devnet, 1).await;
+    let (proxy, held) = holding_proxy(&devnet).await;
+    let url = format!("{proxy}/devnet/paid?network=base");
+    let (code, stderr) = interrupted(&user, &url, &held, "-INT").await;
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(stderr.contains("pending"), "{stderr}");
+    assert_eq!(user.payments().await[0]["state"], "pending");
 }
