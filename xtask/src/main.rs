@@ -321,6 +321,8 @@ fn bench(seconds: &str) -> anyhow::Result<()> {
         "x402-core",
         "-p",
         "devnet",
+        "-p",
+        "x402-reqwest",
         "--features",
         FEATURES,
     ]))?;

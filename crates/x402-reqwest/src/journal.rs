@@ -149,7 +149,14 @@ pub trait PaymentJournal: Send + Sync {
 /// A journal in memory: for tests and short-lived programs (a crash forgets it).
 #[derive(Debug, Default)]
 pub struct MemoryJournal {
-    entries: Mutex<Vec<Entry>>,
+    inner: Mutex<Memory>,
+}
+
+#[derive(Debug, Default)]
+struct Memory {
+    entries: Vec<Entry>,
+    /// The pending payment of each operation, by fingerprint (an index into `entries`).
+    pending: std::collections::HashMap<String, usize>,
 }
 
 impl MemoryJournal {
@@ -158,8 +165,8 @@ impl MemoryJournal {
         MemoryJournal::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
-        self.entries
+    fn lock(&self) -> std::sync::MutexGuard<'_, Memory> {
+        self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -167,13 +174,11 @@ impl MemoryJournal {
 
 impl PaymentJournal for MemoryJournal {
     fn record(&self, payment: NewEntry) -> Result<EntryId, Error> {
-        let mut entries = self.lock();
-        let id = EntryId(
-            u64::try_from(entries.len())
-                .unwrap_or(u64::MAX)
-                .saturating_add(1),
-        );
-        entries.push(Entry {
+        let mut memory = self.lock();
+        let index = memory.entries.len();
+        let id = EntryId(u64::try_from(index).unwrap_or(u64::MAX).saturating_add(1));
+        memory.pending.insert(payment.fingerprint.clone(), index);
+        memory.entries.push(Entry {
             id,
             payment,
             state: PaymentState::Pending { transaction: None },
@@ -182,33 +187,45 @@ impl PaymentJournal for MemoryJournal {
     }
 
     fn update(&self, id: EntryId, state: PaymentState) -> Result<(), Error> {
-        let mut entries = self.lock();
-        let entry = entries
-            .iter_mut()
-            .find(|e| e.id == id)
+        let mut memory = self.lock();
+        let index = usize::try_from(id.0)
+            .ok()
+            .and_then(|id| id.checked_sub(1))
+            .filter(|index| *index < memory.entries.len())
             .ok_or_else(|| Error::Journal(format!("no payment {id} in the journal")))?;
-        entry.state = state;
+        let pending = matches!(state, PaymentState::Pending { .. });
+        let fingerprint = memory.entries[index].payment.fingerprint.clone();
+        memory.entries[index].state = state;
+        match pending {
+            true => {
+                memory.pending.insert(fingerprint, index);
+            }
+            false => {
+                if memory.pending.get(&fingerprint) == Some(&index) {
+                    memory.pending.remove(&fingerprint);
+                }
+            }
+        }
         Ok(())
     }
 
     fn pending_for(&self, fingerprint: &str) -> Result<Option<Entry>, Error> {
-        Ok(self
-            .lock()
-            .iter()
-            .rev()
-            .find(|e| {
-                e.payment.fingerprint == fingerprint
-                    && matches!(e.state, PaymentState::Pending { .. })
-            })
+        let memory = self.lock();
+        Ok(memory
+            .pending
+            .get(fingerprint)
+            .and_then(|index| memory.entries.get(*index))
             .cloned())
     }
 
     fn spent_since(&self, since_ms: u64) -> Result<UsdMicros, Error> {
         let mut total = 0u64;
-        for entry in self.lock().iter() {
-            let counts = entry.payment.created_ms >= since_ms
-                && !matches!(entry.state, PaymentState::Rejected { .. });
-            if counts {
+        for entry in self.lock().entries.iter().rev() {
+            if entry.payment.created_ms < since_ms {
+                // Entries are in the order they were written, with the clock's times.
+                break;
+            }
+            if !matches!(entry.state, PaymentState::Rejected { .. }) {
                 let usd = entry.payment.usd.map_or(0, |u| u.0);
                 total = total.checked_add(usd).ok_or_else(|| {
                     Error::Journal("the journal's dollar total overflows".to_owned())
@@ -219,7 +236,7 @@ impl PaymentJournal for MemoryJournal {
     }
 
     fn entries(&self) -> Result<Vec<Entry>, Error> {
-        Ok(self.lock().clone())
+        Ok(self.lock().entries.clone())
     }
 }
 
