@@ -537,6 +537,29 @@ pub struct RequirementSpec {
     pub extra: Map<String, Value>,
 }
 
+impl RequirementSpec {
+    /// An `exact` offer of `amount` atomic units of `network`'s default asset (its USDC) to
+    /// `pay_to`, valid for a 60-second signature, with the token's EIP-712 `name` and `version`
+    /// in `extra` where it has them. `None` for a network without a default asset.
+    pub fn exact(network: Network, amount: TokenAmount, pay_to: PayTo) -> Option<RequirementSpec> {
+        let asset = crate::AssetRegistry::known().default_for(&network)?;
+        let mut extra = Map::new();
+        if let Some((name, version)) = asset.eip712() {
+            extra.insert("name".to_owned(), Value::from(name));
+            extra.insert("version".to_owned(), Value::from(version));
+        }
+        Some(RequirementSpec {
+            scheme: Scheme::Exact,
+            asset: asset.id(),
+            network,
+            amount,
+            pay_to,
+            max_timeout_seconds: 60,
+            extra,
+        })
+    }
+}
+
 /// A challenge to send: one resource, several offers; written as v1 body and v2 header.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PaymentRequired {

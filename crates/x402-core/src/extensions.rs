@@ -165,10 +165,8 @@ mod tests {
     #[cfg(feature = "evm")]
     #[test]
     fn a_payment_id_goes_into_the_unsigned_extensions_and_nothing_else_changes() {
-        use crate::challenge::{PaymentRequired, RequirementSpec, ResourceInfo, Scheme};
-        use crate::{
-            AssetRegistry, FixedClock, LocalEvmSigner, Network, PaymentPolicy, TokenAmount,
-        };
+        use crate::challenge::{PaymentRequired, RequirementSpec, ResourceInfo};
+        use crate::{FixedClock, LocalEvmSigner, Network, PaymentPolicy, TokenAmount};
         let mut extensions = serde_json::Map::new();
         extensions.insert(
             PAYMENT_IDENTIFIER.to_owned(),
@@ -181,20 +179,16 @@ mod tests {
                 mime_type: None,
             },
             error: String::new(),
-            accepts: vec![RequirementSpec {
-                scheme: Scheme::Exact,
-                network: Network::BASE_SEPOLIA,
-                amount: TokenAmount::from_u64(10_000),
-                asset: AssetRegistry::known()
-                    .default_for(&Network::BASE_SEPOLIA)
-                    .unwrap()
-                    .id(),
-                pay_to: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
-                    .parse()
-                    .unwrap(),
-                max_timeout_seconds: 60,
-                extra: serde_json::Map::new(),
-            }],
+            accepts: vec![
+                RequirementSpec::exact(
+                    Network::BASE_SEPOLIA,
+                    TokenAmount::from_u64(10_000),
+                    "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
+                        .parse()
+                        .unwrap(),
+                )
+                .unwrap(),
+            ],
             extensions,
         };
         let challenge = Challenge::from_v2_header(&required.to_v2_header()).unwrap();

@@ -14,11 +14,8 @@ use std::sync::Arc;
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use criterion::{Criterion, criterion_group, criterion_main};
-use x402_core::challenge::{PaymentRequired, RequirementSpec, ResourceInfo, Scheme};
-use x402_core::{
-    AssetRegistry, Challenge, Clock, LocalEvmSigner, Network, PaymentPolicy, Receipt, TokenAmount,
-    UsdMicros,
-};
+use x402_core::challenge::{PaymentRequired, ResourceInfo};
+use x402_core::{Challenge, Clock, LocalEvmSigner, Network, PaymentPolicy, Receipt, UsdMicros};
 use x402_reqwest::{Config, EvmPayer, MemoryJournal, X402Middleware};
 
 struct Now;
@@ -40,23 +37,16 @@ fn required() -> PaymentRequired {
             mime_type: None,
         },
         error: String::new(),
-        accepts: vec![RequirementSpec {
-            scheme: Scheme::Exact,
-            network: Network::BASE_SEPOLIA,
-            amount: TokenAmount::from_u64(10_000),
-            asset: AssetRegistry::known()
-                .default_for(&Network::BASE_SEPOLIA)
-                .unwrap()
-                .id(),
-            pay_to: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
-                .parse()
-                .unwrap(),
-            max_timeout_seconds: 60,
-            extra: serde_json::Map::from_iter([
-                ("name".to_owned(), serde_json::json!("USDC")),
-                ("version".to_owned(), serde_json::json!("2")),
-            ]),
-        }],
+        accepts: vec![
+            x402_core::challenge::RequirementSpec::exact(
+                Network::BASE_SEPOLIA,
+                x402_core::TokenAmount::from_u64(10_000),
+                "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
+                    .parse()
+                    .unwrap(),
+            )
+            .unwrap(),
+        ],
         extensions: serde_json::Map::new(),
     }
 }

@@ -852,7 +852,7 @@ mod tests {
 
     use proptest::prelude::*;
     use x402_core::challenge::{PaymentRequired, RequirementSpec, ResourceInfo};
-    use x402_core::{AssetRegistry, FixedClock, LocalEvmSigner, Network, TokenAmount};
+    use x402_core::{FixedClock, LocalEvmSigner, Network, TokenAmount};
 
     use super::*;
 
@@ -880,22 +880,15 @@ mod tests {
             error: String::new(),
             accepts: offers
                 .iter()
-                .map(|(network, amount)| RequirementSpec {
-                    scheme: Scheme::Exact,
-                    network: network.clone(),
-                    amount: TokenAmount::from_u64(*amount),
-                    asset: AssetRegistry::known()
-                        .default_for(network)
-                        .map(|a| a.id())
-                        .unwrap_or_else(|| unreachable!("every network here has a default asset")),
-                    pay_to: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
-                        .parse()
-                        .unwrap_or_else(|_| unreachable!("a valid address")),
-                    max_timeout_seconds: 60,
-                    extra: serde_json::Map::from_iter([
-                        ("name".to_owned(), serde_json::json!("USDC")),
-                        ("version".to_owned(), serde_json::json!("2")),
-                    ]),
+                .map(|(network, amount)| {
+                    RequirementSpec::exact(
+                        network.clone(),
+                        TokenAmount::from_u64(*amount),
+                        "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
+                            .parse()
+                            .unwrap_or_else(|_| unreachable!("a valid address")),
+                    )
+                    .unwrap_or_else(|| unreachable!("every network here has a default asset"))
                 })
                 .collect(),
             extensions: serde_json::Map::new(),

@@ -241,23 +241,16 @@ async fn flaky_server(fail: usize) -> (String, Arc<std::sync::Mutex<Vec<String>>
             mime_type: None,
         },
         error: String::new(),
-        accepts: vec![x402_core::RequirementSpec {
-            scheme: x402_core::challenge::Scheme::Exact,
-            network: Network::BASE_SEPOLIA,
-            amount: x402_core::TokenAmount::from_u64(10_000),
-            asset: x402_core::AssetRegistry::known()
-                .default_for(&Network::BASE_SEPOLIA)
-                .unwrap()
-                .id(),
-            pay_to: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
-                .parse()
-                .unwrap(),
-            max_timeout_seconds: 60,
-            extra: serde_json::Map::from_iter([
-                ("name".to_owned(), serde_json::json!("USDC")),
-                ("version".to_owned(), serde_json::json!("2")),
-            ]),
-        }],
+        accepts: vec![
+            x402_core::challenge::RequirementSpec::exact(
+                Network::BASE_SEPOLIA,
+                x402_core::TokenAmount::from_u64(10_000),
+                "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
+                    .parse()
+                    .unwrap(),
+            )
+            .unwrap(),
+        ],
         extensions: Default::default(),
     };
     let header = required.to_v2_header();
