@@ -34,7 +34,7 @@ use crate::journal::SqliteJournal;
 #[derive(Debug, Parser)]
 #[command(name = "x402c", version, about)]
 struct Cli {
-    /// More output on stderr (-v: what is paid, -vv: debug).
+    /// More output on stderr (-v: what is paid and its receipt, -vv: debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
     /// Print JSON instead of text.
@@ -240,7 +240,9 @@ async fn run(cli: Cli) -> Result<u8> {
         );
     }
     match cli.command {
-        Command::Fetch(fetch) => run_fetch(*fetch, &config, journal, cli.json).await,
+        Command::Fetch(fetch) => {
+            run_fetch(*fetch, &config, journal, cli.json, cli.verbose > 0).await
+        }
         Command::Payments(Payments::List) => list(&journal, cli.json),
         Command::Payments(Payments::Show { id }) => show(&journal, id, cli.json),
         Command::Payments(Payments::Reconcile { id }) => reconcile(&journal, id, cli.json).await,
@@ -301,6 +303,7 @@ async fn run_fetch(
     config: &Config,
     journal: Arc<SqliteJournal>,
     json: bool,
+    verbose: bool,
 ) -> Result<u8> {
     let (method, headers, body) = request_of(&fetch)?;
     let policy = policy_of(&fetch, config)?;
@@ -417,8 +420,8 @@ async fn run_fetch(
         .bytes()
         .await
         .context("the answer's body was cut")?;
-    if let Some(receipt) = &receipt {
-        tracing::info!(transaction = %receipt.transaction, network = %receipt.network, "paid");
+    if let Some(receipt) = receipt.as_ref().filter(|_| verbose) {
+        eprintln!("x402c: receipt {}", serde_json::to_string(receipt)?);
     }
     if json {
         let answer = serde_json::json!({

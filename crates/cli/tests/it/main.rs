@@ -175,11 +175,16 @@ async fn fetch_pays_a_devnet_resource_on_base_sepolia_and_journals_it() {
         answer["receipt"]["transaction"]
     );
 
-    // Plain output: the body on stdout.
+    // Plain output: the body on stdout, the receipt on stderr with -v.
     let run = user
-        .run(&["fetch", &url, "--network", "base-sepolia"])
+        .run(&["fetch", &url, "--network", "base-sepolia", "-v"])
         .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("x402c: receipt {\"success\":true"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stdout.contains("\"paid\":true"), "{}", run.stdout);
     assert_eq!(treasury(&devnet).await, U256::from(20_000u64));
 }
