@@ -359,6 +359,29 @@ impl Client {
         Ok(request.send().await?)
     }
 
+    /// The credits of `wallet` (`GET /compute/credits/balance`, signed by it).
+    ///
+    /// # Errors
+    /// When signing or sending fails, or the answer is not 2xx JSON.
+    pub async fn credits<'a>(&self, wallet: impl Into<Wallet<'a>>) -> Result<Value> {
+        let path = "/compute/credits/balance";
+        let response = self.send_signed(wallet, Method::GET, path, b"").await?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            return Err(Error::Status {
+                what: format!("GET {path}"),
+                status,
+                body: text,
+            });
+        }
+        serde_json::from_str(&text).map_err(|e| Error::Status {
+            what: format!("GET {path}"),
+            status,
+            body: format!("{e}: {text}"),
+        })
+    }
+
     /// A signed JSON call that must succeed; returns its JSON answer.
     ///
     /// # Errors

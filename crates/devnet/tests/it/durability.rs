@@ -157,15 +157,7 @@ async fn sigkill_right_after_a_paid_answer_loses_nothing_and_leaves_no_anvil() {
     let (mut restarted, described) = spawn_devnet(&dir);
     let api = Client::new(described["url"].as_str().unwrap());
     let rpc_url = described["evm"][0]["rpc_url"].as_str().unwrap().to_owned();
-    let balance = api
-        .call_ok(
-            &payer,
-            reqwest::Method::GET,
-            "/compute/credits/balance",
-            None,
-        )
-        .await
-        .unwrap();
+    let balance = api.credits(&payer).await.unwrap();
     assert_eq!(balance["balance"], "3.00", "the credit survives");
     assert_eq!(
         balance_of(&rpc_url, &token, &treasury).await,
@@ -274,15 +266,7 @@ async fn sigkill_at_each_crash_point_then_a_restart_settles_the_payment_exactly_
                 }
                 other => panic!("{case}: {other}"),
             }
-            let balance = api
-                .call_ok(
-                    &payer,
-                    reqwest::Method::GET,
-                    "/compute/credits/balance",
-                    None,
-                )
-                .await
-                .unwrap();
+            let balance = api.credits(&payer).await.unwrap();
             assert_eq!(balance["balance"], "3.00", "{case}: credited once");
             assert_eq!(
                 balance_of(&rpc_url, &token, &treasury).await,
@@ -392,18 +376,7 @@ async fn sigkill_at_each_crash_point_of_a_solana_payment_then_a_restart_settles_
             }
             other => panic!("{point}: {other} {text}"),
         }
-        let balance: Value = api
-            .send_signed(
-                &payer,
-                reqwest::Method::GET,
-                "/compute/credits/balance",
-                b"",
-            )
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let balance: Value = api.credits(&payer).await.unwrap();
         assert_eq!(balance["balance"], "3.00", "{point}: credited once");
         let treasury: x402_core::SolanaAddress = described["solana"]["treasury"]
             .as_str()
@@ -482,15 +455,7 @@ async fn an_unconfirmed_payment_is_pending_never_refused_and_settles_once() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(settled.transaction, receipt.transaction);
-    let balance = api
-        .call_ok(
-            &payer,
-            reqwest::Method::GET,
-            "/compute/credits/balance",
-            None,
-        )
-        .await
-        .unwrap();
+    let balance = api.credits(&payer).await.unwrap();
     assert_eq!(balance["balance"], "2.00", "credited once");
     assert_eq!(
         devnet.base().balance_of(devnet::TREASURY).await.unwrap(),
@@ -510,15 +475,7 @@ async fn bought(api: &Client, wallets: &[LocalEvmSigner]) -> u64 {
     };
     let mut total = 0;
     for wallet in wallets {
-        let balance = api
-            .call_ok(
-                wallet,
-                reqwest::Method::GET,
-                "/compute/credits/balance",
-                None,
-            )
-            .await
-            .unwrap();
+        let balance = api.credits(wallet).await.unwrap();
         total += micros(&balance["total_deposited"]);
         let listed = api
             .call_ok(wallet, reqwest::Method::GET, "/compute/instances", None)
@@ -664,15 +621,7 @@ async fn a_paid_answer_lost_on_the_way_is_recovered_by_sending_the_same_payment(
         test_support::receipt(&again).unwrap().unwrap().success,
         "the same payment learns it went through"
     );
-    let balance = api
-        .call_ok(
-            &payer,
-            reqwest::Method::GET,
-            "/compute/credits/balance",
-            None,
-        )
-        .await
-        .unwrap();
+    let balance = api.credits(&payer).await.unwrap();
     assert_eq!(balance["balance"], "4.00", "credited once");
     assert_eq!(
         devnet.base().balance_of(devnet::TREASURY).await.unwrap(),
@@ -736,15 +685,7 @@ async fn a_long_chain_is_compacted_and_still_restarts_with_everything() {
         balance_of(&rpc_url, &token, &payer.address().to_string()).await,
         3_000_000
     );
-    let balance = api
-        .call_ok(
-            &payer,
-            reqwest::Method::GET,
-            "/compute/credits/balance",
-            None,
-        )
-        .await
-        .unwrap();
+    let balance = api.credits(&payer).await.unwrap();
     assert_eq!(balance["balance"], "7.00");
     let paid = api
         .pay_base(&payer, "/compute/credits/topup", json!({ "amount": 1 }))

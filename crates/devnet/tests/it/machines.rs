@@ -633,14 +633,6 @@ async fn a_payment_identifier_answers_the_same_payment_once_and_refuses_another(
         before - U256::from(2_000_000u64),
         "charged once"
     );
-    let balance = api
-        .call_ok(
-            &payer,
-            reqwest::Method::GET,
-            "/compute/credits/balance",
-            None,
-        )
-        .await
-        .unwrap();
+    let balance = api.credits(&payer).await.unwrap();
     assert_eq!(balance["balance"], "2.00");
 }

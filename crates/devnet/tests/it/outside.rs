@@ -53,8 +53,7 @@ async fn anvil(chain: &devnet::chains::evm::EvmChain, method: &str, params: Valu
         .unwrap()
 }
 
-/// What `payer` sends on `chain`, with a tip that puts it before the facilitator's
-/// transactions in the next block.
+/// The token's calls as `payer` sends them on `chain` (see [`ahead`]).
 fn payer_calls(
     chain: &devnet::chains::evm::EvmChain,
     payer: &PrivateKeySigner,
@@ -69,6 +68,21 @@ const TIP: u128 = 50_000_000_000;
 /// Set, not estimated: an estimate against the pending block (which holds the
 /// facilitator's transaction) would refuse the payer's.
 const GAS: u64 = 200_000;
+
+/// Sends a payer's `call` with a tip that puts it ahead of the facilitator's transactions in
+/// the next block.
+async fn ahead<P: Provider, D: alloy::contract::CallDecoder>(
+    call: alloy::contract::CallBuilder<P, D>,
+) -> B256 {
+    *call
+        .max_priority_fee_per_gas(TIP)
+        .max_fee_per_gas(TIP * 4)
+        .gas(GAS)
+        .send()
+        .await
+        .unwrap()
+        .tx_hash()
+}
 
 fn split(signature: &str) -> (u8, B256, B256) {
     let bytes = alloy::hex::decode(signature).unwrap();
@@ -120,15 +134,7 @@ async fn afterwards(
         .unwrap();
     let status = again.status();
     let receipt = test_support::receipt(&again).unwrap();
-    let balance = api
-        .call_ok(
-            payer,
-            reqwest::Method::GET,
-            "/compute/credits/balance",
-            None,
-        )
-        .await
-        .unwrap();
+    let balance = api.credits(payer).await.unwrap();
     (status, receipt, balance["balance"].clone())
 }
 
@@ -177,15 +183,7 @@ async fn an_authorization_the_payer_cancels_is_never_credited() {
         .sign_hash_sync(&cancel.eip712_signing_hash(&domain))
         .unwrap();
     let (v, r, s) = split(&alloy::hex::encode(signature.as_bytes()));
-    payer_calls(base, &key)
-        .cancelAuthorization(key.address(), nonce, v, r, s)
-        .max_priority_fee_per_gas(TIP)
-        .max_fee_per_gas(TIP * 4)
-        .gas(GAS)
-        .send()
-        .await
-        .unwrap()
-        .tx_hash();
+    ahead(payer_calls(base, &key).cancelAuthorization(key.address(), nonce, v, r, s)).await;
     anvil(base, "evm_mine", json!([])).await;
     anvil(base, "evm_setAutomine", json!([true])).await;
     assert_eq!(
@@ -243,32 +241,17 @@ async fn a_permit_whose_allowance_the_payer_revokes_is_never_credited() {
     // the facilitator's permit.
     let (v, r, s) = split(payload["signature"].as_str().unwrap());
     let calls = payer_calls(megaeth, &key);
-    calls
-        .permit(
-            key.address(),
-            spender,
-            number("value"),
-            number("deadline"),
-            v,
-            r,
-            s,
-        )
-        .max_priority_fee_per_gas(TIP)
-        .max_fee_per_gas(TIP * 4)
-        .gas(GAS)
-        .send()
-        .await
-        .unwrap()
-        .tx_hash();
-    calls
-        .approve(spender, U256::ZERO)
-        .max_priority_fee_per_gas(TIP)
-        .max_fee_per_gas(TIP * 4)
-        .gas(GAS)
-        .send()
-        .await
-        .unwrap()
-        .tx_hash();
+    ahead(calls.permit(
+        key.address(),
+        spender,
+        number("value"),
+        number("deadline"),
+        v,
+        r,
+        s,
+    ))
+    .await;
+    ahead(calls.approve(spender, U256::ZERO)).await;
     anvil(megaeth, "evm_mine", json!([])).await;
     anvil(megaeth, "evm_setAutomine", json!([true])).await;
     assert_eq!(

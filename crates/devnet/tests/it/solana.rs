@@ -273,18 +273,7 @@ async fn solana_payers_find_what_they_bought_under_their_own_auth() {
     assert_eq!(topup.status(), StatusCode::OK);
     let topup: Value = topup.json().await.unwrap();
     assert_eq!(topup["wallet"], payer.pubkey().to_string());
-    let balance: Value = api
-        .send_signed(
-            &payer,
-            reqwest::Method::GET,
-            "/compute/credits/balance",
-            b"",
-        )
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let balance: Value = api.credits(&payer).await.unwrap();
     assert_eq!(balance["wallet"], payer.pubkey().to_string());
     assert_eq!(balance["balance"], "3.00", "{balance}");
 
