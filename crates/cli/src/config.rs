@@ -7,6 +7,10 @@
 //! max_price = "1.00"      # dollars per payment (X402C_MAX_PRICE, --max-price)
 //! daily_budget = "20"     # dollars in any 24 hours (X402C_DAILY_BUDGET, --daily-budget)
 //! journal = "/path/payments.sqlite"   # X402C_JOURNAL, --journal
+//! ca_bundle = "/etc/ssl/private-ca.pem" # trusted besides the system's (SSL_CERT_FILE, --cacert)
+//! proxy = "http://proxy:3128"         # HTTPS_PROXY / https_proxy, ALL_PROXY, --proxy
+//! no_proxy = "internal.example,10.0.0.0/8"  # NO_PROXY / no_proxy, --no-proxy; loopback
+//!                                     # is never proxied
 //!
 //! [rpc]                   # JSON-RPC endpoints, for what a payment reads from a chain
 //! megaeth = "https://…"   # (a permit's nonce); --rpc megaeth=URL
@@ -26,6 +30,9 @@ struct File {
     daily_budget: Option<String>,
     journal: Option<PathBuf>,
     rpc: Option<std::collections::BTreeMap<String, String>>,
+    ca_bundle: Option<PathBuf>,
+    proxy: Option<String>,
+    no_proxy: Option<String>,
 }
 
 /// The settings a command runs with.
@@ -41,6 +48,14 @@ pub(crate) struct Config {
     pub(crate) journal: PathBuf,
     /// JSON-RPC endpoints by network name, flags last (they win).
     pub(crate) rpc: Vec<(String, String)>,
+    /// PEM certificates trusted besides the platform's roots.
+    pub(crate) ca_bundle: Option<PathBuf>,
+    /// The proxy for https URLs.
+    pub(crate) https_proxy: Option<String>,
+    /// The proxy for http URLs.
+    pub(crate) http_proxy: Option<String>,
+    /// Hosts reached directly (loopback always is).
+    pub(crate) no_proxy: Vec<String>,
 }
 
 /// The default cap per payment: $1, like the official clients.
@@ -73,6 +88,12 @@ pub(crate) struct Overrides {
     pub(crate) journal: Option<PathBuf>,
     /// `--rpc NETWORK=URL`.
     pub(crate) rpc: Vec<String>,
+    /// `--cacert`.
+    pub(crate) ca_bundle: Option<PathBuf>,
+    /// `--proxy` (for http and https).
+    pub(crate) proxy: Option<String>,
+    /// `--no-proxy`.
+    pub(crate) no_proxy: Option<String>,
 }
 
 impl Config {
@@ -121,12 +142,109 @@ impl Config {
                 .with_context(|| format!("--rpc `{flag}` is not NETWORK=URL"))?;
             rpc.push((network.to_owned(), url.to_owned()));
         }
+        let ca_bundle = flags
+            .ca_bundle
+            .or_else(|| env("SSL_CERT_FILE").map(PathBuf::from))
+            .or(file.ca_bundle);
+        // As curl: `https_proxy` or `HTTPS_PROXY`, then `ALL_PROXY`; for http only the
+        // lowercase `http_proxy` (a CGI request can set `HTTP_PROXY` through a header).
+        let any = |keys: &[&str]| keys.iter().find_map(|key| env(key));
+        let all = any(&["all_proxy", "ALL_PROXY"]);
+        let https_proxy = flags
+            .proxy
+            .clone()
+            .or_else(|| any(&["https_proxy", "HTTPS_PROXY"]))
+            .or_else(|| all.clone())
+            .or_else(|| file.proxy.clone());
+        let http_proxy = flags
+            .proxy
+            .or_else(|| env("http_proxy"))
+            .or(all)
+            .or(file.proxy);
+        let no_proxy = flags
+            .no_proxy
+            .or_else(|| any(&["no_proxy", "NO_PROXY"]))
+            .or(file.no_proxy)
+            .map(|list| {
+                list.split(',')
+                    .map(|h| h.trim().to_owned())
+                    .filter(|h| !h.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Config {
             path,
             max_price,
             daily_budget,
             journal,
             rpc,
+            ca_bundle,
+            https_proxy,
+            http_proxy,
+            no_proxy,
         })
+    }
+
+    /// The HTTP settings, with `total` as the longest a request may take.
+    pub(crate) fn transport(&self, total: std::time::Duration) -> Result<x402_reqwest::Transport> {
+        let proxy = |url: &Option<String>, what: &str| -> Result<Option<reqwest::Url>> {
+            url.as_deref()
+                .map(|text| {
+                    // `proxy:3128` as curl takes it: http:// by default.
+                    let full = if text.contains("://") {
+                        text.to_owned()
+                    } else {
+                        format!("http://{text}")
+                    };
+                    full.parse::<reqwest::Url>().map_err(|_| {
+                        anyhow::anyhow!(
+                            "{what} `{}` is not a URL like http://proxy:3128",
+                            redact(text)
+                        )
+                    })
+                })
+                .transpose()
+        };
+        let ca_bundle = match &self.ca_bundle {
+            Some(path) => Some(std::fs::read(path).with_context(|| {
+                format!(
+                    "cannot read the CA bundle {} (--cacert, SSL_CERT_FILE, ca_bundle)",
+                    path.display()
+                )
+            })?),
+            None => None,
+        };
+        Ok(x402_reqwest::Transport {
+            total_timeout: total,
+            read_timeout: total.min(x402_reqwest::Transport::default().read_timeout),
+            ca_bundle,
+            https_proxy: proxy(&self.https_proxy, "the https proxy")?,
+            http_proxy: proxy(&self.http_proxy, "the http proxy")?,
+            no_proxy: self.no_proxy.clone(),
+            ..x402_reqwest::Transport::default()
+        })
+    }
+}
+
+/// A proxy setting without its credentials, for messages and `config show`.
+pub(crate) fn redact(text: &str) -> String {
+    match (text.find("://"), text.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &text[..scheme + 3], &text[at..])
+        }
+        (None, Some(at)) => format!("***{}", &text[at..]),
+        _ => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn proxy_credentials_are_not_shown() {
+        assert_eq!(redact("http://user:pw@proxy:3128"), "http://***@proxy:3128");
+        assert_eq!(redact("user:pw@proxy:3128"), "***@proxy:3128");
+        assert_eq!(redact("http://proxy:3128"), "http://proxy:3128");
     }
 }

@@ -25,12 +25,44 @@ CREATE TABLE IF NOT EXISTS payments (
     body BLOB NOT NULL,
     content_type TEXT,
     created_ms INTEGER NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('pending', 'settled', 'rejected')),
+    state TEXT NOT NULL CHECK (state IN ('pending', 'settled', 'rejected', 'unpaid')),
     tx TEXT,
     reason TEXT
 );
 CREATE INDEX IF NOT EXISTS payments_pending ON payments (fingerprint) WHERE state = 'pending';
 ";
+
+/// The schema's version (`PRAGMA user_version`). 0: the first journals, whose `state` check
+/// lacks `unpaid`; 1: this one.
+const SCHEMA_VERSION: i64 = 1;
+
+/// Moves a version-0 journal to [`SCHEMA_VERSION`] in one transaction (SQLite cannot alter a
+/// CHECK constraint: the table is copied).
+fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
+    let version: i64 = connection.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    let transaction = connection.transaction()?;
+    let exists: bool = transaction.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'payments')",
+        [],
+        |r| r.get(0),
+    )?;
+    if exists {
+        transaction.execute_batch(&format!(
+            "DROP INDEX IF EXISTS payments_pending;
+             ALTER TABLE payments RENAME TO payments_v0;
+             {SCHEMA}
+             INSERT INTO payments ({COLUMNS}) SELECT {COLUMNS} FROM payments_v0;
+             DROP TABLE payments_v0;"
+        ))?;
+    } else {
+        transaction.execute_batch(SCHEMA)?;
+    }
+    transaction.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    transaction.commit()
+}
 
 /// The journal file.
 #[derive(Debug)]
@@ -81,6 +113,9 @@ fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
             "rejected" => PaymentState::Rejected {
                 reason: reason.unwrap_or_default(),
             },
+            "unpaid" => PaymentState::Unpaid {
+                reason: reason.unwrap_or_default(),
+            },
             _ => PaymentState::Pending { transaction: tx },
         },
     })
@@ -99,16 +134,19 @@ impl SqliteJournal {
                 let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
             }
         }
-        let connection = Connection::open(path)
+        let mut connection = Connection::open(path)
             .with_context(|| format!("cannot open the payment journal {}", path.display()))?;
         connection
             .execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
             )
             .context("cannot configure the payment journal")?;
-        connection
-            .execute_batch(SCHEMA)
-            .context("cannot create the payment journal's table")?;
+        migrate(&mut connection).with_context(|| {
+            format!(
+                "cannot create or upgrade the payment journal {}",
+                path.display()
+            )
+        })?;
         Ok(SqliteJournal {
             connection: Mutex::new(connection),
         })
@@ -177,11 +215,26 @@ impl PaymentJournal for SqliteJournal {
             PaymentState::Pending { transaction } => ("pending", transaction, None),
             PaymentState::Settled { transaction } => ("settled", Some(transaction), None),
             PaymentState::Rejected { reason } => ("rejected", None, Some(reason)),
+            PaymentState::Unpaid { reason } => ("unpaid", None, Some(reason)),
         };
         let updated = self.with(|c| {
             c.execute(
                 "UPDATE payments SET state = ?2, tx = COALESCE(?3, tx), reason = ?4 WHERE id = ?1",
                 params![id, name, tx, reason],
+            )
+        })?;
+        match updated {
+            1 => Ok(()),
+            _ => Err(failed(format!("no payment {id} in the journal"))),
+        }
+    }
+
+    fn detach(&self, id: EntryId) -> Result<(), x402_reqwest::Error> {
+        let id = i64::try_from(id.0).map_err(failed)?;
+        let updated = self.with(|c| {
+            c.execute(
+                "UPDATE payments SET fingerprint = 'detached:' || id || ':' || fingerprint WHERE id = ?1",
+                params![id],
             )
         })?;
         match updated {
@@ -205,7 +258,7 @@ impl PaymentJournal for SqliteJournal {
         let since = i64::try_from(since_ms).map_err(failed)?;
         let total: i64 = self.with(|c| {
             c.query_row(
-                "SELECT COALESCE(SUM(usd_micros), 0) FROM payments WHERE created_ms >= ?1 AND state != 'rejected'",
+                "SELECT COALESCE(SUM(usd_micros), 0) FROM payments WHERE created_ms >= ?1 AND state IN ('pending', 'settled')",
                 params![since],
                 |r| r.get(0),
             )
@@ -220,5 +273,61 @@ impl PaymentJournal for SqliteJournal {
             let rows = statement.query_map([], read)?;
             rows.collect()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_first_version_journal_is_upgraded_with_its_payments() {
+        let dir = std::env::temp_dir().join(format!("x402c-migrate-{}", std::process::id()));
+        let path = dir.join("payments.sqlite");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(&SCHEMA.replace(", 'unpaid'", ""))
+                .unwrap();
+            old.execute(
+                "INSERT INTO payments (operation, fingerprint, network, asset, amount, pay_to, identity,
+                     header_name, header_value, body, created_ms, state)
+                 VALUES ('GET http://x/', 'f', 'eip155:84532', '0xa', '10000', '0xb', '0xn',
+                     'PAYMENT-SIGNATURE', 'header', x'', 1, 'pending')",
+                [],
+            )
+            .unwrap();
+            // The first schema refuses the new state.
+            assert!(
+                old.execute("UPDATE payments SET state = 'unpaid'", [])
+                    .is_err()
+            );
+        }
+        let journal = SqliteJournal::open(&path).unwrap();
+        let entries = journal.entries().unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(journal.pending_for("f").unwrap().unwrap().id, EntryId(1));
+        journal
+            .update(
+                EntryId(1),
+                PaymentState::Unpaid {
+                    reason: "expired".into(),
+                },
+            )
+            .unwrap();
+        drop(journal);
+        // Opening again changes nothing.
+        let journal = SqliteJournal::open(&path).unwrap();
+        assert_eq!(
+            journal.entry(EntryId(1)).unwrap().unwrap().state,
+            PaymentState::Unpaid {
+                reason: "expired".into()
+            }
+        );
+        assert_eq!(journal.spent_since(0).unwrap(), UsdMicros(0));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

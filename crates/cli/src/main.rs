@@ -44,6 +44,27 @@ struct Cli {
     /// `X402C_JOURNAL`; `journal` in the config file).
     #[arg(long, global = true, value_name = "FILE")]
     journal: Option<PathBuf>,
+    /// PEM certificates to trust besides the system's, for a private endpoint (`SSL_CERT_FILE`;
+    /// `ca_bundle` in the config file).
+    #[arg(long, global = true, value_name = "FILE")]
+    cacert: Option<PathBuf>,
+    /// The proxy for http and https (default `HTTPS_PROXY`, `http_proxy`, `ALL_PROXY`; `proxy`
+    /// in the config file). Loopback addresses are never proxied.
+    #[arg(long, global = true, value_name = "URL")]
+    proxy: Option<String>,
+    /// Hosts, domains and CIDR ranges to reach directly, comma-separated (default `NO_PROXY`;
+    /// `no_proxy` in the config file).
+    #[arg(long, global = true, value_name = "HOSTS")]
+    no_proxy: Option<String>,
+    /// A JSON-RPC endpoint for a network, `NETWORK=URL` (repeatable; `[rpc]` in the config
+    /// file): where a permit payment reads its nonce, a Solana payment its blockhash and mint,
+    /// and `payments reconcile` asks whether a payment landed.
+    #[arg(long = "rpc", global = true, value_name = "NETWORK=URL")]
+    rpc: Vec<String>,
+    /// Pay without asking (the terminal asks before each payment otherwise; without a
+    /// terminal nothing asks).
+    #[arg(short = 'y', long, global = true)]
+    yes: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -92,10 +113,6 @@ struct Fetch {
     /// The most to pay in any 24 hours, in dollars (`X402C_DAILY_BUDGET`, `daily_budget`).
     #[arg(long, value_name = "USD")]
     daily_budget: Option<String>,
-    /// A JSON-RPC endpoint for a network, `NETWORK=URL` (repeatable; `[rpc]` in the config
-    /// file): where a permit payment reads its nonce, a Solana payment its blockhash and mint.
-    #[arg(long = "rpc", value_name = "NETWORK=URL")]
-    rpc: Vec<String>,
     /// Print the status line and headers before the body.
     #[arg(short = 'i', long = "include")]
     include: bool,
@@ -105,6 +122,11 @@ struct Fetch {
     /// Ask, print the challenge and what would be paid, and sign nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Pay anew even though an earlier payment for this same request is pending. That
+    /// payment may still settle, so this may pay twice: reconcile it first
+    /// (`x402c payments reconcile`) unless you know it failed.
+    #[arg(long)]
+    force: bool,
     /// Total time for the request and its payment, in seconds (longer than a server's
     /// settlement wait).
     #[arg(long, default_value_t = 120)]
@@ -195,15 +217,15 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Fetch(fetch) => fetch.daily_budget.clone(),
         _ => None,
     };
-    let rpc = match &cli.command {
-        Command::Fetch(fetch) => fetch.rpc.clone(),
-        _ => Vec::new(),
-    };
+    let rpc = cli.rpc.clone();
     let config = Config::load(Overrides {
         max_price,
         daily_budget,
         journal: cli.journal.clone(),
         rpc,
+        ca_bundle: cli.cacert.clone(),
+        proxy: cli.proxy.clone(),
+        no_proxy: cli.no_proxy.clone(),
     })?;
     match cli.command {
         Command::Config(ConfigCommand::Path) => {
@@ -217,6 +239,10 @@ async fn run(cli: Cli) -> Result<u8> {
                 "daily_budget": config.daily_budget.map(|b| b.to_string()),
                 "journal": config.journal.display().to_string(),
                 "rpc": config.rpc.iter().map(|(n, u)| format!("{n}={u}")).collect::<Vec<_>>(),
+                "ca_bundle": config.ca_bundle.as_ref().map(|p| p.display().to_string()),
+                "https_proxy": config.https_proxy.as_deref().map(config::redact),
+                "http_proxy": config.http_proxy.as_deref().map(config::redact),
+                "no_proxy": config.no_proxy,
             });
             println!(
                 "{}",
@@ -241,11 +267,18 @@ async fn run(cli: Cli) -> Result<u8> {
     }
     match cli.command {
         Command::Fetch(fetch) => {
-            run_fetch(*fetch, &config, journal, cli.json, cli.verbose > 0).await
+            let ui = Ui {
+                json: cli.json,
+                verbose: cli.verbose > 0,
+                yes: cli.yes,
+            };
+            run_fetch(*fetch, &config, journal, ui).await
         }
         Command::Payments(Payments::List) => list(&journal, cli.json),
         Command::Payments(Payments::Show { id }) => show(&journal, id, cli.json),
-        Command::Payments(Payments::Reconcile { id }) => reconcile(&journal, id, cli.json).await,
+        Command::Payments(Payments::Reconcile { id }) => {
+            reconcile(&journal, &config, id, cli.json).await
+        }
         Command::Config(_) => Ok(0),
     }
 }
@@ -298,45 +331,63 @@ fn policy_of(fetch: &Fetch, config: &Config) -> Result<PaymentPolicy> {
         .usd_cap(Some(config.max_price)))
 }
 
+/// How a command talks to its user.
+#[derive(Clone, Copy, Debug)]
+struct Ui {
+    json: bool,
+    verbose: bool,
+    yes: bool,
+}
+
+/// Asks the user on the terminal before a payment is signed.
+fn ask(quote: &x402_reqwest::Quote) -> Result<(), String> {
+    let price = quote.usd.map_or_else(
+        || format!("{} atomic units of {}", quote.amount, quote.asset),
+        |usd| format!("${usd}"),
+    );
+    let question = format!(
+        "Pay {price} on {} to {} for {}?",
+        quote.network, quote.pay_to, quote.operation
+    );
+    match dialoguer::Confirm::new()
+        .with_prompt(question)
+        .default(false)
+        .interact()
+    {
+        Ok(true) => Ok(()),
+        Ok(false) => Err("you declined the payment".to_owned()),
+        Err(error) => Err(format!(
+            "cannot ask on the terminal ({error}); pass --yes to pay without asking"
+        )),
+    }
+}
+
 async fn run_fetch(
     fetch: Fetch,
     config: &Config,
     journal: Arc<SqliteJournal>,
-    json: bool,
-    verbose: bool,
+    ui: Ui,
 ) -> Result<u8> {
+    let Ui { json, verbose, .. } = ui;
     let (method, headers, body) = request_of(&fetch)?;
     let policy = policy_of(&fetch, config)?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(fetch.timeout))
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-        .context("cannot build the HTTP client")?;
+    let http = config
+        .transport(Duration::from_secs(fetch.timeout))?
+        .client()?;
     if fetch.dry_run {
         return dry_run(&http, &fetch, method, &headers, body, &policy, json).await;
     }
     let clock: Arc<dyn Clock + Send + Sync> = Arc::new(SystemClock);
-    let mut endpoints = Vec::new();
-    for (network, url) in &config.rpc {
-        let network: Network = network
-            .parse()
-            .with_context(|| format!("rpc: `{network}` is not a network x402c knows"))?;
-        let parsed: reqwest::Url = url
-            .parse()
-            .with_context(|| format!("rpc: `{url}` is not a URL"))?;
-        endpoints.push((network, parsed));
-    }
+    let endpoints = endpoints(config)?;
     let mut payers = x402_reqwest::Payers::new();
     let env = |key: &str| std::env::var(key).ok().filter(|k| !k.is_empty());
     if let Some(key) = env("PRIVATE_KEY") {
         let signer = LocalEvmSigner::from_hex(&key)
             .map_err(|_| anyhow::anyhow!("PRIVATE_KEY is not a 32-byte hex secp256k1 key"))?;
-        let nonces = endpoints
-            .iter()
-            .filter(|(n, _)| !n.is_solana())
-            .fold(x402_reqwest::PermitNonces::new(), |nonces, (n, url)| {
-                nonces.endpoint(n.clone(), url.clone())
-            });
+        let nonces = endpoints.iter().filter(|(n, _)| !n.is_solana()).fold(
+            x402_reqwest::PermitNonces::new().client(http.clone()),
+            |nonces, (n, url)| nonces.endpoint(n.clone(), url.clone()),
+        );
         payers = payers.evm(Arc::new(
             x402_reqwest::EvmPayer::new(Arc::new(signer), clock.clone(), Arc::new(os_random))
                 .permits(nonces),
@@ -365,25 +416,44 @@ async fn run_fetch(
         daily_budget: config.daily_budget,
         ..PayConfig::default()
     };
+    let mut middleware =
+        x402_reqwest::X402Middleware::new(payer, journal.clone(), clock, Arc::new(os_random), pay);
+    {
+        use std::io::IsTerminal as _;
+        if !ui.yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+            middleware = middleware.before_sign(Arc::new(ask));
+        }
+    }
+    let fingerprint = x402_reqwest::fingerprint(
+        method.as_str(),
+        &normalized(&fetch.url),
+        &body.clone().unwrap_or_default(),
+    );
+    // An earlier payment for this request whose outcome is unknown is resent, never replaced,
+    // unless the user says so.
+    let mut resending = None;
+    if let Some(entry) = journal.pending_for(&fingerprint)? {
+        if fetch.force {
+            eprintln!(
+                "x402c: payment {} for this request is pending and may still settle; --force pays anew, so this may pay twice",
+                entry.id
+            );
+            journal.detach(entry.id)?;
+        } else {
+            tracing::info!(entry = %entry.id, "resending the pending payment for this request");
+            resending = Some(entry.id);
+        }
+    }
     let client = reqwest_middleware::ClientBuilder::new(http)
-        .with(x402_reqwest::X402Middleware::new(
-            payer,
-            journal.clone(),
-            clock,
-            Arc::new(os_random),
-            pay,
-        ))
+        .with(middleware)
         .build();
     let mut request = client.request(method.clone(), &fetch.url);
     for (name, value) in &headers {
         request = request.header(name.as_str(), value.as_str());
     }
-    let body_bytes = body.clone().unwrap_or_default();
     if let Some(body) = body {
         request = request.body(body);
     }
-    let fingerprint =
-        x402_reqwest::fingerprint(method.as_str(), &normalized(&fetch.url), &body_bytes);
     let outcome = tokio::select! {
         outcome = request.send() => outcome,
         _ = tokio::signal::ctrl_c() => {
@@ -402,7 +472,15 @@ async fn run_fetch(
     };
     let response = match outcome {
         Ok(response) => response,
-        Err(error) => return Ok(report_error(&error, json)),
+        Err(error) => {
+            let code = report_error(&error, json);
+            if let (exit::PENDING, Some(id), false) = (code, resending, json) {
+                eprintln!(
+                    "x402c: payment {id} was resent and its outcome is still unknown; it may still settle. `x402c payments reconcile {id}` learns it (add --rpc to ask the chain); `x402c fetch --force` pays anew and may pay twice"
+                );
+            }
+            return Ok(code);
+        }
     };
     let status = response.status();
     let receipt = response.extensions().get::<Receipt>().cloned();
@@ -457,6 +535,21 @@ fn normalized(url: &str) -> String {
     reqwest::Url::parse(url).map_or_else(|_| url.to_owned(), |u| u.to_string())
 }
 
+/// An error with its causes (a TLS failure's reason is three sources down), each once.
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
 /// Prints what went wrong with a paid request and returns its exit code.
 fn report_error(error: &reqwest_middleware::Error, json: bool) -> u8 {
     let (code, kind) = match x402_reqwest::Error::of(error) {
@@ -473,13 +566,14 @@ fn report_error(error: &reqwest_middleware::Error, json: bool) -> u8 {
         Some(_) => (exit::OTHER, "error"),
         None => (exit::NETWORK, "network"),
     };
+    let message = with_causes(error);
     if json {
         println!(
             "{}",
-            serde_json::json!({ "error": kind, "message": format!("{error:#}") })
+            serde_json::json!({ "error": kind, "message": message })
         );
     } else {
-        eprintln!("x402c: {error:#}");
+        eprintln!("x402c: {message}");
         if code == exit::PENDING {
             eprintln!("x402c: run `x402c payments reconcile` later to learn the outcome");
         }
@@ -503,7 +597,13 @@ async fn dry_run(
     if let Some(body) = body {
         request = request.body(body);
     }
-    let response = request.send().await.context("the request failed")?;
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(error) => {
+            eprintln!("x402c: {}", with_causes(&error));
+            return Ok(exit::NETWORK);
+        }
+    };
     let status = response.status().as_u16();
     if status != 402 && status != 412 {
         println!("no payment asked: the server answered {status}");
@@ -552,6 +652,7 @@ fn state_text(state: &PaymentState) -> (String, String) {
         }
         PaymentState::Settled { transaction } => ("settled".into(), transaction.clone()),
         PaymentState::Rejected { reason } => ("rejected".into(), reason.clone()),
+        PaymentState::Unpaid { reason } => ("unpaid".into(), reason.clone()),
     }
 }
 
@@ -618,7 +719,30 @@ fn show(journal: &SqliteJournal, id: u64, json: bool) -> Result<u8> {
     Ok(0)
 }
 
-async fn reconcile(journal: &SqliteJournal, id: Option<u64>, json: bool) -> Result<u8> {
+/// The configured RPC endpoints, parsed.
+fn endpoints(config: &Config) -> Result<Vec<(Network, reqwest::Url)>> {
+    let mut endpoints = Vec::new();
+    for (network, url) in &config.rpc {
+        let network: Network = network
+            .parse()
+            .with_context(|| format!("rpc: `{network}` is not a network x402c knows"))?;
+        let parsed: reqwest::Url = url
+            .parse()
+            .with_context(|| format!("rpc: `{url}` is not a URL"))?;
+        endpoints.push((network, parsed));
+    }
+    Ok(endpoints)
+}
+
+/// Resolves pending payments: first by resending each to its server (which settles a payment
+/// at most once and answers with its outcome), then, if still unknown, by asking the chain.
+/// A payment is marked unpaid only when the chain proves it never landed and never can.
+async fn reconcile(
+    journal: &SqliteJournal,
+    config: &Config,
+    id: Option<u64>,
+    json: bool,
+) -> Result<u8> {
     let entries = match id {
         Some(id) => vec![
             journal
@@ -627,10 +751,14 @@ async fn reconcile(journal: &SqliteJournal, id: Option<u64>, json: bool) -> Resu
         ],
         None => journal.pending()?,
     };
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .context("cannot build the HTTP client")?;
+    let http = config.transport(Duration::from_secs(120))?.client()?;
+    let mut chain = x402_reqwest::ChainCheck::new().client(http.clone());
+    for (network, url) in endpoints(config)? {
+        chain = match network.is_solana() {
+            true => chain.solana(network, url.to_string()),
+            false => chain.evm(network, url),
+        };
+    }
     let mut still_pending = false;
     for entry in entries {
         if !matches!(entry.state, PaymentState::Pending { .. }) {
@@ -638,19 +766,52 @@ async fn reconcile(journal: &SqliteJournal, id: Option<u64>, json: bool) -> Resu
             println!("payment {}: already {state} {detail}", entry.id);
             continue;
         }
-        let outcome = x402_reqwest::resend(&http, journal, &entry).await;
+        let mut notes = Vec::new();
+        if let Err(error) = x402_reqwest::resend(&http, journal, &entry).await {
+            notes.push(format!("the server: {}", with_causes(&error)));
+        }
+        let resent = journal.entry(entry.id)?.map(|e| e.state);
+        if let Some(PaymentState::Pending { .. }) = resent {
+            match chain.check(&entry).await {
+                Ok(x402_reqwest::OnChain::Used { transaction }) => {
+                    notes.push("the chain: it was used".into());
+                    journal.update(
+                        entry.id,
+                        PaymentState::Settled {
+                            transaction: transaction.unwrap_or_default(),
+                        },
+                    )?;
+                }
+                Ok(x402_reqwest::OnChain::Expired { why }) => {
+                    notes.push(format!("the chain: {why}"));
+                    journal.update(entry.id, PaymentState::Unpaid { reason: why })?;
+                }
+                Ok(x402_reqwest::OnChain::Open { until }) => notes.push(match until {
+                    0 => "the chain: not landed yet, and it still can: ask again later".into(),
+                    until => format!(
+                        "the chain: not landed yet, and it can until {until} (unix time): ask again after"
+                    ),
+                }),
+                Err(error) => notes.push(error.to_string()),
+            }
+        }
         let now = journal.entry(entry.id)?.map(|e| e.state);
         let (state, detail) = now.as_ref().map(state_text).unwrap_or_default();
         still_pending |= state == "pending";
         if json {
             println!(
                 "{}",
-                serde_json::json!({ "id": entry.id.0, "state": state, "transaction_or_reason": detail })
+                serde_json::json!({ "id": entry.id.0, "state": state, "transaction_or_reason": detail, "notes": notes })
             );
         } else {
-            match outcome {
-                Ok(_) => println!("payment {}: {state} {detail}", entry.id),
-                Err(error) => println!("payment {}: {state} {detail} ({error})", entry.id),
+            let detail = if detail.is_empty() {
+                String::new()
+            } else {
+                format!(" {detail}")
+            };
+            println!("payment {}: {state}{detail}", entry.id);
+            for note in &notes {
+                println!("  {note}");
             }
         }
     }

@@ -119,6 +119,7 @@ impl Devnet {
     /// A chain error when anvil or the ledger cannot start; [`crate::Error::Store`];
     /// [`crate::Error::Io`] when the data directory or the port cannot be used.
     pub async fn start(config: Config) -> Result<Devnet> {
+        crate::install_crypto_provider();
         let lock = match &config.data_dir {
             Some(dir) => Some(lock_data_dir(dir)?),
             None => None,

@@ -56,3 +56,14 @@ pub use chains::{SOLANA_TREASURY, TREASURY, base_sepolia_usdc, megaeth_usdm};
 pub use clock::{OsRandom, RandomSource, SystemClock, TestClock};
 pub use error::{Error, Result};
 pub use faults::{FaultConfig, Faults};
+
+/// Installs ring as the process's rustls crypto provider unless one is installed: reqwest
+/// (under alloy's JSON-RPC client too) is built with `rustls-no-provider`, so that ring stays
+/// the tree's one provider, and needs one before its first client. [`Devnet::start`] calls it;
+/// so does a program that builds a `reqwest::Client` before starting a devnet.
+pub fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Err means another thread installed one meanwhile: fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}

@@ -237,6 +237,7 @@ fn print_banner(devnet: &Devnet, test_key: bool) {
 }
 
 async fn run_fund(fund: Fund) -> anyhow::Result<()> {
+    devnet::install_crypto_provider();
     let response = reqwest::Client::new()
         .post(format!("{}/devnet/fund", fund.url))
         .json(&json!({ "address": fund.address, "usdc": fund.usdc }))

@@ -8,6 +8,8 @@
 
 use std::path::PathBuf;
 
+pub mod net;
+
 use devnet::{Config, Devnet};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
@@ -46,6 +48,9 @@ pub enum Error {
         /// Its body.
         body: String,
     },
+    /// A test server could not be set up.
+    #[error("setting up a test server: {0}")]
+    Setup(String),
 }
 
 /// `Result` with this crate's [`Error`].
@@ -66,6 +71,13 @@ impl Clock for Now {
     fn now_unix_ms(&self) -> u64 {
         devnet::SystemClock.now_unix_ms()
     }
+}
+
+/// A plain `reqwest::Client`, after installing the tree's rustls crypto provider (reqwest is
+/// built with `rustls-no-provider`; see the workspace manifest).
+pub fn http() -> reqwest::Client {
+    devnet::install_crypto_provider();
+    reqwest::Client::new()
 }
 
 /// Fills `buf` from the operating system's random source.
@@ -190,7 +202,7 @@ impl Client {
     pub fn new(url: impl Into<String>) -> Client {
         Client {
             url: url.into(),
-            http: reqwest::Client::new(),
+            http: http(),
             clock: std::sync::Arc::new(Now),
         }
     }

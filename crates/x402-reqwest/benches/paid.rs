@@ -93,7 +93,7 @@ async fn server() -> String {
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let url = runtime.block_on(server());
-    let plain = reqwest::Client::new();
+    let plain = test_support::http();
     let clock: Arc<dyn Clock + Send + Sync> = Arc::new(Now);
     let entropy = Arc::new(|b: &mut [u8]| getrandom::fill(b).unwrap());
     let signer = Arc::new(LocalEvmSigner::from_bytes(&[0x42; 32]).unwrap());
@@ -102,7 +102,7 @@ fn bench(c: &mut Criterion) {
         clock.clone(),
         entropy.clone(),
     ));
-    let paying = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+    let paying = reqwest_middleware::ClientBuilder::new(test_support::http())
         .with(X402Middleware::new(
             payer,
             Arc::new(MemoryJournal::new()),

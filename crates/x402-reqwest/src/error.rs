@@ -34,6 +34,13 @@ pub enum Error {
         "the server asks for payment, but the request body is a stream and cannot be replayed: buffer the body (bytes or a string) to pay for this request"
     )]
     StreamingBody,
+    /// A chain could not be asked about a payment (no endpoint, or the call failed). The
+    /// payment's state is unchanged.
+    #[error("{0}")]
+    Chain(String),
+    /// The HTTP client cannot be set up as asked (CA bundle, proxy, TLS). Nothing was sent.
+    #[error("{0}")]
+    Transport(String),
     /// Signing the payment failed. Nothing was sent.
     #[error("cannot sign the payment: {0}")]
     Signing(#[source] x402_core::Error),

@@ -41,6 +41,21 @@ pub enum PaymentState {
         /// The server's reason.
         reason: String,
     },
+    /// The chain proved it never landed and never can (see [`crate::chain`]): no money moved.
+    Unpaid {
+        /// The chain's evidence.
+        reason: String,
+    },
+}
+
+impl PaymentState {
+    /// Whether money moved or may still move: what a budget counts.
+    pub fn may_have_paid(&self) -> bool {
+        matches!(
+            self,
+            PaymentState::Pending { .. } | PaymentState::Settled { .. }
+        )
+    }
 }
 
 /// A payment about to leave the process.
@@ -126,6 +141,14 @@ pub trait PaymentJournal: Send + Sync {
     /// [`Error::Journal`].
     fn update(&self, id: EntryId, state: PaymentState) -> Result<(), Error>;
 
+    /// Lets `id`'s operation be paid anew: the payment stays pending (it may still settle,
+    /// and reconciling it still resolves it), but the middleware no longer resends it for
+    /// that operation. Only on the user's explicit word (`x402c fetch --force`).
+    ///
+    /// # Errors
+    /// [`Error::Journal`].
+    fn detach(&self, id: EntryId) -> Result<(), Error>;
+
     /// The pending payment of an operation (by fingerprint), if there is one.
     ///
     /// # Errors
@@ -209,6 +232,21 @@ impl PaymentJournal for MemoryJournal {
         Ok(())
     }
 
+    fn detach(&self, id: EntryId) -> Result<(), Error> {
+        let mut memory = self.lock();
+        let index = usize::try_from(id.0)
+            .ok()
+            .and_then(|id| id.checked_sub(1))
+            .filter(|index| *index < memory.entries.len())
+            .ok_or_else(|| Error::Journal(format!("no payment {id} in the journal")))?;
+        let fingerprint = memory.entries[index].payment.fingerprint.clone();
+        if memory.pending.get(&fingerprint) == Some(&index) {
+            memory.pending.remove(&fingerprint);
+        }
+        memory.entries[index].payment.fingerprint = format!("detached:{id}:{fingerprint}");
+        Ok(())
+    }
+
     fn pending_for(&self, fingerprint: &str) -> Result<Option<Entry>, Error> {
         let memory = self.lock();
         Ok(memory
@@ -225,7 +263,7 @@ impl PaymentJournal for MemoryJournal {
                 // Entries are in the order they were written, with the clock's times.
                 break;
             }
-            if !matches!(entry.state, PaymentState::Rejected { .. }) {
+            if entry.state.may_have_paid() {
                 let usd = entry.payment.usd.map_or(0, |u| u.0);
                 total = total.checked_add(usd).ok_or_else(|| {
                     Error::Journal("the journal's dollar total overflows".to_owned())

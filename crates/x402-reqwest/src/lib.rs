@@ -6,7 +6,8 @@
 //! # use std::sync::Arc;
 //! # fn demo(payer: Arc<dyn x402_reqwest::Payer>, clock: Arc<dyn x402_core::Clock + Send + Sync>) {
 //! let journal = Arc::new(x402_reqwest::MemoryJournal::new());
-//! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+//! let http = x402_reqwest::Transport::default().client().expect("TLS set up");
+//! let client = reqwest_middleware::ClientBuilder::new(http)
 //!     .with(x402_reqwest::X402Middleware::new(
 //!         payer,
 //!         journal,
@@ -39,10 +40,13 @@
 //! A v2 challenge that offers `payment-identifier` gets an id in the payment's unsigned
 //! extensions, so a server answers a resend from its stored response.
 //!
-//! Not here yet (see ARCHITECTURE.md): payers that need chain state (permit nonces, Solana blockhashes), TLS and proxy settings.
+//! [`Transport`] builds the `reqwest::Client` underneath: https through rustls, a CA bundle,
+//! proxies (loopback always bypassed) and timeouts longer than a settlement wait.
 
+pub mod chain;
 mod error;
 pub mod journal;
+pub mod transport;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,8 +63,10 @@ use x402_core::{
     TokenAmount, UsdMicros,
 };
 
+pub use chain::{ChainCheck, OnChain};
 pub use error::Error;
 pub use journal::{Entry, EntryId, MemoryJournal, NewEntry, PaymentJournal, PaymentState};
+pub use transport::{Transport, install_crypto_provider};
 
 /// How the middleware pays.
 #[derive(Clone, Debug)]
@@ -167,6 +173,7 @@ fn endpoint_for<U: Clone>(
 #[derive(Clone, Debug, Default)]
 pub struct PermitNonces {
     endpoints: Vec<(x402_core::Network, reqwest::Url)>,
+    http: Option<reqwest::Client>,
 }
 
 alloy::sol! {
@@ -189,6 +196,14 @@ impl PermitNonces {
         self
     }
 
+    /// Calls the endpoints through `http` (a [`Transport`]'s client: its CA bundle, proxy and
+    /// timeouts) rather than a default client.
+    #[must_use]
+    pub fn client(mut self, http: reqwest::Client) -> PermitNonces {
+        self.http = Some(http);
+        self
+    }
+
     /// `owner`'s permit nonce on `token`.
     ///
     /// # Errors
@@ -205,7 +220,15 @@ impl PermitNonces {
             network,
             "a permit needs its nonce from the chain",
         )?;
-        let provider = alloy::providers::ProviderBuilder::new().connect_http(url);
+        let provider = match &self.http {
+            Some(http) => {
+                alloy::providers::ProviderBuilder::new().connect_reqwest(http.clone(), url)
+            }
+            None => {
+                install_crypto_provider();
+                alloy::providers::ProviderBuilder::new().connect_http(url)
+            }
+        };
         Erc2612::new(token, provider)
             .nonces(owner)
             .call()

@@ -70,7 +70,28 @@ impl User {
     }
 
     async fn run(&self, args: &[&str]) -> Run {
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_x402c"))
+        self.run_with(args, &[]).await
+    }
+
+    /// Runs `x402c` with `env` set: the proxy and CA variables are cleared first, so only
+    /// what a test sets is in effect.
+    async fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_x402c"));
+        for key in [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+            "NO_PROXY",
+            "no_proxy",
+            "SSL_CERT_FILE",
+        ] {
+            command.env_remove(key);
+        }
+        command.envs(env.iter().copied());
+        let output = command
             .args(args)
             .env("PRIVATE_KEY", &self.key)
             .env("SOLANA_SECRET_KEY", &self.solana_key)
@@ -349,6 +370,21 @@ async fn fetch_pays_on_solana_devnet_with_a_blockhash_from_the_rpc_client() {
 async fn holding_proxy(
     devnet: &devnet::Devnet,
 ) -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let (url, held, _server) = proxy(devnet, true).await;
+    (url, held)
+}
+
+/// [`holding_proxy`], or with `forward` false one that never passes the first paid request on
+/// (the payment left the client and never reached the server); with its server's task, whose
+/// abort makes the proxy unreachable.
+async fn proxy(
+    devnet: &devnet::Devnet,
+    forward: bool,
+) -> (
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tokio::task::JoinHandle<()>,
+) {
     use axum::body::Bytes;
     use axum::http::{HeaderMap, Method, Uri};
     use axum::response::IntoResponse;
@@ -362,7 +398,10 @@ async fn holding_proxy(
             async move {
                 let paid =
                     headers.contains_key("payment-signature") || headers.contains_key("x-payment");
-                let mut request = reqwest::Client::new()
+                if paid && !forward && !flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    std::future::pending::<()>().await;
+                }
+                let mut request = test_support::http()
                     .request(method, format!("{upstream}{uri}"))
                     .body(body.to_vec());
                 for (name, value) in &headers {
@@ -372,7 +411,7 @@ async fn holding_proxy(
                 }
                 let answer = request.send().await.unwrap();
                 // Only the first paid answer is held; later ones (a reconcile) pass.
-                if paid && !flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                if paid && forward && !flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
                     std::future::pending::<()>().await;
                 }
                 let status = answer.status();
@@ -384,8 +423,8 @@ async fn holding_proxy(
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, held)
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, held, server)
 }
 
 /// Starts `x402c fetch` of `url` for `user`, waits until its paid answer is held, and sends
@@ -396,8 +435,25 @@ async fn interrupted(
     held: &std::sync::atomic::AtomicBool,
     signal: &str,
 ) -> (Option<i32>, String) {
+    interrupted_with(
+        user,
+        &["fetch", url, "--network", "base-sepolia"],
+        held,
+        signal,
+    )
+    .await
+}
+
+/// [`interrupted`] for any `x402c` arguments.
+async fn interrupted_with(
+    user: &User,
+    args: &[&str],
+    held: &std::sync::atomic::AtomicBool,
+    signal: &str,
+) -> (Option<i32>, String) {
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_x402c"))
-        .args(["fetch", url, "--network", "base-sepolia"])
+        .args(args)
+        .env("SOLANA_SECRET_KEY", &user.solana_key)
         .env("PRIVATE_KEY", &user.key)
         .env("X402C_JOURNAL", user.dir.join("payments.sqlite"))
         .env("X402C_CONFIG", user.dir.join("config.toml"))
@@ -459,4 +515,372 @@ async fn ctrl_c_after_the_payment_left_reports_it_pending() {
     assert_eq!(code, Some(5), "{stderr}");
     assert!(stderr.contains("pending"), "{stderr}");
     assert_eq!(user.payments().await[0]["state"], "pending");
+}
+
+/// A devnet behind a TLS front whose certificate (for `localhost`, `paid.example` and
+/// 127.0.0.1) comes from a CA made for this run, written to `ca.pem` in the user's directory.
+async fn behind_tls(devnet: &devnet::Devnet, user: &User) -> (test_support::net::TlsFront, String) {
+    let target = devnet.url().trim_start_matches("http://").parse().unwrap();
+    let front =
+        test_support::net::TlsFront::start(target, &["localhost", "paid.example", "127.0.0.1"])
+            .await
+            .unwrap();
+    let ca = user.dir.join("ca.pem");
+    std::fs::write(&ca, &front.ca_pem).unwrap();
+    (front, ca.display().to_string())
+}
+
+#[tokio::test]
+async fn fetch_over_https_trusts_the_ca_it_is_given_and_no_other() {
+    let devnet = test_support::start().await.unwrap();
+    let user = User::funded(&devnet, 1).await;
+    let (front, ca) = behind_tls(&devnet, &user).await;
+    let url = format!("https://localhost:{}/devnet/paid?network=base", front.port);
+
+    // The test CA is not among the system's roots: the handshake fails before anything is
+    // signed, and the error says why.
+    let untrusted = user.run(&["fetch", &url]).await;
+    assert_eq!(untrusted.code, 6, "{}", untrusted.stderr);
+    assert!(
+        untrusted.stderr.to_lowercase().contains("certificate"),
+        "{}",
+        untrusted.stderr
+    );
+    assert!(user.payments().await.is_empty());
+    assert_eq!(treasury(&devnet).await, U256::ZERO);
+
+    // Told to trust it (--cacert, then SSL_CERT_FILE), it pays over TLS.
+    let paid = user.run(&["fetch", "--cacert", &ca, &url]).await;
+    assert_eq!(paid.code, 0, "{}", paid.stderr);
+    assert!(paid.stdout.contains("\"paid\":true"), "{}", paid.stdout);
+    let paid = user
+        .run_with(&["fetch", &url], &[("SSL_CERT_FILE", &ca)])
+        .await;
+    assert_eq!(paid.code, 0, "{}", paid.stderr);
+    assert_eq!(treasury(&devnet).await, U256::from(20_000u64));
+    let payments = user.payments().await;
+    assert_eq!(payments.len(), 2);
+    assert!(
+        payments.iter().all(|p| p["state"] == "settled"),
+        "{payments:?}"
+    );
+
+    // A CA bundle that is not PEM is refused with what to give, before any request.
+    let bad = user.dir.join("bad.pem");
+    std::fs::write(&bad, "not a certificate").unwrap();
+    let refused = user
+        .run(&["fetch", "--cacert", &bad.display().to_string(), &url])
+        .await;
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("BEGIN CERTIFICATE"),
+        "{}",
+        refused.stderr
+    );
+}
+
+#[tokio::test]
+async fn https_proxy_tunnels_a_named_host_and_loopback_goes_direct() {
+    let devnet = test_support::start().await.unwrap();
+    let user = User::funded(&devnet, 1).await;
+    let (front, ca) = behind_tls(&devnet, &user).await;
+    let proxy = test_support::net::ConnectProxy::start().await.unwrap();
+    let named = format!(
+        "https://paid.example:{}/devnet/paid?network=base",
+        front.port
+    );
+
+    // `paid.example` resolves nowhere but at the proxy, which tunnels it to the TLS front.
+    let paid = user
+        .run_with(
+            &["fetch", "--cacert", &ca, &named],
+            &[("HTTPS_PROXY", &proxy.url)],
+        )
+        .await;
+    assert_eq!(paid.code, 0, "{}", paid.stderr);
+    assert_eq!(proxy.seen(), vec![format!("paid.example:{}", front.port)]);
+
+    // Loopback never goes through a proxy, by name or by address, whatever NO_PROXY says.
+    for host in ["localhost", "127.0.0.1"] {
+        let direct = format!("https://{host}:{}/devnet/paid?network=base", front.port);
+        let paid = user
+            .run_with(
+                &["fetch", "--cacert", &ca, &direct],
+                &[
+                    ("https_proxy", &proxy.url),
+                    ("NO_PROXY", "internal.example"),
+                ],
+            )
+            .await;
+        assert_eq!(paid.code, 0, "{}", paid.stderr);
+    }
+    assert_eq!(proxy.seen().len(), 1, "{:?}", proxy.seen());
+
+    // --proxy wins over the environment (here: a dead port would fail the request).
+    let paid = user
+        .run_with(
+            &["fetch", "--cacert", &ca, "--proxy", &proxy.url, &named],
+            &[("HTTPS_PROXY", "http://127.0.0.1:9")],
+        )
+        .await;
+    assert_eq!(paid.code, 0, "{}", paid.stderr);
+    assert_eq!(proxy.seen().len(), 2, "{:?}", proxy.seen());
+    assert_eq!(treasury(&devnet).await, U256::from(40_000u64));
+}
+
+/// Calls anvil's JSON-RPC.
+async fn anvil(devnet: &devnet::Devnet, method: &str, params: Value) -> Value {
+    test_support::http()
+        .post(devnet.base().rpc_url())
+        .json(&serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn reconcile_asks_the_chain_when_the_server_cannot_answer() {
+    let devnet = test_support::start().await.unwrap();
+    let user = User::funded(&devnet, 1).await;
+    let (proxy, held, server) = proxy(&devnet, true).await;
+    let url = format!("{proxy}/devnet/paid?network=base");
+    let (code, _) = interrupted(&user, &url, &held, "-KILL").await;
+    assert_eq!(code, None);
+    server.abort(); // the server is gone: only the chain can say
+    assert_eq!(treasury(&devnet).await, U256::from(10_000u64), "it settled");
+
+    // Without an endpoint the chain cannot be asked: still pending, and told how.
+    let unknown = user.run(&["payments", "reconcile"]).await;
+    assert_eq!(unknown.code, 5, "{}{}", unknown.stdout, unknown.stderr);
+    assert!(unknown.stdout.contains("--rpc"), "{}", unknown.stdout);
+
+    let rpc = format!("base-sepolia={}", devnet.base().rpc_url());
+    let reconciled = user
+        .run(&["payments", "reconcile", "--rpc", &rpc, "--json"])
+        .await;
+    assert_eq!(
+        reconciled.code, 0,
+        "{}{}",
+        reconciled.stdout, reconciled.stderr
+    );
+    let answer: Value = serde_json::from_str(reconciled.stdout.trim()).unwrap();
+    assert_eq!(answer["state"], "settled", "{answer}");
+    // The authorization's log names the devnet's transaction.
+    let transaction = answer["transaction_or_reason"].as_str().unwrap();
+    let receipt = anvil(
+        &devnet,
+        "eth_getTransactionReceipt",
+        serde_json::json!([transaction]),
+    )
+    .await;
+    assert_eq!(receipt["result"]["status"], "0x1", "{receipt}");
+    settled_once(&user, &devnet).await;
+}
+
+#[tokio::test]
+async fn reconcile_marks_a_payment_unpaid_only_once_the_chain_proves_it_cannot_land() {
+    let devnet = test_support::start().await.unwrap();
+    let user = User::funded(&devnet, 1).await;
+    let (proxy, held, server) = proxy(&devnet, false).await;
+    let url = format!("{proxy}/devnet/paid?network=base");
+    let (code, _) = interrupted(&user, &url, &held, "-KILL").await;
+    assert_eq!(code, None);
+    server.abort();
+    let rpc = format!("base-sepolia={}", devnet.base().rpc_url());
+
+    // Never seen by the server, unused on chain, but still valid: it could still land (the
+    // signed authorization is out there), so it stays pending.
+    let open = user.run(&["payments", "reconcile", "--rpc", &rpc]).await;
+    assert_eq!(open.code, 5, "{}{}", open.stdout, open.stderr);
+    assert!(open.stdout.contains("not landed yet"), "{}", open.stdout);
+
+    // The chain's time passes validBefore: now it can never land.
+    anvil(&devnet, "evm_increaseTime", serde_json::json!([3600])).await;
+    anvil(&devnet, "evm_mine", serde_json::json!([])).await;
+    let unpaid = user.run(&["payments", "reconcile", "--rpc", &rpc]).await;
+    assert_eq!(unpaid.code, 0, "{}{}", unpaid.stdout, unpaid.stderr);
+    let payments = user.payments().await;
+    assert_eq!(payments[0]["state"], "unpaid", "{payments:?}");
+    assert!(
+        payments[0]["transaction_or_reason"]
+            .as_str()
+            .unwrap()
+            .contains("unused and expired"),
+        "{payments:?}"
+    );
+    assert_eq!(treasury(&devnet).await, U256::ZERO);
+    assert_eq!(
+        devnet.base().balance_of(user.address).await.unwrap(),
+        U256::from(1_000_000u64)
+    );
+}
+
+#[tokio::test]
+async fn solana_payments_are_reconciled_by_their_signature_and_blockhash() {
+    let clock = devnet::TestClock::starting_now();
+    let devnet = test_support::start_with(|config| devnet::Config {
+        clock: std::sync::Arc::new(clock.clone()),
+        ..config
+    })
+    .await
+    .unwrap();
+    let user = User::funded(&devnet, 1).await;
+    let ledger = devnet.solana().unwrap();
+    let rpc = format!("solana-devnet={}/solana", devnet.url());
+
+    // Settled, the answer lost, the server gone: the payer's transactions carry its signature.
+    let (proxy_url, held, server) = proxy(&devnet, true).await;
+    let url = format!("{proxy_url}/devnet/paid?network=solana");
+    let args = [
+        "fetch",
+        url.as_str(),
+        "--network",
+        "solana-devnet",
+        "--rpc",
+        rpc.as_str(),
+    ];
+    let (code, _) = interrupted_with(&user, &args, &held, "-KILL").await;
+    assert_eq!(code, None);
+    server.abort();
+    assert_eq!(ledger.token_balance(&devnet::SOLANA_TREASURY), 10_000);
+    let reconciled = user
+        .run(&["payments", "reconcile", "--rpc", &rpc, "--json"])
+        .await;
+    assert_eq!(
+        reconciled.code, 0,
+        "{}{}",
+        reconciled.stdout, reconciled.stderr
+    );
+    let answer: Value = serde_json::from_str(reconciled.stdout.trim()).unwrap();
+    assert_eq!(answer["state"], "settled", "{answer}");
+    let transaction = answer["transaction_or_reason"].as_str().unwrap();
+    assert_eq!(
+        ledger.signature_status(transaction),
+        Some(None),
+        "the devnet's transaction"
+    );
+
+    // Never sent on: pending while its blockhash is valid, unpaid once it expired.
+    let (proxy_url, held, server) = proxy(&devnet, false).await;
+    let url = format!("{proxy_url}/devnet/paid?network=solana");
+    let args = [
+        "fetch",
+        url.as_str(),
+        "--network",
+        "solana-devnet",
+        "--rpc",
+        rpc.as_str(),
+    ];
+    let (code, _) = interrupted_with(&user, &args, &held, "-KILL").await;
+    assert_eq!(code, None);
+    server.abort();
+    let open = user.run(&["payments", "reconcile", "--rpc", &rpc]).await;
+    assert_eq!(open.code, 5, "{}{}", open.stdout, open.stderr);
+    clock.advance(std::time::Duration::from_secs(61));
+    let unpaid = user.run(&["payments", "reconcile", "--rpc", &rpc]).await;
+    assert_eq!(unpaid.code, 0, "{}{}", unpaid.stdout, unpaid.stderr);
+    let payments = user.payments().await;
+    assert_eq!(payments[1]["state"], "unpaid", "{payments:?}");
+    assert!(
+        payments[1]["transaction_or_reason"]
+            .as_str()
+            .unwrap()
+            .contains("blockhash"),
+        "{payments:?}"
+    );
+    assert_eq!(
+        ledger.token_balance(&devnet::SOLANA_TREASURY),
+        10_000,
+        "paid once"
+    );
+    assert_eq!(ledger.token_balance(&user.solana), 990_000);
+}
+
+/// A proxy in front of the devnet that never answers a paid request while its flag is set
+/// (nor passes it on), and forwards everything otherwise.
+async fn swallowing_proxy(
+    devnet: &devnet::Devnet,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, Method, Uri};
+    use axum::response::IntoResponse;
+    let swallow = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = swallow.clone();
+    let upstream = devnet.url().to_owned();
+    let app = axum::Router::new().fallback(
+        move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let upstream = upstream.clone();
+            let flag = flag.clone();
+            async move {
+                let paid =
+                    headers.contains_key("payment-signature") || headers.contains_key("x-payment");
+                if paid && flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::future::pending::<()>().await;
+                }
+                let mut request = test_support::http()
+                    .request(method, format!("{upstream}{uri}"))
+                    .body(body.to_vec());
+                for (name, value) in &headers {
+                    if name != "host" {
+                        request = request.header(name, value);
+                    }
+                }
+                let answer = request.send().await.unwrap();
+                let status = answer.status();
+                let headers = answer.headers().clone();
+                let bytes = answer.bytes().await.unwrap();
+                (status, headers, bytes).into_response()
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, swallow)
+}
+
+#[tokio::test]
+async fn a_pending_operation_is_paid_anew_only_with_force() {
+    let devnet = test_support::start().await.unwrap();
+    let user = User::funded(&devnet, 1).await;
+    let (proxy, swallow) = swallowing_proxy(&devnet).await;
+    let url = format!("{proxy}/devnet/paid?network=base");
+    let first = user.run(&["fetch", "--timeout", "1", &url]).await;
+    assert_eq!(first.code, 5, "{}", first.stderr);
+
+    // Again: the same signed payment is resent (still unanswered), nothing new is signed,
+    // and the user is told what --force would do.
+    let again = user.run(&["fetch", "--timeout", "1", &url]).await;
+    assert_eq!(again.code, 5, "{}", again.stderr);
+    assert!(again.stderr.contains("--force"), "{}", again.stderr);
+    assert!(again.stderr.contains("may pay twice"), "{}", again.stderr);
+    assert_eq!(user.payments().await.len(), 1, "no new payment");
+
+    // --force: a new payment, and the old one stays pending (it may still settle).
+    swallow.store(false, std::sync::atomic::Ordering::SeqCst);
+    let forced = user.run(&["fetch", "--force", &url]).await;
+    assert_eq!(forced.code, 0, "{}", forced.stderr);
+    assert!(forced.stderr.contains("may pay twice"), "{}", forced.stderr);
+    let payments = user.payments().await;
+    assert_eq!(payments.len(), 2);
+    assert_eq!(payments[0]["state"], "pending");
+    assert_eq!(payments[1]["state"], "settled");
+    assert_eq!(treasury(&devnet).await, U256::from(10_000u64));
+
+    // The old payment was still good: reconciling it pays it too, as --force warned.
+    let reconciled = user.run(&["payments", "reconcile"]).await;
+    assert_eq!(
+        reconciled.code, 0,
+        "{}{}",
+        reconciled.stdout, reconciled.stderr
+    );
+    let payments = user.payments().await;
+    assert!(
+        payments.iter().all(|p| p["state"] == "settled"),
+        "{payments:?}"
+    );
+    assert_eq!(treasury(&devnet).await, U256::from(20_000u64));
 }

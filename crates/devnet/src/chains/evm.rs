@@ -212,6 +212,7 @@ impl EvmChain {
         // The account nonce is read from the chain (pending) for every transaction, under
         // `sending`: a cached nonce manager keeps a nonce that a transaction refused at gas
         // estimation never used, leaving a gap that stalls every later transaction.
+        crate::install_crypto_provider();
         let provider = ProviderBuilder::new()
             .disable_recommended_fillers()
             .with_gas_estimation()

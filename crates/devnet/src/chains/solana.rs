@@ -46,6 +46,58 @@ pub const BLOCKHASH_VALID_SECS: u64 = 60;
 /// Lamports given to wallets so they can pay rent and fees.
 const AIRDROP_LAMPORTS: u64 = 10_000_000_000;
 
+/// Transactions whose bodies the ledger keeps (a node without long-term storage keeps a
+/// window too); older ones keep only their signature's status.
+pub const HISTORY_LEN: usize = 1024;
+
+/// A processed transaction, as the history keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Landed {
+    /// Its id: the first (fee payer's) signature, base58.
+    pub signature: String,
+    /// The slot it landed in.
+    pub slot: u64,
+    /// Its static account keys, base58.
+    pub accounts: Vec<String>,
+    /// The transaction, bincode in base64.
+    pub transaction: String,
+}
+
+impl Landed {
+    fn of(signature: String, slot: u64, transaction: &VersionedTransaction) -> Landed {
+        Landed {
+            signature,
+            slot,
+            accounts: transaction
+                .message
+                .static_account_keys()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            transaction: bincode::serialize(transaction)
+                .map(|bytes| BASE64.encode(bytes))
+                .unwrap_or_default(),
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({ "signature": self.signature, "slot": self.slot, "accounts": self.accounts, "transaction": self.transaction })
+    }
+
+    fn from_json(value: &serde_json::Value) -> Option<Landed> {
+        Some(Landed {
+            signature: value["signature"].as_str()?.to_owned(),
+            slot: value["slot"].as_u64()?,
+            accounts: value["accounts"]
+                .as_array()?
+                .iter()
+                .map(|a| a.as_str().map(str::to_owned))
+                .collect::<Option<_>>()?,
+            transaction: value["transaction"].as_str()?.to_owned(),
+        })
+    }
+}
+
 /// The in-process Solana ledger.
 pub struct SolanaChain {
     svm: Mutex<LiteSVM>,
@@ -54,6 +106,10 @@ pub struct SolanaChain {
     /// Signatures of the transactions this ledger processed successfully, kept in the
     /// snapshot (litesvm's own history is not), so a payment is known after a restart.
     processed: Mutex<std::collections::BTreeSet<String>>,
+    /// The last [`HISTORY_LEN`] transactions processed, oldest first, also in the snapshot:
+    /// what `getSignaturesForAddress` and `getTransaction` serve (a client reconciling a
+    /// payment looks for its own signature among its wallet's transactions).
+    history: Mutex<std::collections::VecDeque<Landed>>,
     /// Held while a snapshot is captured and written.
     saving: Mutex<()>,
     fee_payer: LocalSolanaSigner,
@@ -154,6 +210,7 @@ impl SolanaChain {
             snapshot,
             slot: std::sync::atomic::AtomicU64::new(1),
             processed: Mutex::new(std::collections::BTreeSet::new()),
+            history: Mutex::new(std::collections::VecDeque::new()),
             saving: Mutex::new(()),
             fee_payer,
             mint,
@@ -211,6 +268,14 @@ impl SolanaChain {
             }
         }
         drop(processed);
+        let mut history = self.history();
+        for landed in saved["history"].as_array().into_iter().flatten() {
+            history.push_back(
+                Landed::from_json(landed)
+                    .ok_or_else(|| unreadable("it holds an unreadable transaction".to_owned()))?,
+            );
+        }
+        drop(history);
         if let Some(slot) = saved["slot"].as_u64() {
             self.slot.store(slot, std::sync::atomic::Ordering::Relaxed);
         }
@@ -255,6 +320,7 @@ impl SolanaChain {
             .iter()
             .cloned()
             .collect();
+        let history: Vec<serde_json::Value> = self.history().iter().map(Landed::to_json).collect();
         let slot = self.slot();
         drop(svm);
         let json: Vec<serde_json::Value> = accounts
@@ -268,8 +334,35 @@ impl SolanaChain {
                 })
             })
             .collect();
-        let body = serde_json::json!({ "slot": slot, "accounts": json, "signatures": signatures });
+        let body = serde_json::json!({ "slot": slot, "accounts": json, "signatures": signatures, "history": history });
         super::write_atomically(path, body.to_string().as_bytes())
+    }
+
+    fn history(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<Landed>> {
+        self.history
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The kept transactions naming `account`, newest first, at most `limit`.
+    pub fn transactions_of(&self, account: &SolanaAddress, limit: usize) -> Vec<Landed> {
+        let wanted = account.to_string();
+        self.history()
+            .iter()
+            .rev()
+            .filter(|landed| landed.accounts.contains(&wanted))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// A kept transaction by its id.
+    pub fn transaction(&self, signature: &str) -> Option<Landed> {
+        self.history()
+            .iter()
+            .rev()
+            .find(|landed| landed.signature == signature)
+            .cloned()
     }
 
     fn svm(&self) -> std::sync::MutexGuard<'_, LiteSVM> {
@@ -429,15 +522,21 @@ impl SolanaChain {
         let mut svm = self.svm();
         self.admit(&mut svm, &transaction)
             .map_err(SendError::Refused)?;
+        let kept = transaction.clone();
         let result = svm.send_transaction(transaction);
         if let Ok(meta) = &result {
             // Recorded with the ledger still locked, so no snapshot holds the transfer
             // without its signature.
-            self.slot.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let slot = self.slot.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             self.processed
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .insert(meta.signature.to_string());
+            let mut history = self.history();
+            history.push_back(Landed::of(meta.signature.to_string(), slot, &kept));
+            while history.len() > HISTORY_LEN {
+                history.pop_front();
+            }
         }
         drop(svm);
         match result {

@@ -209,6 +209,47 @@ fn call(chain: &SolanaChain, method: &str, params: &Value) -> Result<Value, RpcE
                 .collect();
             Ok(with_context(chain, Value::Array(statuses)))
         }
+        "isBlockhashValid" => {
+            let text = param(params, 0)
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid_params("param 0 must be a blockhash"))?;
+            let hash = x402_core::svm::parse_blockhash(text)
+                .map_err(|_| invalid_params("param 0 is not a base58 blockhash"))?;
+            Ok(with_context(
+                chain,
+                json!(chain.blockhash_valid_until(&hash).is_some()),
+            ))
+        }
+        "getSignaturesForAddress" => {
+            let limit = param(params, 1)
+                .and_then(|c| c.get("limit"))
+                .and_then(Value::as_u64)
+                .unwrap_or(1000)
+                .min(1000);
+            let found: Vec<Value> = chain
+                .transactions_of(&key(params, 0)?, usize::try_from(limit).unwrap_or(1000))
+                .into_iter()
+                .map(|landed| json!({ "signature": landed.signature, "slot": landed.slot, "err": null, "memo": null, "blockTime": null, "confirmationStatus": "finalized" }))
+                .collect();
+            Ok(Value::Array(found))
+        }
+        "getTransaction" => {
+            let signature = param(params, 0)
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid_params("param 0 must be a signature"))?;
+            let encoding = param(params, 1)
+                .and_then(|c| c.get("encoding").or(Some(c)))
+                .and_then(Value::as_str)
+                .unwrap_or("json");
+            if encoding != "base64" {
+                return Err(invalid_params(format!(
+                    "the devnet serves getTransaction in base64 only, not {encoding}"
+                )));
+            }
+            Ok(chain.transaction(signature).map_or(Value::Null, |landed| {
+                json!({ "slot": landed.slot, "transaction": [landed.transaction, "base64"], "meta": null, "blockTime": null, "version": 0 })
+            }))
+        }
         "requestAirdrop" => {
             let to = key(params, 0)?;
             let lamports = param(params, 1)

@@ -61,7 +61,7 @@ async fn the_devnets_clock_drives_auth_windows_expiry_and_the_chain() {
         .await
         .unwrap();
     assert_eq!(paid.status(), StatusCode::OK);
-    let block: Value = reqwest::Client::new()
+    let block: Value = test_support::http()
         .post(devnet.base().rpc_url())
         .json(&json!({"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["latest",false]}))
         .send()

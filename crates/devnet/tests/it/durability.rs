@@ -56,7 +56,7 @@ fn spawn_devnet_with(data_dir: &std::path::Path, flags: &[&str]) -> (Running, Va
 
 /// One JSON-RPC call to an anvil; `None` when it does not answer.
 async fn rpc(url: &str, method: &str, params: Value) -> Option<Value> {
-    let answer: Value = reqwest::Client::new()
+    let answer: Value = test_support::http()
         .post(url)
         .json(&json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }))
         .timeout(Duration::from_secs(2))

@@ -21,7 +21,7 @@ fn requirement_json(required: &PaymentRequired) -> Value {
 async fn verify_and_settle_over_http() {
     let devnet = test_support::start().await.unwrap();
     let payer = test_support::funded_wallet(&devnet, 10).await.unwrap();
-    let client = reqwest::Client::new();
+    let client = test_support::http();
     let supported: Value = client
         .get(format!("{}/supported", devnet.url()))
         .send()
@@ -177,7 +177,7 @@ async fn a_restart_with_the_same_data_dir_keeps_everything() {
             .json()
             .await
             .unwrap();
-        let response = reqwest::Client::new()
+        let response = test_support::http()
             .post(&url)
             .header("X-API-Key", key["api_key"].as_str().unwrap())
             .body(body.to_vec())
@@ -190,7 +190,7 @@ async fn a_restart_with_the_same_data_dir_keeps_everything() {
             .select(&challenge)
             .unwrap();
         header = evm::exact::pay(&selected, &payer, &Now, &mut os_random).unwrap();
-        let paid = reqwest::Client::new()
+        let paid = test_support::http()
             .post(&url)
             .header(header.name(), header.value())
             .body(body.to_vec())
@@ -210,7 +210,7 @@ async fn a_restart_with_the_same_data_dir_keeps_everything() {
         "the Solana ledger survives"
     );
     let key = std::fs::read_to_string(dir.join("key")).unwrap();
-    let balance: Value = reqwest::Client::new()
+    let balance: Value = test_support::http()
         .get(format!("{}/compute/credits/balance", devnet.url()))
         .header("X-API-Key", &key)
         .send()
@@ -229,7 +229,7 @@ async fn a_restart_with_the_same_data_dir_keeps_everything() {
         devnet.base().balance_of(devnet::TREASURY).await.unwrap(),
         U256::from(4_000_000u64)
     );
-    let replay = reqwest::Client::new()
+    let replay = test_support::http()
         .post(format!("{}/compute/credits/topup", devnet.url()))
         .header(header.name(), header.value())
         .body(body.to_vec())

@@ -9,7 +9,7 @@ use x402_core::auth::{self, AuthChain};
 use x402_core::{Challenge, EvmSigner, LocalEvmSigner, Network, PaymentPolicy, Receipt, evm};
 
 fn client() -> reqwest::Client {
-    reqwest::Client::new()
+    test_support::http()
 }
 
 /// The challenge of a 402, which must carry the v1 body too.

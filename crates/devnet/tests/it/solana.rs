@@ -25,7 +25,7 @@ async fn topup_paid_on_solana_moves_real_usdc_once() {
     let mut secret = [0u8; 32];
     os_random(&mut secret);
     let payer = LocalSolanaSigner::from_secret(secret);
-    let client = reqwest::Client::new();
+    let client = test_support::http();
     let funded = client
         .post(format!("{}/devnet/fund", devnet.url()))
         .json(&json!({ "address": payer.pubkey().to_string(), "usdc": "10" }))
@@ -94,7 +94,7 @@ async fn injected_solana_5xx_changes_nothing_and_a_retry_settles() {
     let solana = devnet.solana().unwrap();
     let payer = LocalSolanaSigner::from_secret([0x33; 32]);
     solana.fund(&payer.pubkey(), 5_000_000).unwrap();
-    let client = reqwest::Client::new();
+    let client = test_support::http();
     let set = |permille: u16| {
         client
             .post(format!("{}/devnet/faults", devnet.url()))
@@ -134,7 +134,7 @@ async fn injected_solana_5xx_changes_nothing_and_a_retry_settles() {
 }
 
 async fn rpc(url: &str, method: &str, params: Value) -> Value {
-    let response: Value = reqwest::Client::new()
+    let response: Value = test_support::http()
         .post(format!("{url}/solana"))
         .json(&json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }))
         .send()

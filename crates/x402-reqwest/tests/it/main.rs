@@ -44,7 +44,7 @@ fn paying_client(
         counter.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }));
-    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+    let client = reqwest_middleware::ClientBuilder::new(test_support::http())
         .with(middleware)
         .build();
     (client, journal, signed)
