@@ -343,7 +343,7 @@ struct Ui {
 fn ask(quote: &x402_reqwest::Quote) -> Result<(), String> {
     let price = quote.usd.map_or_else(
         || format!("{} atomic units of {}", quote.amount, quote.asset),
-        |usd| format!("${usd}"),
+        |usd| usd.to_string(),
     );
     let question = format!(
         "Pay {price} on {} to {} for {}?",
@@ -690,7 +690,7 @@ fn list(journal: &SqliteJournal, json: bool) -> Result<u8> {
         let usd = entry
             .payment
             .usd
-            .map_or_else(|| entry.payment.amount.to_string(), |u| format!("${u}"));
+            .map_or_else(|| entry.payment.amount.to_string(), |u| u.to_string());
         println!(
             "{:>4}  {state:<8}  {usd:>10}  {:<16}  {}  {detail}",
             entry.id, entry.payment.network, entry.payment.operation

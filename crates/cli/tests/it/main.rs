@@ -628,10 +628,15 @@ async fn https_proxy_tunnels_a_named_host_and_loopback_goes_direct() {
     assert_eq!(treasury(&devnet).await, U256::from(40_000u64));
 }
 
-/// Calls anvil's JSON-RPC.
+/// Calls Base Sepolia's anvil.
 async fn anvil(devnet: &devnet::Devnet, method: &str, params: Value) -> Value {
+    rpc_call(devnet.base().rpc_url(), method, params).await
+}
+
+/// Calls a JSON-RPC endpoint.
+async fn rpc_call(url: &str, method: &str, params: Value) -> Value {
     test_support::http()
-        .post(devnet.base().rpc_url())
+        .post(url)
         .json(&serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }))
         .send()
         .await
@@ -882,5 +887,106 @@ async fn a_pending_operation_is_paid_anew_only_with_force() {
         payments.iter().all(|p| p["state"] == "settled"),
         "{payments:?}"
     );
+    assert_eq!(treasury(&devnet).await, U256::from(20_000u64));
+}
+
+#[tokio::test]
+async fn permit_payments_are_reconciled_by_the_owners_nonce_and_the_deadline() {
+    let devnet = test_support::start().await.unwrap();
+    let user = User::funded(&devnet, 1).await;
+    let megaeth = devnet.megaeth().unwrap();
+    let rpc = format!("megaeth={}", megaeth.rpc_url());
+    let payee = || async { megaeth.balance_of(devnet::TREASURY).await.unwrap() };
+    let before = payee().await;
+
+    // Settled, the answer lost, the server gone: the owner's nonce moved.
+    let (proxy_url, held, server) = proxy(&devnet, true).await;
+    let url = format!("{proxy_url}/devnet/paid?network=megaeth");
+    let args = ["fetch", url.as_str(), "--network", "megaeth", "--rpc", rpc.as_str()];
+    let (code, _) = interrupted_with(&user, &args, &held, "-KILL").await;
+    assert_eq!(code, None);
+    server.abort();
+    let paid = payee().await - before;
+    assert!(paid > U256::ZERO, "the devnet settled it");
+    let reconciled = user.run(&["payments", "reconcile", "--rpc", &rpc]).await;
+    assert_eq!(reconciled.code, 0, "{}{}", reconciled.stdout, reconciled.stderr);
+    assert_eq!(user.payments().await[0]["state"], "settled");
+
+    // Never sent on: pending until the chain's time passes the deadline, then unpaid.
+    let (proxy_url, held, server) = proxy(&devnet, false).await;
+    let url = format!("{proxy_url}/devnet/paid?network=megaeth");
+    let args = ["fetch", url.as_str(), "--network", "megaeth", "--rpc", rpc.as_str()];
+    let (code, _) = interrupted_with(&user, &args, &held, "-KILL").await;
+    assert_eq!(code, None);
+    server.abort();
+    let open = user.run(&["payments", "reconcile", "--rpc", &rpc]).await;
+    assert_eq!(open.code, 5, "{}{}", open.stdout, open.stderr);
+    rpc_call(megaeth.rpc_url(), "evm_increaseTime", serde_json::json!([3600])).await;
+    rpc_call(megaeth.rpc_url(), "evm_mine", serde_json::json!([])).await;
+    let unpaid = user.run(&["payments", "reconcile", "--rpc", &rpc]).await;
+    assert_eq!(unpaid.code, 0, "{}{}", unpaid.stdout, unpaid.stderr);
+    let payments = user.payments().await;
+    assert_eq!(payments[1]["state"], "unpaid", "{payments:?}");
+    assert!(
+        payments[1]["transaction_or_reason"].as_str().unwrap().contains("deadline"),
+        "{payments:?}"
+    );
+    assert_eq!(payee().await - before, paid, "paid once");
+}
+
+/// Runs `x402c` under `script`, so that it has a terminal, typing `keys` at it.
+async fn on_a_terminal(user: &User, args: &[&str], keys: &str) -> Run {
+    use tokio::io::AsyncWriteExt as _;
+    let command = std::iter::once(env!("CARGO_BIN_EXE_x402c"))
+        .chain(args.iter().copied())
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = tokio::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("PRIVATE_KEY", &user.key)
+        .env("X402C_JOURNAL", user.dir.join("payments.sqlite"))
+        .env("X402C_CONFIG", user.dir.join("config.toml"))
+        .env("TERM", "dumb")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(keys.as_bytes()).await.unwrap();
+    let output = child.wait_with_output().await.unwrap();
+    let run = Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert!(!run.stdout.contains(&user.key) && !run.stderr.contains(&user.key));
+    run
+}
+
+#[tokio::test]
+async fn on_a_terminal_fetch_asks_before_paying() {
+    let devnet = test_support::start().await.unwrap();
+    let user = User::funded(&devnet, 1).await;
+    let url = paid_url(&devnet);
+
+    // Declined: nothing signed, the refused code.
+    let declined = on_a_terminal(&user, &["fetch", &url], "n").await;
+    assert!(declined.stdout.contains("Pay $0.01"), "{}", declined.stdout);
+    assert_eq!(declined.code, 3, "{}", declined.stdout);
+    assert!(declined.stdout.contains("declined"), "{}", declined.stdout);
+    assert!(user.payments().await.is_empty());
+    assert_eq!(treasury(&devnet).await, U256::ZERO);
+
+    // Accepted: paid.
+    let accepted = on_a_terminal(&user, &["fetch", &url], "y").await;
+    assert_eq!(accepted.code, 0, "{}", accepted.stdout);
+    assert_eq!(treasury(&devnet).await, U256::from(10_000u64));
+
+    // --yes: no question.
+    let yes = on_a_terminal(&user, &["fetch", "--yes", &url], "").await;
+    assert_eq!(yes.code, 0, "{}", yes.stdout);
+    assert!(!yes.stdout.contains("Pay $"), "{}", yes.stdout);
     assert_eq!(treasury(&devnet).await, U256::from(20_000u64));
 }
