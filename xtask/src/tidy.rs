@@ -17,7 +17,7 @@ mod tests {
         (
             "compute-api",
             &["x402-core", "x402-reqwest"],
-            &["test-support"],
+            &["test-support", "devnet"],
         ),
         (
             "grid-api",

@@ -229,6 +229,59 @@ pub fn sign_solana(
     })
 }
 
+/// Signs a request with an outside signer (an OWS wallet, a hardware key): `sign` gets the
+/// message text and returns the signature as the chain encodes it (EVM: `0x` and 130 hex
+/// characters; Solana: standard base64 of 64 bytes). `address` is the signer's (an EVM one
+/// is lowercased here, as the scheme wants).
+///
+/// # Errors
+/// What `sign` returns; [`Error::Signing`] when its signature is not in the chain's encoding.
+pub fn sign_with(
+    chain: AuthChain,
+    address: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    clock: &dyn Clock,
+    rng: &mut dyn Entropy,
+    sign: &mut dyn FnMut(&str) -> Result<String>,
+) -> Result<AuthHeaders> {
+    let address = match chain.is_evm() {
+        true => address.to_ascii_lowercase(),
+        false => address.to_owned(),
+    };
+    let timestamp_ms = clock.now_unix_ms();
+    let nonce = fresh_nonce(rng);
+    let text = message(chain, &address, method, path, body, timestamp_ms, &nonce);
+    let signature = sign(&text)?;
+    let well_formed = match chain.is_evm() {
+        true => {
+            signature.len() == 132
+                && signature.starts_with("0x")
+                && signature[2..].bytes().all(|b| b.is_ascii_hexdigit())
+        }
+        false => crate::encoding::decode("the signature", &signature)
+            .is_ok_and(|bytes| bytes.len() == 64),
+    };
+    if !well_formed {
+        return Err(Error::Signing(format!(
+            "the outside signer's signature is not {}",
+            if chain.is_evm() {
+                "0x and 130 hex characters"
+            } else {
+                "64 bytes in standard base64"
+            }
+        )));
+    }
+    Ok(AuthHeaders {
+        address,
+        chain,
+        signature: Redacted::new(signature),
+        timestamp_ms,
+        nonce,
+    })
+}
+
 /// Who signed a request that passed [`verify`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthIdentity {
@@ -401,6 +454,84 @@ mod tests {
             text,
             "X402-COMPUTE-AUTH\nv1\nbase\n0xabc\nPOST\n/compute/instances/abc/extend\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n1760000000000\n0123456789abcdef0123456789abcdef"
         );
+    }
+
+    #[cfg(all(feature = "evm", feature = "solana"))]
+    #[test]
+    fn an_outside_signer_signs_what_the_server_verifies() {
+        use crate::signer::{EvmSigner as _, SolanaSigner as _};
+        let evm = crate::signer::LocalEvmSigner::from_hex(
+            "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+        )
+        .unwrap();
+        let clock = FixedClock::from_unix_ms(NOW_MS);
+        // An outside EVM signer, with the address checksummed: lowercased for the scheme.
+        let address = evm.address().to_checksum(None);
+        let headers = sign_with(
+            AuthChain::Base,
+            &address,
+            "GET",
+            "/compute/instances",
+            b"",
+            &clock,
+            &mut |b: &mut [u8]| b.fill(7),
+            &mut |text: &str| {
+                let signature = evm.sign_personal_message(text.as_bytes())?;
+                Ok(alloy_primitives::hex::encode_prefixed(signature.as_bytes()))
+            },
+        )
+        .unwrap();
+        let identity = verify(
+            &to_map(&headers),
+            "GET",
+            "/compute/instances",
+            b"",
+            NOW_MS,
+            WINDOW_MS,
+        )
+        .unwrap();
+        assert_eq!(identity.address, address.to_ascii_lowercase());
+
+        let solana = crate::signer::LocalSolanaSigner::from_secret([9; 32]);
+        let headers = sign_with(
+            AuthChain::Solana,
+            &solana.pubkey().to_string(),
+            "GET",
+            "/compute/instances",
+            b"",
+            &clock,
+            &mut |b: &mut [u8]| b.fill(7),
+            &mut |text: &str| {
+                Ok(crate::encoding::encode(
+                    &solana.sign_message(text.as_bytes())?,
+                ))
+            },
+        )
+        .unwrap();
+        assert!(
+            verify(
+                &to_map(&headers),
+                "GET",
+                "/compute/instances",
+                b"",
+                NOW_MS,
+                WINDOW_MS
+            )
+            .is_ok()
+        );
+
+        // A signature in the wrong encoding is refused before anything is sent.
+        let refused = sign_with(
+            AuthChain::Solana,
+            "x",
+            "GET",
+            "/",
+            b"",
+            &clock,
+            &mut |b: &mut [u8]| b.fill(7),
+            &mut |_: &str| Ok("0xabcdef".to_owned()),
+        );
+        assert!(matches!(refused, Err(Error::Signing(_))));
     }
 
     #[cfg(feature = "evm")]

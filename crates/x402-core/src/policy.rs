@@ -44,6 +44,11 @@ impl PaymentPolicy {
         self
     }
 
+    /// The networks it pays on, in order of preference (empty: any).
+    pub fn preferred_networks(&self) -> &[Network] {
+        &self.networks
+    }
+
     /// Pay only with these assets (in addition to the other rules).
     pub fn allow_assets(mut self, assets: impl IntoIterator<Item = (Network, AssetId)>) -> Self {
         self.allowed_assets = Some(assets.into_iter().collect());

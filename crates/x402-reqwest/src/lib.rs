@@ -138,6 +138,17 @@ pub struct Signed {
     pub identity: String,
 }
 
+/// A request extension narrowing which offers may be paid, by network, for this request only
+/// (on top of [`Config::policy`]): a machines call asked on `solana` never pays an EVM offer.
+#[derive(Clone)]
+pub struct OfferFilter(pub Arc<dyn Fn(&x402_core::Network) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for OfferFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OfferFilter")
+    }
+}
+
 /// What signs a selected offer.
 #[async_trait::async_trait]
 pub trait Payer: Send + Sync {
@@ -534,13 +545,39 @@ impl X402Middleware {
         challenge: &Challenge,
         described: Described,
         fingerprint: String,
+        filter: Option<&OfferFilter>,
     ) -> Result<(EntryId, &'static str, String), Error> {
         let operation = described.operation;
-        let selected = self
-            .config
-            .policy
-            .select(challenge)
-            .map_err(Error::Policy)?;
+        let narrowed;
+        let policy = match filter {
+            None => &self.config.policy,
+            Some(OfferFilter(keep)) => {
+                let offered: Vec<x402_core::Network> = challenge
+                    .offers()
+                    .iter()
+                    .filter_map(|offer| offer.requirement().ok())
+                    .map(|requirement| requirement.network().clone())
+                    .filter(|network| keep(network))
+                    .collect();
+                let preferred = self.config.policy.preferred_networks();
+                let allowed: Vec<x402_core::Network> = match preferred.is_empty() {
+                    true => offered,
+                    false => preferred
+                        .iter()
+                        .filter(|n| offered.contains(n))
+                        .cloned()
+                        .collect(),
+                };
+                if allowed.is_empty() {
+                    return Err(Error::Declined(
+                        "the server offers no payment on the network asked for".into(),
+                    ));
+                }
+                narrowed = self.config.policy.clone().networks(allowed);
+                &narrowed
+            }
+        };
+        let selected = policy.select(challenge).map_err(Error::Policy)?;
         let requirement = selected.requirement();
         let usd = selected
             .asset()
@@ -863,7 +900,10 @@ impl Middleware for X402Middleware {
         let headers = response.headers().clone();
         let body = response.bytes().await?;
         let challenge = Challenge::from_response(status, &headers, &body).map_err(Error::Policy)?;
-        let (entry, name, value) = self.sign(&challenge, described, fingerprint).await?;
+        let filter = extensions.get::<OfferFilter>().cloned();
+        let (entry, name, value) = self
+            .sign(&challenge, described, fingerprint, filter.as_ref())
+            .await?;
         self.send_paid(entry, (name, &value), &replay, extensions, next)
             .await
     }
@@ -977,7 +1017,7 @@ mod tests {
             );
             let challenge = challenge(&offers);
             let described = Described { operation: "GET http://127.0.0.1/paid".into(), body: Some(Vec::new()), content_type: None };
-            let signed = runtime.block_on(middleware.sign(&challenge, described, "now".into()));
+            let signed = runtime.block_on(middleware.sign(&challenge, described, "now".into(), None));
             // What the policy chooses: the most preferred network, then the first offer.
             let chosen = offers
                 .iter()

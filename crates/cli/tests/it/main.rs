@@ -902,33 +902,59 @@ async fn permit_payments_are_reconciled_by_the_owners_nonce_and_the_deadline() {
     // Settled, the answer lost, the server gone: the owner's nonce moved.
     let (proxy_url, held, server) = proxy(&devnet, true).await;
     let url = format!("{proxy_url}/devnet/paid?network=megaeth");
-    let args = ["fetch", url.as_str(), "--network", "megaeth", "--rpc", rpc.as_str()];
+    let args = [
+        "fetch",
+        url.as_str(),
+        "--network",
+        "megaeth",
+        "--rpc",
+        rpc.as_str(),
+    ];
     let (code, _) = interrupted_with(&user, &args, &held, "-KILL").await;
     assert_eq!(code, None);
     server.abort();
     let paid = payee().await - before;
     assert!(paid > U256::ZERO, "the devnet settled it");
     let reconciled = user.run(&["payments", "reconcile", "--rpc", &rpc]).await;
-    assert_eq!(reconciled.code, 0, "{}{}", reconciled.stdout, reconciled.stderr);
+    assert_eq!(
+        reconciled.code, 0,
+        "{}{}",
+        reconciled.stdout, reconciled.stderr
+    );
     assert_eq!(user.payments().await[0]["state"], "settled");
 
     // Never sent on: pending until the chain's time passes the deadline, then unpaid.
     let (proxy_url, held, server) = proxy(&devnet, false).await;
     let url = format!("{proxy_url}/devnet/paid?network=megaeth");
-    let args = ["fetch", url.as_str(), "--network", "megaeth", "--rpc", rpc.as_str()];
+    let args = [
+        "fetch",
+        url.as_str(),
+        "--network",
+        "megaeth",
+        "--rpc",
+        rpc.as_str(),
+    ];
     let (code, _) = interrupted_with(&user, &args, &held, "-KILL").await;
     assert_eq!(code, None);
     server.abort();
     let open = user.run(&["payments", "reconcile", "--rpc", &rpc]).await;
     assert_eq!(open.code, 5, "{}{}", open.stdout, open.stderr);
-    rpc_call(megaeth.rpc_url(), "evm_increaseTime", serde_json::json!([3600])).await;
+    rpc_call(
+        megaeth.rpc_url(),
+        "evm_increaseTime",
+        serde_json::json!([3600]),
+    )
+    .await;
     rpc_call(megaeth.rpc_url(), "evm_mine", serde_json::json!([])).await;
     let unpaid = user.run(&["payments", "reconcile", "--rpc", &rpc]).await;
     assert_eq!(unpaid.code, 0, "{}{}", unpaid.stdout, unpaid.stderr);
     let payments = user.payments().await;
     assert_eq!(payments[1]["state"], "unpaid", "{payments:?}");
     assert!(
-        payments[1]["transaction_or_reason"].as_str().unwrap().contains("deadline"),
+        payments[1]["transaction_or_reason"]
+            .as_str()
+            .unwrap()
+            .contains("deadline"),
         "{payments:?}"
     );
     assert_eq!(payee().await - before, paid, "paid once");
