@@ -457,8 +457,8 @@ impl Client {
             .call(Method::POST, &instance_path(id, "/password")?, None, true)
             .await
             .map_err(|error| match error {
-                Error::Conflict(message) => Error::Conflict(format!(
-                    "the one-time password of {id} was already retrieved ({message}); it is shown once"
+                Error::Conflict(message) if message.contains("already") => Error::Conflict(format!(
+                    "the one-time password of {id} was already retrieved: it is shown once ({message})"
                 )),
                 other => other,
             })?;
