@@ -1,20 +1,29 @@
-//! The configuration: flags over environment over the TOML file over defaults.
+//! The configuration: flags over environment over the TOML file over defaults, each setting
+//! remembering where it came from (`x402c config show`).
 //!
 //! The file is `config.toml` in the platform's config directory (`$XDG_CONFIG_HOME/x402c` on
 //! Linux, `~/Library/Application Support/x402c` on macOS), or `X402C_CONFIG`. Keys:
 //!
 //! ```toml
-//! max_price = "1.00"      # dollars per payment (X402C_MAX_PRICE, --max-price)
+//! max_price = "1.00"      # dollars per `fetch` payment (X402C_MAX_PRICE, fetch --max-price)
+//! max_spend = "500"       # dollars per machines payment (COMPUTE_MAX_SPEND_USD, --max-price)
 //! daily_budget = "20"     # dollars in any 24 hours (X402C_DAILY_BUDGET, --daily-budget)
 //! journal = "/path/payments.sqlite"   # X402C_JOURNAL, --journal
+//! compute_url = "https://compute.x402layer.cc"  # X402C_COMPUTE_URL, --api-url
+//! wallet = "default"      # the keystore wallet to sign with (X402C_WALLET, --wallet)
 //! ca_bundle = "/etc/ssl/private-ca.pem" # trusted besides the system's (SSL_CERT_FILE, --cacert)
 //! proxy = "http://proxy:3128"         # HTTPS_PROXY / https_proxy, ALL_PROXY, --proxy
 //! no_proxy = "internal.example,10.0.0.0/8"  # NO_PROXY / no_proxy, --no-proxy; loopback
 //!                                     # is never proxied
 //!
 //! [rpc]                   # JSON-RPC endpoints, for what a payment reads from a chain
-//! megaeth = "https://…"   # (a permit's nonce); --rpc megaeth=URL
+//! megaeth = "https://…"   # (a permit's nonce, a Solana blockhash); --rpc megaeth=URL
 //! ```
+//!
+//! The seed scripts' variables keep working: `PRIVATE_KEY`, `WALLET_ADDRESS`,
+//! `WALLET_ADDRESS_SECONDARY`, `SOLANA_SECRET_KEY`, `SOLANA_WALLET_ADDRESS`,
+//! `COMPUTE_AUTH_CHAIN`, `COMPUTE_API_KEY`, `COMPUTE_AUTH_MODE`, `OWS_WALLET`, `OWS_BIN`,
+//! `COMPUTE_MAX_SPEND_USD` (read where they are used, in `machines`).
 
 use std::path::PathBuf;
 
@@ -27,12 +36,35 @@ use x402_core::UsdMicros;
 #[serde(deny_unknown_fields)]
 struct File {
     max_price: Option<String>,
+    max_spend: Option<String>,
     daily_budget: Option<String>,
     journal: Option<PathBuf>,
+    compute_url: Option<String>,
+    wallet: Option<String>,
     rpc: Option<std::collections::BTreeMap<String, String>>,
     ca_bundle: Option<PathBuf>,
     proxy: Option<String>,
     no_proxy: Option<String>,
+}
+
+/// Where a setting came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Source {
+    Flag,
+    Env(&'static str),
+    File,
+    Default,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Flag => f.write_str("flag"),
+            Source::Env(name) => write!(f, "env {name}"),
+            Source::File => f.write_str("config file"),
+            Source::Default => f.write_str("default"),
+        }
+    }
 }
 
 /// The settings a command runs with.
@@ -40,13 +72,22 @@ struct File {
 pub(crate) struct Config {
     /// Where the config file is (whether or not it exists).
     pub(crate) path: PathBuf,
-    /// Dollars per payment.
+    /// Dollars per `fetch` payment.
     pub(crate) max_price: UsdMicros,
+    /// Dollars per machines payment.
+    pub(crate) max_spend: UsdMicros,
     /// Dollars in any 24 hours, if limited.
     pub(crate) daily_budget: Option<UsdMicros>,
     /// The payment journal.
     pub(crate) journal: PathBuf,
-    /// JSON-RPC endpoints by network name, flags last (they win).
+    /// The machines API.
+    pub(crate) compute_url: String,
+    /// The keystore wallet's name.
+    pub(crate) wallet: String,
+    /// Where keystore wallets live.
+    pub(crate) wallets_dir: PathBuf,
+    /// JSON-RPC endpoints by network name: defaults first, then the file, then flags (the
+    /// last one for a network wins).
     pub(crate) rpc: Vec<(String, String)>,
     /// PEM certificates trusted besides the platform's roots.
     pub(crate) ca_bundle: Option<PathBuf>,
@@ -56,10 +97,21 @@ pub(crate) struct Config {
     pub(crate) http_proxy: Option<String>,
     /// Hosts reached directly (loopback always is).
     pub(crate) no_proxy: Vec<String>,
+    /// Where each shown setting came from.
+    pub(crate) sources: std::collections::BTreeMap<&'static str, Source>,
 }
 
-/// The default cap per payment: $1, like the official clients.
+/// The default cap per `fetch` payment: $1, like the official clients.
 pub(crate) const DEFAULT_MAX_PRICE: UsdMicros = UsdMicros::from_dollars(1);
+
+/// Public JSON-RPC endpoints used when none is configured for a mainnet: what a Solana
+/// payment needs (its blockhash) against the public service. Test networks get none: a
+/// local devnet runs the same chain ids, and asking the public testnet about a devnet payment
+/// would give the wrong answer. Configure your own for anything heavier (`[rpc]`, `--rpc`).
+pub(crate) const DEFAULT_RPC: [(&str, &str); 2] = [
+    ("base", "https://mainnet.base.org"),
+    ("solana", "https://api.mainnet-beta.solana.com"),
+];
 
 fn strategy() -> Result<impl etcetera::AppStrategy> {
     etcetera::choose_app_strategy(etcetera::AppStrategyArgs {
@@ -80,12 +132,18 @@ fn dollars(text: &str, what: &str) -> Result<UsdMicros> {
 /// Flags that override the environment and the file.
 #[derive(Debug, Default)]
 pub(crate) struct Overrides {
-    /// `--max-price`.
+    /// `fetch --max-price`.
     pub(crate) max_price: Option<String>,
+    /// `--max-price` of a machines command.
+    pub(crate) max_spend: Option<String>,
     /// `--daily-budget`.
     pub(crate) daily_budget: Option<String>,
     /// `--journal`.
     pub(crate) journal: Option<PathBuf>,
+    /// `--api-url`.
+    pub(crate) compute_url: Option<String>,
+    /// `--wallet`.
+    pub(crate) wallet: Option<String>,
     /// `--rpc NETWORK=URL`.
     pub(crate) rpc: Vec<String>,
     /// `--cacert`.
@@ -94,6 +152,39 @@ pub(crate) struct Overrides {
     pub(crate) proxy: Option<String>,
     /// `--no-proxy`.
     pub(crate) no_proxy: Option<String>,
+}
+
+/// Picks the first present of flag, environment variables (in order), file.
+struct Pick<'a> {
+    sources: &'a mut std::collections::BTreeMap<&'static str, Source>,
+}
+
+impl Pick<'_> {
+    fn pick<T>(
+        &mut self,
+        key: &'static str,
+        flag: Option<T>,
+        env: &[&'static str],
+        file: Option<T>,
+        parse_env: impl Fn(String) -> T,
+    ) -> Option<T> {
+        let found = flag.map(|v| (v, Source::Flag)).or_else(|| {
+            env.iter()
+                .find_map(|name| {
+                    std::env::var(name)
+                        .ok()
+                        .filter(|v| !v.is_empty())
+                        .map(|v| (parse_env(v), Source::Env(name)))
+                })
+                .or_else(|| file.map(|v| (v, Source::File)))
+        });
+        let (value, source) = match found {
+            Some((value, source)) => (Some(value), source),
+            None => (None, Source::Default),
+        };
+        self.sources.insert(key, source);
+        value
+    }
 }
 
 impl Config {
@@ -113,58 +204,114 @@ impl Config {
                 return Err(error).with_context(|| format!("cannot read {}", path.display()));
             }
         };
-        let max_price = match flags
-            .max_price
-            .or_else(|| env("X402C_MAX_PRICE"))
-            .or(file.max_price)
-        {
+        let mut sources = std::collections::BTreeMap::new();
+        let mut pick = Pick {
+            sources: &mut sources,
+        };
+        let max_price = match pick.pick(
+            "max_price",
+            flags.max_price,
+            &["X402C_MAX_PRICE"],
+            file.max_price,
+            |v| v,
+        ) {
             Some(text) => dollars(&text, "max price")?,
             None => DEFAULT_MAX_PRICE,
         };
-        let daily_budget = flags
-            .daily_budget
-            .or_else(|| env("X402C_DAILY_BUDGET"))
-            .or(file.daily_budget)
+        let max_spend = match pick.pick(
+            "max_spend",
+            flags.max_spend,
+            &["COMPUTE_MAX_SPEND_USD"],
+            file.max_spend,
+            |v| v,
+        ) {
+            Some(text) => dollars(&text, "max spend")?,
+            None => compute_api::DEFAULT_MAX_SPEND,
+        };
+        let daily_budget = pick
+            .pick(
+                "daily_budget",
+                flags.daily_budget,
+                &["X402C_DAILY_BUDGET"],
+                file.daily_budget,
+                |v| v,
+            )
             .map(|text| dollars(&text, "daily budget"))
             .transpose()?;
-        let journal = match flags
-            .journal
-            .or_else(|| env("X402C_JOURNAL").map(PathBuf::from))
-            .or(file.journal)
-        {
+        let journal = match pick.pick(
+            "journal",
+            flags.journal,
+            &["X402C_JOURNAL"],
+            file.journal,
+            PathBuf::from,
+        ) {
             Some(path) => path,
             None => strategy()?.data_dir().join("payments.sqlite"),
         };
-        let mut rpc: Vec<(String, String)> = file.rpc.unwrap_or_default().into_iter().collect();
+        let compute_url = pick
+            .pick(
+                "compute_url",
+                flags.compute_url,
+                &["X402C_COMPUTE_URL"],
+                file.compute_url,
+                |v| v,
+            )
+            .unwrap_or_else(|| compute_api::DEFAULT_URL.to_owned());
+        let wallet = pick
+            .pick(
+                "wallet",
+                flags.wallet,
+                &["X402C_WALLET"],
+                file.wallet,
+                |v| v,
+            )
+            .unwrap_or_else(|| "default".to_owned());
+        let wallets_dir = match env("X402C_WALLETS") {
+            Some(dir) => PathBuf::from(dir),
+            None => strategy()?.data_dir().join("wallets"),
+        };
+        let mut rpc: Vec<(String, String)> = DEFAULT_RPC
+            .iter()
+            .map(|(n, u)| ((*n).to_owned(), (*u).to_owned()))
+            .collect();
+        rpc.extend(file.rpc.unwrap_or_default());
         for flag in flags.rpc {
             let (network, url) = flag
                 .split_once('=')
                 .with_context(|| format!("--rpc `{flag}` is not NETWORK=URL"))?;
             rpc.push((network.to_owned(), url.to_owned()));
         }
-        let ca_bundle = flags
-            .ca_bundle
-            .or_else(|| env("SSL_CERT_FILE").map(PathBuf::from))
-            .or(file.ca_bundle);
+        let ca_bundle = pick.pick(
+            "ca_bundle",
+            flags.ca_bundle,
+            &["SSL_CERT_FILE"],
+            file.ca_bundle,
+            PathBuf::from,
+        );
         // As curl: `https_proxy` or `HTTPS_PROXY`, then `ALL_PROXY`; for http only the
         // lowercase `http_proxy` (a CGI request can set `HTTP_PROXY` through a header).
-        let any = |keys: &[&str]| keys.iter().find_map(|key| env(key));
-        let all = any(&["all_proxy", "ALL_PROXY"]);
-        let https_proxy = flags
-            .proxy
-            .clone()
-            .or_else(|| any(&["https_proxy", "HTTPS_PROXY"]))
-            .or_else(|| all.clone())
-            .or_else(|| file.proxy.clone());
-        let http_proxy = flags
-            .proxy
-            .or_else(|| env("http_proxy"))
-            .or(all)
-            .or(file.proxy);
-        let no_proxy = flags
-            .no_proxy
-            .or_else(|| any(&["no_proxy", "NO_PROXY"]))
-            .or(file.no_proxy)
+        let https_proxy = pick.pick(
+            "https_proxy",
+            flags.proxy.clone(),
+            &["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"],
+            file.proxy.clone(),
+            |v| v,
+        );
+        let http_proxy = pick.pick(
+            "http_proxy",
+            flags.proxy,
+            &["http_proxy", "all_proxy", "ALL_PROXY"],
+            file.proxy,
+            |v| v,
+        );
+        let no_proxy = pick
+            .pick(
+                "no_proxy",
+                flags.no_proxy,
+                &["no_proxy", "NO_PROXY"],
+                file.no_proxy,
+                |v| v,
+            )
             .map(|list| {
                 list.split(',')
                     .map(|h| h.trim().to_owned())
@@ -175,14 +322,71 @@ impl Config {
         Ok(Config {
             path,
             max_price,
+            max_spend,
             daily_budget,
             journal,
+            compute_url,
+            wallet,
+            wallets_dir,
             rpc,
             ca_bundle,
             https_proxy,
             http_proxy,
             no_proxy,
+            sources,
         })
+    }
+
+    /// Each setting with its value and where it came from, for `config show`.
+    pub(crate) fn shown(&self) -> serde_json::Value {
+        let source = |key: &str| {
+            self.sources
+                .get(key)
+                .copied()
+                .unwrap_or(Source::Default)
+                .to_string()
+        };
+        let entry = |key: &'static str, value: serde_json::Value| {
+            (
+                key.to_owned(),
+                serde_json::json!({ "value": value, "source": source(key) }),
+            )
+        };
+        let mut rpc = serde_json::Map::new();
+        for (network, url) in &self.rpc {
+            rpc.insert(network.clone(), serde_json::Value::from(url.clone()));
+        }
+        let mut shown = serde_json::Map::from_iter([
+            entry("max_price", self.max_price.to_string().into()),
+            entry("max_spend", self.max_spend.to_string().into()),
+            entry(
+                "daily_budget",
+                self.daily_budget.map(|b| b.to_string()).into(),
+            ),
+            entry("journal", self.journal.display().to_string().into()),
+            entry("compute_url", self.compute_url.clone().into()),
+            entry("wallet", self.wallet.clone().into()),
+            entry(
+                "ca_bundle",
+                self.ca_bundle
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .into(),
+            ),
+            entry(
+                "https_proxy",
+                self.https_proxy.as_deref().map(redact).into(),
+            ),
+            entry("http_proxy", self.http_proxy.as_deref().map(redact).into()),
+            entry("no_proxy", self.no_proxy.clone().into()),
+        ]);
+        shown.insert("config_file".into(), self.path.display().to_string().into());
+        shown.insert(
+            "wallets_dir".into(),
+            self.wallets_dir.display().to_string().into(),
+        );
+        shown.insert("rpc".into(), serde_json::Value::Object(rpc));
+        serde_json::Value::Object(shown)
     }
 
     /// The HTTP settings, with `total` as the longest a request may take.

@@ -2,8 +2,10 @@
 //! environment, the config file and the terminal, and drives `x402-reqwest` (and, with their
 //! issues, `compute-api` and `grid-api`).
 //!
-//! Commands so far: `fetch` (pay any x402 URL like curl) and `payments` (the journal: list,
-//! show, reconcile).
+//! Commands: `fetch` (pay any x402 URL like curl), `payments` (the journal: list, show,
+//! reconcile), the machines commands (`plans`, `regions`, `os`, `provision`, `instances`,
+//! `instance`, `wait`, `ssh`, `password`, `extend`, `resize`, `destroy`, `api-key`, `credits`,
+//! `wallet`), `config` and `completions`.
 //!
 //! Exit codes: 0 success; 1 any other error; 2 usage; 3 refused by the policy, the budget or
 //! the user (nothing was signed); 4 the server rejected the payment; 5 a payment's outcome is
@@ -13,8 +15,16 @@
 // A command-line program prints: its output is stdout, its diagnostics stderr.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+/// `println!` that ends the program quietly when the reader went away (`x402c plans | head`)
+/// instead of panicking on the broken pipe.
+macro_rules! say {
+    ($($arg:tt)*) => { $crate::emit(&format!($($arg)*)) };
+}
+
 mod config;
 mod journal;
+mod machines;
+mod wallet;
 
 use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
@@ -65,6 +75,13 @@ struct Cli {
     /// terminal nothing asks).
     #[arg(short = 'y', long, global = true)]
     yes: bool,
+    /// The machines API (default `https://compute.x402layer.cc`; `X402C_COMPUTE_URL`;
+    /// `compute_url` in the config file).
+    #[arg(long, global = true, value_name = "URL")]
+    api_url: Option<String>,
+    /// The keystore wallet to sign with (default `default`; `X402C_WALLET`; `wallet`).
+    #[arg(long, global = true, value_name = "NAME")]
+    wallet: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -79,6 +96,13 @@ enum Command {
     /// The configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    #[command(flatten)]
+    Machines(machines::Machines),
+    /// Shell completions, printed for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,7 +175,7 @@ enum Payments {
 }
 
 /// Exit codes (see the crate docs).
-mod exit {
+pub(crate) mod exit {
     pub(crate) const OTHER: u8 = 1;
     pub(crate) const REFUSED: u8 = 3;
     pub(crate) const REJECTED: u8 = 4;
@@ -159,8 +183,24 @@ mod exit {
     pub(crate) const NETWORK: u8 = 6;
 }
 
+/// Writes a line to stdout; a closed pipe ends the program with success, as `head` expects.
+pub(crate) fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_all(text.as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    if let Err(error) = written {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("x402c: cannot write the output: {error}");
+        std::process::exit(i32::from(exit::OTHER));
+    }
+}
+
 /// The system clock.
-struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_unix_ms(&self) -> u64 {
@@ -171,7 +211,7 @@ impl Clock for SystemClock {
     }
 }
 
-fn os_random(buf: &mut [u8]) {
+pub(crate) fn os_random(buf: &mut [u8]) {
     // Without OS randomness no payment can be signed safely.
     if let Err(error) = getrandom::fill(buf) {
         panic!("the operating system's random number generator failed: {error}");
@@ -218,10 +258,17 @@ async fn run(cli: Cli) -> Result<u8> {
         _ => None,
     };
     let rpc = cli.rpc.clone();
+    let max_spend = match &cli.command {
+        Command::Machines(machines) => machines.max_price(),
+        _ => None,
+    };
     let config = Config::load(Overrides {
         max_price,
+        max_spend,
         daily_budget,
         journal: cli.journal.clone(),
+        compute_url: cli.api_url.clone(),
+        wallet: cli.wallet.clone(),
         rpc,
         ca_bundle: cli.cacert.clone(),
         proxy: cli.proxy.clone(),
@@ -229,29 +276,40 @@ async fn run(cli: Cli) -> Result<u8> {
     })?;
     match cli.command {
         Command::Config(ConfigCommand::Path) => {
-            println!("{}", config.path.display());
+            say!("{}", config.path.display());
             return Ok(0);
         }
         Command::Config(ConfigCommand::Show) => {
-            let shown = serde_json::json!({
-                "config_file": config.path.display().to_string(),
-                "max_price": config.max_price.to_string(),
-                "daily_budget": config.daily_budget.map(|b| b.to_string()),
-                "journal": config.journal.display().to_string(),
-                "rpc": config.rpc.iter().map(|(n, u)| format!("{n}={u}")).collect::<Vec<_>>(),
-                "ca_bundle": config.ca_bundle.as_ref().map(|p| p.display().to_string()),
-                "https_proxy": config.https_proxy.as_deref().map(config::redact),
-                "http_proxy": config.http_proxy.as_deref().map(config::redact),
-                "no_proxy": config.no_proxy,
-            });
-            println!(
-                "{}",
-                if cli.json {
-                    shown.to_string()
-                } else {
-                    serde_json::to_string_pretty(&shown)?
+            let shown = config.shown();
+            if cli.json {
+                say!("{shown}");
+                return Ok(0);
+            }
+            say!("config file  {}", config.path.display());
+            say!("wallets      {}", config.wallets_dir.display());
+            if let Some(fields) = shown.as_object() {
+                for (key, entry) in fields {
+                    let Some(source) = entry.get("source").and_then(|s| s.as_str()) else {
+                        continue;
+                    };
+                    let value = match &entry["value"] {
+                        serde_json::Value::String(text) => text.clone(),
+                        serde_json::Value::Null => "-".to_owned(),
+                        other => other.to_string(),
+                    };
+                    say!("{key:<13}{value}  ({source})");
                 }
-            );
+            }
+            for (network, url) in &config.rpc {
+                say!("rpc          {network} = {url}");
+            }
+            return Ok(0);
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "x402c", &mut script);
+            say!("{}", String::from_utf8_lossy(&script).trim_end());
             return Ok(0);
         }
         _ => {}
@@ -279,7 +337,18 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Payments(Payments::Reconcile { id }) => {
             reconcile(&journal, &config, id, cli.json).await
         }
-        Command::Config(_) => Ok(0),
+        Command::Machines(command) => {
+            let ui = Ui {
+                json: cli.json,
+                verbose: cli.verbose > 0,
+                yes: cli.yes,
+            };
+            match machines::run(command, &config, journal, ui).await {
+                Ok(code) => Ok(code),
+                Err(error) => Ok(machines::report(&error, cli.json)),
+            }
+        }
+        Command::Config(_) | Command::Completions { .. } => Ok(0),
     }
 }
 
@@ -333,14 +402,14 @@ fn policy_of(fetch: &Fetch, config: &Config) -> Result<PaymentPolicy> {
 
 /// How a command talks to its user.
 #[derive(Clone, Copy, Debug)]
-struct Ui {
-    json: bool,
-    verbose: bool,
-    yes: bool,
+pub(crate) struct Ui {
+    pub(crate) json: bool,
+    pub(crate) verbose: bool,
+    pub(crate) yes: bool,
 }
 
 /// Asks the user on the terminal before a payment is signed.
-fn ask(quote: &x402_reqwest::Quote) -> Result<(), String> {
+pub(crate) fn ask(quote: &x402_reqwest::Quote) -> Result<(), String> {
     let price = quote.usd.map_or_else(
         || format!("{} atomic units of {}", quote.amount, quote.asset),
         |usd| usd.to_string(),
@@ -507,7 +576,7 @@ async fn run_fetch(
             "receipt": receipt,
             "body": String::from_utf8_lossy(&bytes),
         });
-        println!("{answer}");
+        say!("{answer}");
     } else {
         let mut out: Box<dyn std::io::Write> = match &fetch.output {
             Some(path) => Box::new(
@@ -568,7 +637,7 @@ fn report_error(error: &reqwest_middleware::Error, json: bool) -> u8 {
     };
     let message = with_causes(error);
     if json {
-        println!(
+        say!(
             "{}",
             serde_json::json!({ "error": kind, "message": message })
         );
@@ -606,7 +675,7 @@ async fn dry_run(
     };
     let status = response.status().as_u16();
     if status != 402 && status != 412 {
-        println!("no payment asked: the server answered {status}");
+        say!("no payment asked: the server answered {status}");
         return Ok(0);
     }
     let headers = response.headers().clone();
@@ -625,21 +694,21 @@ async fn dry_run(
     if json {
         let chosen = selected.as_ref().ok().map(|s| s.requirement().summary());
         let refused = selected.as_ref().err().map(ToString::to_string);
-        println!(
+        say!(
             "{}",
             serde_json::json!({ "offers": offers, "would_pay": chosen, "refused": refused, "signed": false })
         );
     } else {
-        println!("the server asks for payment ({} offers):", offers.len());
+        say!("the server asks for payment ({} offers):", offers.len());
         for offer in &offers {
-            println!("  {offer}");
+            say!("  {offer}");
         }
         match &selected {
-            Ok(s) => println!(
+            Ok(s) => say!(
                 "would pay: {} (nothing signed: --dry-run)",
                 s.requirement().summary()
             ),
-            Err(error) => println!("would not pay: {error}"),
+            Err(error) => say!("would not pay: {error}"),
         }
     }
     Ok(if selected.is_ok() { 0 } else { exit::REFUSED })
@@ -679,11 +748,11 @@ fn list(journal: &SqliteJournal, json: bool) -> Result<u8> {
     let entries = journal.entries()?;
     if json {
         let all: Vec<_> = entries.iter().map(entry_json).collect();
-        println!("{}", serde_json::Value::Array(all));
+        say!("{}", serde_json::Value::Array(all));
         return Ok(0);
     }
     if entries.is_empty() {
-        println!("no payments");
+        say!("no payments");
     }
     for entry in &entries {
         let (state, detail) = state_text(&entry.state);
@@ -691,9 +760,11 @@ fn list(journal: &SqliteJournal, json: bool) -> Result<u8> {
             .payment
             .usd
             .map_or_else(|| entry.payment.amount.to_string(), |u| u.to_string());
-        println!(
+        say!(
             "{:>4}  {state:<8}  {usd:>10}  {:<16}  {}  {detail}",
-            entry.id, entry.payment.network, entry.payment.operation
+            entry.id,
+            entry.payment.network,
+            entry.payment.operation
         );
     }
     Ok(0)
@@ -705,10 +776,10 @@ fn show(journal: &SqliteJournal, id: u64, json: bool) -> Result<u8> {
     };
     let shown = entry_json(&entry);
     if json {
-        println!("{shown}");
+        say!("{shown}");
     } else if let Some(fields) = shown.as_object() {
         for (key, value) in fields {
-            println!(
+            say!(
                 "{key:<22} {}",
                 value
                     .as_str()
@@ -719,9 +790,10 @@ fn show(journal: &SqliteJournal, id: u64, json: bool) -> Result<u8> {
     Ok(0)
 }
 
-/// The configured RPC endpoints, parsed.
-fn endpoints(config: &Config) -> Result<Vec<(Network, reqwest::Url)>> {
-    let mut endpoints = Vec::new();
+/// The configured RPC endpoints, parsed, one per network (the last given wins: flags over
+/// the file over the defaults).
+pub(crate) fn endpoints(config: &Config) -> Result<Vec<(Network, reqwest::Url)>> {
+    let mut endpoints: Vec<(Network, reqwest::Url)> = Vec::new();
     for (network, url) in &config.rpc {
         let network: Network = network
             .parse()
@@ -729,6 +801,7 @@ fn endpoints(config: &Config) -> Result<Vec<(Network, reqwest::Url)>> {
         let parsed: reqwest::Url = url
             .parse()
             .with_context(|| format!("rpc: `{url}` is not a URL"))?;
+        endpoints.retain(|(n, _)| *n != network);
         endpoints.push((network, parsed));
     }
     Ok(endpoints)
@@ -763,7 +836,7 @@ async fn reconcile(
     for entry in entries {
         if !matches!(entry.state, PaymentState::Pending { .. }) {
             let (state, detail) = state_text(&entry.state);
-            println!("payment {}: already {state} {detail}", entry.id);
+            say!("payment {}: already {state} {detail}", entry.id);
             continue;
         }
         let mut notes = Vec::new();
@@ -799,7 +872,7 @@ async fn reconcile(
         let (state, detail) = now.as_ref().map(state_text).unwrap_or_default();
         still_pending |= state == "pending";
         if json {
-            println!(
+            say!(
                 "{}",
                 serde_json::json!({ "id": entry.id.0, "state": state, "transaction_or_reason": detail, "notes": notes })
             );
@@ -809,9 +882,9 @@ async fn reconcile(
             } else {
                 format!(" {detail}")
             };
-            println!("payment {}: {state}{detail}", entry.id);
+            say!("payment {}: {state}{detail}", entry.id);
             for note in &notes {
-                println!("  {note}");
+                say!("  {note}");
             }
         }
     }

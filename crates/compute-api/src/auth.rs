@@ -292,9 +292,8 @@ impl Auth {
                         x402_core::Error::Signing(text)
                     })
                 };
-                let signed = auth::sign_with(
-                    *chain, address, method, path, body, clock, entropy, &mut sign,
-                );
+                let request = auth::RequestParts { method, path, body };
+                let signed = auth::sign_with(*chain, address, request, clock, entropy, &mut sign);
                 if let Some(error) = ows_error {
                     return Err(error);
                 }

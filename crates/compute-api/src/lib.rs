@@ -457,9 +457,11 @@ impl Client {
             .call(Method::POST, &instance_path(id, "/password")?, None, true)
             .await
             .map_err(|error| match error {
-                Error::Conflict(message) if message.contains("already") => Error::Conflict(format!(
-                    "the one-time password of {id} was already retrieved: it is shown once ({message})"
-                )),
+                Error::Conflict(message) if message.contains("already") => {
+                    Error::Conflict(format!(
+                        "the one-time password of {id} was already retrieved: the API shows it once"
+                    ))
+                }
                 other => other,
             })?;
         Ok(answer.access)

@@ -229,6 +229,18 @@ pub fn sign_solana(
     })
 }
 
+/// What the message covers of a request: its method, path (the query is dropped) and exact
+/// body bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestParts<'a> {
+    /// `GET`, `POST`, `DELETE`, ….
+    pub method: &'a str,
+    /// The URL path.
+    pub path: &'a str,
+    /// The body bytes sent (empty for none).
+    pub body: &'a [u8],
+}
+
 /// Signs a request with an outside signer (an OWS wallet, a hardware key): `sign` gets the
 /// message text and returns the signature as the chain encodes it (EVM: `0x` and 130 hex
 /// characters; Solana: standard base64 of 64 bytes). `address` is the signer's (an EVM one
@@ -239,13 +251,12 @@ pub fn sign_solana(
 pub fn sign_with(
     chain: AuthChain,
     address: &str,
-    method: &str,
-    path: &str,
-    body: &[u8],
+    request: RequestParts<'_>,
     clock: &dyn Clock,
     rng: &mut dyn Entropy,
     sign: &mut dyn FnMut(&str) -> Result<String>,
 ) -> Result<AuthHeaders> {
+    let RequestParts { method, path, body } = request;
     let address = match chain.is_evm() {
         true => address.to_ascii_lowercase(),
         false => address.to_owned(),
@@ -470,9 +481,11 @@ mod tests {
         let headers = sign_with(
             AuthChain::Base,
             &address,
-            "GET",
-            "/compute/instances",
-            b"",
+            RequestParts {
+                method: "GET",
+                path: "/compute/instances",
+                body: b"",
+            },
             &clock,
             &mut |b: &mut [u8]| b.fill(7),
             &mut |text: &str| {
@@ -496,9 +509,11 @@ mod tests {
         let headers = sign_with(
             AuthChain::Solana,
             &solana.pubkey().to_string(),
-            "GET",
-            "/compute/instances",
-            b"",
+            RequestParts {
+                method: "GET",
+                path: "/compute/instances",
+                body: b"",
+            },
             &clock,
             &mut |b: &mut [u8]| b.fill(7),
             &mut |text: &str| {
@@ -524,9 +539,11 @@ mod tests {
         let refused = sign_with(
             AuthChain::Solana,
             "x",
-            "GET",
-            "/",
-            b"",
+            RequestParts {
+                method: "GET",
+                path: "/",
+                body: b"",
+            },
             &clock,
             &mut |b: &mut [u8]| b.fill(7),
             &mut |_: &str| Ok("0xabcdef".to_owned()),

@@ -170,6 +170,12 @@ impl LocalSolanaSigner {
         Ok(LocalSolanaSigner { keypair })
     }
 
+    /// The 64 keypair bytes (secret then public), as `solana-keygen` writes them: for saving
+    /// a keypair file. A secret: keep it out of logs and drop it soon (it zeroizes itself).
+    pub fn keypair_bytes(&self) -> zeroize::Zeroizing<[u8; 64]> {
+        zeroize::Zeroizing::new(self.keypair.to_bytes())
+    }
+
     /// From a 32-byte secret seed.
     pub fn from_secret(secret: [u8; 32]) -> LocalSolanaSigner {
         let mut secret = zeroize::Zeroizing::new(secret);

@@ -127,6 +127,18 @@ impl ChainCheck {
             }
             None => alloy::providers::ProviderBuilder::new().connect_http(url),
         };
+        // The endpoint must serve the payment's chain: another chain's answer proves nothing.
+        if let Some(expected) = network.chain_id() {
+            let served = provider
+                .get_chain_id()
+                .await
+                .map_err(|e| rpc_failed(&network, e))?;
+            if served != expected {
+                return Err(Error::Chain(format!(
+                    "the RPC endpoint for {network} serves chain {served}, not {expected}: fix `--rpc {network}=URL`"
+                )));
+            }
+        }
         let token: Address = entry
             .payment
             .asset

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod machines;
+
 use std::path::PathBuf;
 
 use alloy::primitives::U256;
@@ -77,6 +79,13 @@ impl User {
     /// what a test sets is in effect.
     async fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_x402c"));
+        command
+            .env("PRIVATE_KEY", &self.key)
+            .env("SOLANA_SECRET_KEY", &self.solana_key)
+            .env("X402C_JOURNAL", self.dir.join("payments.sqlite"))
+            .env("X402C_CONFIG", self.dir.join("config.toml"))
+            .env("X402C_WALLETS", self.dir.join("wallets"));
+        // Only what the test sets is in effect.
         for key in [
             "HTTPS_PROXY",
             "https_proxy",
@@ -87,21 +96,25 @@ impl User {
             "NO_PROXY",
             "no_proxy",
             "SSL_CERT_FILE",
+            "X402C_MAX_PRICE",
+            "X402C_DAILY_BUDGET",
+            "COMPUTE_API_KEY",
+            "COMPUTE_AUTH_CHAIN",
+            "COMPUTE_AUTH_MODE",
+            "COMPUTE_MAX_SPEND_USD",
+            "OWS_WALLET",
+            "OWS_BIN",
+            "WALLET_ADDRESS",
+            "WALLET_ADDRESS_SECONDARY",
+            "SOLANA_WALLET_ADDRESS",
+            "X402C_PASSWORD",
+            "X402C_WALLET",
+            "X402C_COMPUTE_URL",
         ] {
             command.env_remove(key);
         }
         command.envs(env.iter().copied());
-        let output = command
-            .args(args)
-            .env("PRIVATE_KEY", &self.key)
-            .env("SOLANA_SECRET_KEY", &self.solana_key)
-            .env("X402C_JOURNAL", self.dir.join("payments.sqlite"))
-            .env("X402C_CONFIG", self.dir.join("config.toml"))
-            .env_remove("X402C_MAX_PRICE")
-            .env_remove("X402C_DAILY_BUDGET")
-            .output()
-            .await
-            .unwrap();
+        let output = command.args(args).output().await.unwrap();
         let run = Run {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -661,6 +674,16 @@ async fn reconcile_asks_the_chain_when_the_server_cannot_answer() {
     let unknown = user.run(&["payments", "reconcile"]).await;
     assert_eq!(unknown.code, 5, "{}{}", unknown.stdout, unknown.stderr);
     assert!(unknown.stdout.contains("--rpc"), "{}", unknown.stdout);
+
+    // An endpoint of another chain is refused, not believed.
+    let wrong = format!("base-sepolia={}", devnet.megaeth().unwrap().rpc_url());
+    let refused = user.run(&["payments", "reconcile", "--rpc", &wrong]).await;
+    assert_eq!(refused.code, 5, "{}", refused.stdout);
+    assert!(
+        refused.stdout.contains("serves chain 4326"),
+        "{}",
+        refused.stdout
+    );
 
     let rpc = format!("base-sepolia={}", devnet.base().rpc_url());
     let reconciled = user
