@@ -16,6 +16,8 @@
 
 #![allow(clippy::print_stdout)]
 
+mod coldstart;
+mod demo;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -35,11 +37,12 @@ fn main() -> anyhow::Result<()> {
         Some("fuzz") => fuzz(args.get(1).map(String::as_str).unwrap_or("60")),
         Some("tools") => tools(),
         Some("contracts") => contracts(args.get(1).map(String::as_str) == Some("--check")),
-        Some("demo") => devnet_run(&["--example", "demo"], &[]),
+        Some("demo") => demo::run(&project_root()),
+        Some("coldstart") => coldstart::run(&project_root()),
         Some("devnet") => devnet_run(&["--bin", "x402-devnet"], &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | interop | bench [SECONDS] | fuzz [SECONDS] | tools | contracts [--check] | devnet [ARGS] | demo>"
+                "usage: cargo xtask <ci | interop | bench [SECONDS] | coldstart | fuzz [SECONDS] | tools | contracts [--check] | devnet [ARGS] | demo>"
             );
             std::process::exit(2);
         }
@@ -256,6 +259,9 @@ fn interop() -> anyhow::Result<()> {
     run(Command::new(&python)
         .arg("xtask/interop/check.py")
         .arg(&pay))?;
+    run(Command::new(&python)
+        .arg("xtask/interop/wallets.py")
+        .arg(debug_dir().join("x402c")))?;
 
     // The official SDK pays a running devnet, and x402-conformance checks its facilitator.
     tools()?;
@@ -326,7 +332,8 @@ fn bench(seconds: &str) -> anyhow::Result<()> {
         "--features",
         FEATURES,
     ]))?;
-    devnet_run(&["--example", "load"], &[seconds.to_owned()])
+    devnet_run(&["--example", "load"], &[seconds.to_owned()])?;
+    coldstart::run(&project_root())
 }
 
 /// `cargo run` of one of the devnet's binaries or examples (`target`) with `args`; they start

@@ -228,7 +228,11 @@ pub(crate) enum WalletCommand {
         solana: bool,
     },
     /// The wallet's addresses.
-    Address,
+    Address {
+        /// Decrypt the keystore (asking for its password) and check its key is the address's.
+        #[arg(long)]
+        verify: bool,
+    },
     /// Every wallet.
     List,
 }
@@ -347,7 +351,12 @@ fn which(name: &str) -> Option<PathBuf> {
 
 /// A compute client for this run. `signing`: whether the command needs keys (catalog
 /// commands do not, and never ask for a password).
-fn client(config: &Config, journal: Arc<SqliteJournal>, ui: Ui, signing: bool) -> Result<Client> {
+fn client(
+    config: &Config,
+    journal: Arc<dyn x402_reqwest::PaymentJournal>,
+    ui: Ui,
+    signing: bool,
+) -> Result<Client> {
     let http = config.transport(Duration::from_secs(180))?.client()?;
     let clock: Arc<dyn Clock + Send + Sync> = Arc::new(SystemClock);
     let keys = match signing {
@@ -520,17 +529,33 @@ fn confirm(ui: Ui, question: &str) -> Result<bool> {
         .context("cannot ask on the terminal; pass --yes")
 }
 
+/// A paid command without `--yes` needs a terminal to ask on: without one it pays nothing.
+fn consent(ui: Ui) -> Result<()> {
+    use std::io::IsTerminal as _;
+    if ui.yes || (std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Ok(());
+    }
+    bail!("this pays: pass --yes to pay without a terminal to ask on (nothing was paid)")
+}
+
 /// Runs a machines command.
 pub(crate) async fn run(
     command: Machines,
     config: &Config,
-    journal: Arc<SqliteJournal>,
+    open_journal: &dyn Fn() -> Result<Arc<SqliteJournal>>,
     ui: Ui,
 ) -> Result<u8> {
+    // Commands that never pay get no journal (nothing is written for them).
+    let unpaid = || -> Arc<dyn x402_reqwest::PaymentJournal> {
+        Arc::new(x402_reqwest::MemoryJournal::new())
+    };
+    let paying = || -> Result<Arc<dyn x402_reqwest::PaymentJournal>> {
+        Ok(open_journal()? as Arc<dyn x402_reqwest::PaymentJournal>)
+    };
     let json = ui.json;
     match command {
         Machines::Plans { kind, provider } => {
-            let api = client(config, journal, ui, false)?;
+            let api = client(config, unpaid(), ui, false)?;
             let kind = kind.map(|k| match k {
                 PlanKind::Vps => PlanType::Vps,
                 PlanKind::Vhp => PlanType::Vhp,
@@ -580,7 +605,7 @@ pub(crate) async fn run(
             Ok(0)
         }
         Machines::Regions => {
-            let api = client(config, journal, ui, false)?;
+            let api = client(config, unpaid(), ui, false)?;
             let regions = spin("reading regions", api.regions()).await?;
             if json {
                 print_json(&regions)?;
@@ -599,7 +624,7 @@ pub(crate) async fn run(
             Ok(0)
         }
         Machines::Os => {
-            let api = client(config, journal, ui, false)?;
+            let api = client(config, unpaid(), ui, false)?;
             let images = spin("reading OS images", api.os_images()).await?;
             if json {
                 print_json(&images)?;
@@ -617,9 +642,11 @@ pub(crate) async fn run(
             say!("{out}");
             Ok(0)
         }
-        Machines::Provision(provision) => provision_command(*provision, config, journal, ui).await,
+        Machines::Provision(provision) => {
+            provision_command(*provision, config, paying()?, ui).await
+        }
         Machines::Instances => {
-            let api = client(config, journal, ui, true)?;
+            let api = client(config, unpaid(), ui, true)?;
             let instances = spin("reading instances", api.instances()).await?;
             let now = SystemClock.now_unix() as i64;
             let soon = |i: &compute_api::Instance| {
@@ -670,13 +697,13 @@ pub(crate) async fn run(
             Ok(0)
         }
         Machines::Instance { id } => {
-            let api = client(config, journal, ui, true)?;
+            let api = client(config, unpaid(), ui, true)?;
             let instance = spin("reading the instance", api.instance(&id)).await?;
             show_instance(&instance, json)?;
             Ok(0)
         }
         Machines::Wait { id, timeout } => {
-            let api = client(config, journal, ui, true)?;
+            let api = client(config, unpaid(), ui, true)?;
             let instance = wait_active(&api, &id, Duration::from_secs(timeout)).await?;
             if json {
                 print_json(&instance)?;
@@ -691,7 +718,7 @@ pub(crate) async fn run(
             user,
             args,
         } => {
-            let api = client(config, journal, ui, true)?;
+            let api = client(config, unpaid(), ui, true)?;
             let instance = spin("reading the instance", api.instance(&id)).await?;
             let Some(ip) = instance.ip() else {
                 bail!(
@@ -713,7 +740,7 @@ pub(crate) async fn run(
                 .unwrap_or(exit::OTHER))
         }
         Machines::Password { id, output } => {
-            let api = client(config, journal, ui, true)?;
+            let api = client(config, unpaid(), ui, true)?;
             let access = spin("reading the password", api.password(&id)).await?;
             if let Some(path) = &output {
                 let mut options = std::fs::OpenOptions::new();
@@ -740,7 +767,7 @@ pub(crate) async fn run(
             Ok(0)
         }
         Machines::Extend { id, hours, payment } => {
-            let api = client(config, journal, ui, true)?;
+            let api = client(config, paying()?, ui, true)?;
             if payment.dry_run {
                 say!(
                     "would extend {id} by {hours} hours, paid {}; nothing paid (--dry-run)",
@@ -772,7 +799,7 @@ pub(crate) async fn run(
             plan,
             confirm_disk_resize,
         } => {
-            let api = client(config, journal, ui, true)?;
+            let api = client(config, unpaid(), ui, true)?;
             let resized = spin("resizing", api.resize(&id, &plan, confirm_disk_resize)).await?;
             if json {
                 print_json(&resized)?;
@@ -793,7 +820,7 @@ pub(crate) async fn run(
             Ok(0)
         }
         Machines::Destroy { id } => {
-            let api = client(config, journal, ui, true)?;
+            let api = client(config, unpaid(), ui, true)?;
             if !confirm(
                 ui,
                 &format!("Destroy instance {id}? Its remaining time is lost."),
@@ -810,7 +837,7 @@ pub(crate) async fn run(
             Ok(0)
         }
         Machines::ApiKey(ApiKeyCommand::Create { label }) => {
-            let api = client(config, journal, ui, true)?;
+            let api = client(config, unpaid(), ui, true)?;
             let key = api.create_api_key(label.as_deref()).await?;
             if json {
                 print_json(&key)?;
@@ -824,7 +851,7 @@ pub(crate) async fn run(
             Ok(0)
         }
         Machines::ApiKey(ApiKeyCommand::List) => {
-            let api = client(config, journal, ui, true)?;
+            let api = client(config, unpaid(), ui, true)?;
             let keys = api.api_keys().await?;
             if json {
                 print_json(&keys)?;
@@ -844,7 +871,7 @@ pub(crate) async fn run(
             Ok(0)
         }
         Machines::ApiKey(ApiKeyCommand::Revoke { id }) => {
-            let api = client(config, journal, ui, true)?;
+            let api = client(config, unpaid(), ui, true)?;
             api.revoke_api_key(&id).await?;
             if json {
                 print_json(&serde_json::json!({ "revoked": id }))?;
@@ -854,7 +881,7 @@ pub(crate) async fn run(
             Ok(0)
         }
         Machines::Credits(CreditsCommand::Balance) => {
-            let api = client(config, journal, ui, true)?;
+            let api = client(config, unpaid(), ui, true)?;
             let credits = spin("reading credits", api.credits()).await?;
             if json {
                 print_json(&credits)?;
@@ -877,7 +904,7 @@ pub(crate) async fn run(
             if payment.use_credits {
                 bail!("credits are bought with x402, not with credits: drop --use-credits");
             }
-            let api = client(config, journal, ui, true)?;
+            let api = client(config, paying()?, ui, true)?;
             if payment.dry_run {
                 say!(
                     "would buy {amount} of credits on {}; nothing paid (--dry-run)",
@@ -885,6 +912,7 @@ pub(crate) async fn run(
                 );
                 return Ok(0);
             }
+            consent(ui)?;
             let topped = spin("paying", api.top_up(amount, &payment.network)).await?;
             if json {
                 print_json(&topped)?;
@@ -980,7 +1008,7 @@ async fn wait_active(api: &Client, id: &str, timeout: Duration) -> Result<comput
 async fn provision_command(
     provision: Provision,
     config: &Config,
-    journal: Arc<SqliteJournal>,
+    journal: Arc<dyn x402_reqwest::PaymentJournal>,
     ui: Ui,
 ) -> Result<u8> {
     let hours = hours_of(&provision)?;
@@ -1062,6 +1090,7 @@ async fn provision_command(
         );
         return Ok(exit::REFUSED);
     }
+    consent(ui)?;
     if matches!(pay, Pay::Credits) && !confirm(ui, &format!("Buy {summary}?"))? {
         eprintln!("x402c: not bought");
         return Ok(exit::REFUSED);
@@ -1159,7 +1188,25 @@ fn wallet_command(command: WalletCommand, config: &Config, json: bool) -> Result
             }
             print_addresses(config, json)
         }
-        WalletCommand::Address => print_addresses(config, json),
+        WalletCommand::Address { verify } => {
+            if verify {
+                let files = wallet::files(dir, name)?;
+                let stored = wallet::keystore_address(&files.evm)
+                    .with_context(|| format!("no keystore for wallet `{name}`"))?;
+                let password = wallet::password(false)?;
+                let signer = wallet::read_evm(dir, name, &password)?;
+                let derived = format!("{:#x}", x402_core::EvmSigner::address(&signer));
+                if derived != stored.to_ascii_lowercase() {
+                    bail!(
+                        "the keystore of `{name}` decrypts to {derived}, not the {stored} it names"
+                    );
+                }
+                if !json {
+                    eprintln!("x402c: the password opens the keystore, and its key is {derived}");
+                }
+            }
+            print_addresses(config, json)
+        }
         WalletCommand::List => {
             let wallets = wallet::list(dir)?;
             if json {

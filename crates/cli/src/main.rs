@@ -232,7 +232,12 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // One thread: a command does one thing at a time, and a second worker and its allocator
+    // arena would only add start-up time and memory.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("x402c: cannot start: {error}");
@@ -314,15 +319,29 @@ async fn run(cli: Cli) -> Result<u8> {
         }
         _ => {}
     }
-    let journal = Arc::new(SqliteJournal::open(&config.journal)?);
-    let pending = journal.pending()?;
-    if !pending.is_empty() && !matches!(cli.command, Command::Payments(_)) {
-        eprintln!(
-            "x402c: {} payment(s) pending in {}: run `x402c payments reconcile`",
-            pending.len(),
-            config.journal.display()
-        );
+    // The journal is opened when it exists (to list pending payments at the start of every
+    // run) or when a command may pay; a user who never paid has none, and a catalog command
+    // does not make one.
+    let existing = match config.journal.exists() {
+        true => Some(Arc::new(SqliteJournal::open(&config.journal)?)),
+        false => None,
+    };
+    if let Some(journal) = &existing {
+        let pending = journal.pending()?;
+        if !pending.is_empty() && !matches!(cli.command, Command::Payments(_)) {
+            eprintln!(
+                "x402c: {} payment(s) pending in {}: run `x402c payments reconcile`",
+                pending.len(),
+                config.journal.display()
+            );
+        }
     }
+    let open = || -> Result<Arc<SqliteJournal>> {
+        match &existing {
+            Some(journal) => Ok(journal.clone()),
+            None => Ok(Arc::new(SqliteJournal::open(&config.journal)?)),
+        }
+    };
     match cli.command {
         Command::Fetch(fetch) => {
             let ui = Ui {
@@ -330,12 +349,12 @@ async fn run(cli: Cli) -> Result<u8> {
                 verbose: cli.verbose > 0,
                 yes: cli.yes,
             };
-            run_fetch(*fetch, &config, journal, ui).await
+            run_fetch(*fetch, &config, open()?, ui).await
         }
-        Command::Payments(Payments::List) => list(&journal, cli.json),
-        Command::Payments(Payments::Show { id }) => show(&journal, id, cli.json),
+        Command::Payments(Payments::List) => list(&*open()?, cli.json),
+        Command::Payments(Payments::Show { id }) => show(&*open()?, id, cli.json),
         Command::Payments(Payments::Reconcile { id }) => {
-            reconcile(&journal, &config, id, cli.json).await
+            reconcile(&*open()?, &config, id, cli.json).await
         }
         Command::Machines(command) => {
             let ui = Ui {
@@ -343,7 +362,7 @@ async fn run(cli: Cli) -> Result<u8> {
                 verbose: cli.verbose > 0,
                 yes: cli.yes,
             };
-            match machines::run(command, &config, journal, ui).await {
+            match machines::run(command, &config, &open, ui).await {
                 Ok(code) => Ok(code),
                 Err(error) => Ok(machines::report(&error, cli.json)),
             }
@@ -753,20 +772,33 @@ fn list(journal: &SqliteJournal, json: bool) -> Result<u8> {
     }
     if entries.is_empty() {
         say!("no payments");
+        return Ok(0);
     }
+    let mut table = comfy_table::Table::new();
+    table.load_style(comfy_table::presets::NOTHING).set_header([
+        "ID",
+        "STATE",
+        "AMOUNT",
+        "NETWORK",
+        "FOR",
+        "TRANSACTION OR REASON",
+    ]);
     for entry in &entries {
         let (state, detail) = state_text(&entry.state);
         let usd = entry
             .payment
             .usd
             .map_or_else(|| entry.payment.amount.to_string(), |u| u.to_string());
-        say!(
-            "{:>4}  {state:<8}  {usd:>10}  {:<16}  {}  {detail}",
-            entry.id,
-            entry.payment.network,
-            entry.payment.operation
-        );
+        table.add_row(vec![
+            entry.id.to_string(),
+            state,
+            usd,
+            entry.payment.network.clone(),
+            entry.payment.operation.clone(),
+            detail,
+        ]);
     }
+    say!("{table}");
     Ok(0)
 }
 
