@@ -289,6 +289,30 @@ fn keys(config: &Config) -> Result<Keys> {
         )?)),
         None => wallet::read_solana(&config.wallets_dir, &config.wallet)?.map(Arc::new),
     };
+    // The scripts take the address beside the key; one that is not the key's would sign for
+    // an address the key does not hold (the server answers 401): say so first.
+    if let (Some(key), Some(claimed)) = (&evm, env("WALLET_ADDRESS"))
+        && claimed.trim().starts_with("0x")
+    {
+        let derived = format!("{:#x}", x402_core::EvmSigner::address(&**key));
+        if !claimed.trim().eq_ignore_ascii_case(&derived) {
+            bail!(
+                "WALLET_ADDRESS {claimed} is not the address of the EVM key ({derived}): fix or unset it"
+            );
+        }
+    }
+    if let Some(key) = &solana {
+        let derived = key.pubkey().to_string();
+        for name in ["SOLANA_WALLET_ADDRESS", "WALLET_ADDRESS_SECONDARY"] {
+            if let Some(claimed) = env(name)
+                && claimed.trim() != derived
+            {
+                bail!(
+                    "{name} {claimed} is not the address of the Solana key ({derived}): fix or unset it"
+                );
+            }
+        }
+    }
     Ok(Keys { evm, solana })
 }
 
@@ -299,7 +323,9 @@ fn auth(keys: &Keys) -> Result<Auth> {
         return Ok(Auth::ApiKey(compute_api::ApiKey::new(key)?));
     }
     let mode = env("COMPUTE_AUTH_MODE").unwrap_or_else(|| "auto".into());
-    let has_solana = keys.solana.is_some() || env("SOLANA_WALLET_ADDRESS").is_some();
+    let has_solana = keys.solana.is_some()
+        || env("SOLANA_WALLET_ADDRESS").is_some()
+        || env("WALLET_ADDRESS_SECONDARY").is_some();
     let chain = compute_api::resolve_chain(
         env("COMPUTE_AUTH_CHAIN").as_deref(),
         env("WALLET_ADDRESS").as_deref(),

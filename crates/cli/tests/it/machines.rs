@@ -424,6 +424,40 @@ fn path_with(dir: &std::path::Path) -> String {
 }
 
 #[tokio::test]
+async fn an_instance_made_with_an_ssh_key_has_no_password() {
+    let devnet = test_support::start().await.unwrap();
+    let user = User::funded(&devnet, 1).await;
+    let key = user.dir.join("id_ed25519.pub");
+    std::fs::write(
+        &key,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB7bY1pYJ7z0hJvQ5jv2y2Yj0m9dCqW7pN3aLx3tK0sd user@host\n",
+    )
+    .unwrap();
+    let bought = user
+        .json(
+            &devnet,
+            &[
+                "provision",
+                "vc2-1c-1gb",
+                "ewr",
+                "--hours",
+                "24",
+                "--ssh-key-file",
+                &key.display().to_string(),
+                "--yes",
+            ],
+            &[],
+        )
+        .await;
+    let id = id_of(&bought);
+    let details = user.json(&devnet, &["instance", &id], &[]).await;
+    assert_eq!(details["access_method"], "ssh_key");
+    let refused = user.x402c(&devnet, &["password", &id], &[]).await;
+    assert_eq!(refused.code, 1);
+    assert!(refused.stderr.contains("SSH key"), "{}", refused.stderr);
+}
+
+#[tokio::test]
 async fn ssh_runs_the_system_ssh_as_root_at_the_instances_address() {
     let devnet = test_support::start().await.unwrap();
     let user = User::funded(&devnet, 1).await;
@@ -531,7 +565,33 @@ async fn ows_signs_the_requests_and_never_pays() {
 async fn bad_input_gets_one_clear_line_and_changes_nothing() {
     let devnet = test_support::start().await.unwrap();
     let user = User::funded(&devnet, 1).await;
-    let cases: [(&[&str], &str); 5] = [
+    let not_a_key = user.dir.join("not-a-key.pub");
+    std::fs::write(&not_a_key, "hello").unwrap();
+    let not_a_key = not_a_key.display().to_string();
+    let cases: [(&[&str], &str); 8] = [
+        (
+            &[
+                "provision",
+                "vc2-1c-1gb",
+                "ewr",
+                "--ssh-key-file",
+                "/nonexistent/id.pub",
+                "--yes",
+            ],
+            "cannot read the SSH key",
+        ),
+        (
+            &[
+                "provision",
+                "vc2-1c-1gb",
+                "ewr",
+                "--ssh-key-file",
+                &not_a_key,
+                "--yes",
+            ],
+            "is not an SSH public key",
+        ),
+        (&["extend", "x", "--hours", "24", "--yes"], "WALLET_ADDRESS"),
         (
             &["provision", "vc9-nope", "ewr", "--yes"],
             "no plan `vc9-nope`",
@@ -560,7 +620,13 @@ async fn bad_input_gets_one_clear_line_and_changes_nothing() {
         (&["instance", "../../etc"], "is not an id"),
     ];
     for (args, expected) in cases {
-        let run = user.x402c(&devnet, args, &[]).await;
+        // A WALLET_ADDRESS that is not the key's, for the case that expects it.
+        let wrong = "0x000000000000000000000000000000000000dEaD";
+        let env: &[(&str, &str)] = match expected {
+            "WALLET_ADDRESS" => &[("WALLET_ADDRESS", wrong)],
+            _ => &[],
+        };
+        let run = user.x402c(&devnet, args, env).await;
         assert_ne!(run.code, 0, "{args:?}");
         assert!(run.stderr.contains(expected), "{args:?}: {}", run.stderr);
         assert!(!run.stderr.contains("panicked"), "{args:?}: {}", run.stderr);
