@@ -1,8 +1,10 @@
-//! OpenAI-compatible client for the confidential inference grid (`grid.x402compute.cc`).
+//! Client for the confidential inference grid (`grid.x402compute.cc`), OpenAI-compatible and
+//! sealed end to end to an attested node key.
 //!
-//! This crate will hold the grid client: models, capacity, providers, pricing and streaming
-//! chat, sealed end to end to an attested node key, paid per request with x402 through
-//! [`x402_core`].
-//!
-//! **Status:** empty. The client arrives with the grid issue; until then this crate exports
-//! nothing. The wire facts it will follow are in `shared/reference/grid-and-node.md`.
+//! **Status:** the sealing layer ([`seal`]: X25519, HKDF-SHA256, XChaCha20-Poly1305 with the
+//! reference's AAD strings, streams bound chunk by chunk, and the node key binding) is here and
+//! reproduces the cross-language test vector. The HTTP client, the devnet coordinator and the
+//! node protocol come with the rest of the grid issue. The wire facts are in
+//! `shared/reference/grid-and-node.md`.
+
+pub mod seal;
