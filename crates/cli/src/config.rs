@@ -354,7 +354,7 @@ impl Config {
         };
         let mut rpc = serde_json::Map::new();
         for (network, url) in &self.rpc {
-            rpc.insert(network.clone(), serde_json::Value::from(url.clone()));
+            rpc.insert(network.clone(), serde_json::Value::from(redact_url(url)));
         }
         let mut shown = serde_json::Map::from_iter([
             entry("max_price", self.max_price.to_string().into()),
@@ -430,6 +430,25 @@ impl Config {
     }
 }
 
+/// An endpoint URL as it may be shown: scheme, host and port only (RPC providers put API keys
+/// in the path, the query or the user info).
+pub(crate) fn redact_url(text: &str) -> String {
+    match reqwest::Url::parse(text) {
+        Ok(url) => {
+            let hidden =
+                url.path().len() > 1 || url.query().is_some() || !url.username().is_empty();
+            format!(
+                "{}://{}{}{}",
+                url.scheme(),
+                url.host_str().unwrap_or(""),
+                url.port().map(|p| format!(":{p}")).unwrap_or_default(),
+                if hidden { "/…" } else { "" }
+            )
+        }
+        Err(_) => "(not a URL)".to_owned(),
+    }
+}
+
 /// A proxy setting without its credentials, for messages and `config show`.
 pub(crate) fn redact(text: &str) -> String {
     match (text.find("://"), text.rfind('@')) {
@@ -443,7 +462,21 @@ pub(crate) fn redact(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{redact, redact_url};
+
+    #[test]
+    fn rpc_keys_are_not_shown() {
+        assert_eq!(
+            redact_url("https://eth.example/v2/SECRETKEY"),
+            "https://eth.example/…"
+        );
+        assert_eq!(
+            redact_url("https://u:p@rpc.example:8545/"),
+            "https://rpc.example:8545/…"
+        );
+        assert_eq!(redact_url("http://127.0.0.1:8545"), "http://127.0.0.1:8545");
+        assert_eq!(redact_url("rpc?key=1"), "(not a URL)");
+    }
 
     #[test]
     fn proxy_credentials_are_not_shown() {

@@ -323,13 +323,16 @@ fn auth(keys: &Keys) -> Result<Auth> {
         return Ok(Auth::ApiKey(compute_api::ApiKey::new(key)?));
     }
     let mode = env("COMPUTE_AUTH_MODE").unwrap_or_else(|| "auto".into());
-    let has_solana = keys.solana.is_some()
+    // The scripts' rule (reference §2.5): a Solana key or address in the environment means
+    // solana. A keystore wallet (ours) holding both keys signs in with its EVM key unless
+    // COMPUTE_AUTH_CHAIN says solana.
+    let has_solana = env("SOLANA_SECRET_KEY").is_some()
         || env("SOLANA_WALLET_ADDRESS").is_some()
-        || env("WALLET_ADDRESS_SECONDARY").is_some();
+        || (keys.solana.is_some() && keys.evm.is_none());
     let chain = compute_api::resolve_chain(
         env("COMPUTE_AUTH_CHAIN").as_deref(),
         env("WALLET_ADDRESS").as_deref(),
-        has_solana && keys.evm.is_none(),
+        has_solana,
     );
     let ows = match mode.trim().to_ascii_lowercase().as_str() {
         "ows" => true,
@@ -352,17 +355,18 @@ fn auth(keys: &Keys) -> Result<Auth> {
         });
     }
     Ok(match (chain, &keys.evm, &keys.solana) {
+        (_, None, None) => Auth::None,
         (AuthChain::Solana, _, Some(solana)) => Auth::Solana(solana.clone()),
-        (AuthChain::Solana, Some(evm), None) => Auth::Evm {
-            signer: evm.clone(),
-            chain: AuthChain::Base,
-        },
+        (AuthChain::Solana, _, None) => bail!(
+            "the auth chain is solana (COMPUTE_AUTH_CHAIN, or a Solana address set) but there is no Solana key: set SOLANA_SECRET_KEY, add one to the wallet, or set COMPUTE_AUTH_CHAIN=base"
+        ),
         (chain, Some(evm), _) => Auth::Evm {
             signer: evm.clone(),
             chain,
         },
-        (_, None, Some(solana)) => Auth::Solana(solana.clone()),
-        (_, None, None) => Auth::None,
+        (chain, None, Some(_)) => bail!(
+            "the auth chain is {chain} but there is no EVM key: set PRIVATE_KEY, use a keystore wallet, or set COMPUTE_AUTH_CHAIN=solana"
+        ),
     })
 }
 
@@ -485,6 +489,15 @@ fn code_name(code: u8) -> &'static str {
     }
 }
 
+/// [`spin`] for a call that may pay: without `--yes` the terminal may ask before signing, and
+/// a spinner would draw over the question, so none is shown then.
+async fn spin_paid<T>(ui: Ui, message: &str, future: impl std::future::Future<Output = T>) -> T {
+    match ui.yes {
+        true => spin(message, future).await,
+        false => future.await,
+    }
+}
+
 /// Runs `future`, with a spinner on stderr once it takes over a second (on a terminal).
 async fn spin<T>(message: &str, future: impl std::future::Future<Output = T>) -> T {
     tokio::pin!(future);
@@ -561,7 +574,10 @@ fn consent(ui: Ui) -> Result<()> {
     if ui.yes || (std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
         return Ok(());
     }
-    bail!("this pays: pass --yes to pay without a terminal to ask on (nothing was paid)")
+    Err(compute_api::Error::Refused(
+        "this pays: pass --yes to pay without a terminal to ask on (nothing was paid)".into(),
+    )
+    .into())
 }
 
 /// Runs a machines command.
@@ -767,20 +783,31 @@ pub(crate) async fn run(
         }
         Machines::Password { id, output } => {
             let api = client(config, unpaid(), ui, true)?;
-            let access = spin("reading the password", api.password(&id)).await?;
-            if let Some(path) = &output {
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::OpenOptionsExt as _;
-                    options.mode(0o600);
+            // The file first: the password is given once, so nothing may fail after it came.
+            let mut file = match &output {
+                Some(path) => {
+                    let mut options = std::fs::OpenOptions::new();
+                    options.write(true).create_new(true);
+                    #[cfg(unix)]
+                    {
+                        use std::os::unix::fs::OpenOptionsExt as _;
+                        options.mode(0o600);
+                    }
+                    Some(options.open(path).with_context(|| {
+                        format!("cannot create {} (it must not exist)", path.display())
+                    })?)
                 }
-                let mut file = options.open(path).with_context(|| {
-                    format!("cannot create {} (it must not exist)", path.display())
-                })?;
-                file.write_all(access.password.as_bytes())?;
-                file.write_all(b"\n")?;
+                None => None,
+            };
+            let access = spin("reading the password", api.password(&id)).await?;
+            if let Some(file) = &mut file
+                && let Err(error) = file
+                    .write_all(access.password.as_bytes())
+                    .and_then(|()| file.write_all(b"\n"))
+            {
+                eprintln!(
+                    "x402c: could not write the password to the file ({error}); it is printed below"
+                );
             }
             if json {
                 print_json(&access)?;
@@ -801,7 +828,15 @@ pub(crate) async fn run(
                 );
                 return Ok(0);
             }
-            let bought = spin(
+            consent(ui)?;
+            if payment.use_credits
+                && !confirm(ui, &format!("Extend {id} by {hours} hours from credits?"))?
+            {
+                eprintln!("x402c: not extended");
+                return Ok(exit::REFUSED);
+            }
+            let bought = spin_paid(
+                ui,
                 "paying and extending",
                 api.extend(&id, hours, &payment.pay()),
             )
@@ -939,7 +974,7 @@ pub(crate) async fn run(
                 return Ok(0);
             }
             consent(ui)?;
-            let topped = spin("paying", api.top_up(amount, &payment.network)).await?;
+            let topped = spin_paid(ui, "paying", api.top_up(amount, &payment.network)).await?;
             if json {
                 print_json(&topped)?;
             } else {
@@ -1128,7 +1163,7 @@ async fn provision_command(
     request.os_id = provision.os_id;
     request.label = provision.label.clone();
     request.ssh_public_key = ssh_public_key;
-    let bought = spin("paying and provisioning", api.provision(&request, &pay)).await?;
+    let bought = spin_paid(ui, "paying and provisioning", api.provision(&request, &pay)).await?;
     if let Some(key) = &bought.management_api_key {
         eprintln!("x402c: management API key (shown once): {key}");
     }

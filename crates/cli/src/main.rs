@@ -7,10 +7,13 @@
 //! `instance`, `wait`, `ssh`, `password`, `extend`, `resize`, `destroy`, `api-key`, `credits`,
 //! `wallet`), `config` and `completions`.
 //!
-//! Exit codes: 0 success; 1 any other error; 2 usage; 3 refused by the policy, the budget or
-//! the user (nothing was signed); 4 the server rejected the payment; 5 a payment's outcome is
-//! not known yet (pending: `x402c payments reconcile`); 6 a network or server error (or an
-//! HTTP status of 400 and above).
+//! Exit codes: 0 success; 1 any other error, including bad input and the machines API refusing
+//! a request (not found, authentication, already retrieved, a bad request); 2 usage; 3 refused
+//! by the policy, the budget or the user, or a paid command without `--yes` and without a
+//! terminal to ask on (nothing was signed); 4 the server rejected the payment (or the credits
+//! fall short); 5 a payment's outcome is not known yet (pending: `x402c payments reconcile`);
+//! 6 a network or server error (5xx, an unreadable answer; for `fetch` also any HTTP status of
+//! 400 and above, as curl's `--fail` would treat it).
 
 // A command-line program prints: its output is stdout, its diagnostics stderr.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -306,7 +309,7 @@ async fn run(cli: Cli) -> Result<u8> {
                 }
             }
             for (network, url) in &config.rpc {
-                say!("rpc          {network} = {url}");
+                say!("rpc          {network} = {}", config::redact_url(url));
             }
             return Ok(0);
         }
@@ -830,9 +833,10 @@ pub(crate) fn endpoints(config: &Config) -> Result<Vec<(Network, reqwest::Url)>>
         let network: Network = network
             .parse()
             .with_context(|| format!("rpc: `{network}` is not a network x402c knows"))?;
+        // Not echoed: an RPC URL often carries an API key.
         let parsed: reqwest::Url = url
             .parse()
-            .with_context(|| format!("rpc: `{url}` is not a URL"))?;
+            .with_context(|| format!("rpc: the endpoint for {network} is not a URL"))?;
         endpoints.retain(|(n, _)| *n != network);
         endpoints.push((network, parsed));
     }

@@ -128,13 +128,22 @@ fn api_network(network: &str) -> Result<&'static str, Error> {
         })
 }
 
-/// Whether an offer on `offered` answers a request for the API's `network`: the server says
-/// which chain its name means (the devnet serves `base` on Base Sepolia), so only the family
-/// is checked: an EVM name never gets a Solana offer paid, nor the reverse.
+/// Whether an offer on `offered` answers a request for the API's `network`. The server says
+/// which chain its name means (the devnet serves `base` on Base Sepolia), so a name stands for
+/// its mainnet and its test networks: `base` 8453 or 84532, `megaeth` 4326 or 6342,
+/// `robinhood` 4663 (reference §9.2), `solana` any Solana cluster. Nothing else is paid.
 fn offer_matches(network: &str, offered: &x402_core::Network) -> bool {
     match network {
         "solana" => offered.is_solana(),
-        _ => !offered.is_solana(),
+        name => {
+            let ids: &[u64] = match name {
+                "base" => &[8453, 84532],
+                "megaeth" => &[4326, 6342],
+                "robinhood" => &[4663],
+                _ => &[],
+            };
+            offered.chain_id().is_some_and(|id| ids.contains(&id))
+        }
     }
 }
 
@@ -282,18 +291,18 @@ impl Client {
                 }
             }),
             Retry::Resigned => {
-                let auth = self.auth.clone();
-                let clock = self.clock.clone();
-                let entropy = self.entropy.clone();
-                let path = path.to_owned();
+                // Signed now, with its own nonce, so a signing failure stops everything before
+                // a payment is signed (and the retry never goes out with the spent nonce).
+                let mut fresh = Vec::new();
+                for (name, value) in self.auth_headers(&Method::POST, path, &bytes)? {
+                    let value = http::HeaderValue::from_str(&value).map_err(|_| {
+                        Error::Auth(format!("the signer gave an unusable {name} header"))
+                    })?;
+                    fresh.push((name, value));
+                }
                 Arc::new(move |headers: &mut http::HeaderMap| {
-                    let mut fill = |buf: &mut [u8]| entropy(buf);
-                    if let Ok(fresh) = auth.headers("POST", &path, &bytes, &*clock, &mut fill) {
-                        for (name, value) in fresh {
-                            if let Ok(value) = http::HeaderValue::from_str(&value) {
-                                headers.insert(name, value);
-                            }
-                        }
+                    for (name, value) in &fresh {
+                        headers.insert(*name, value.clone());
                     }
                 })
             }
@@ -489,6 +498,13 @@ impl Client {
                 self.call(Method::POST, &path, Some(&body), true).await
             }
         }
+        .map(|mut bought: Bought| {
+            // The documented answer is `{"order":{"expires_at":…}}`: the id is the one asked.
+            if bought.order.id.is_empty() {
+                bought.order.id = id.to_owned();
+            }
+            bought
+        })
     }
 
     /// Moves an instance to another plan; its remaining prepaid dollars carry over at the new
@@ -617,9 +633,12 @@ async fn read<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, Err
         .await
         .map_err(|e| Error::Network(format!("the answer was cut: {}", error::with_causes(&e))))?;
     if status.is_success() {
+        // Not echoed: a success body may hold a password or a key.
         return serde_json::from_slice(&bytes).map_err(|e| Error::Server {
             status: status.as_u16(),
-            message: format!("unreadable answer ({e}): {}", message_of(&bytes)),
+            message: format!(
+                "the answer is not what the API documents ({e}); if this paid, `x402c payments list` has the transaction"
+            ),
         });
     }
     let message = message_of(&bytes);
@@ -688,7 +707,12 @@ mod tests {
         assert_eq!(api_network(" Base ").unwrap(), "base");
         assert!(api_network("ethereum").is_err());
         assert!(offer_matches("base", &x402_core::Network::evm(84532)));
+        assert!(offer_matches("base", &x402_core::Network::evm(8453)));
         assert!(!offer_matches("base", &x402_core::Network::SOLANA_DEVNET));
+        // Another EVM chain is not the one asked for.
+        assert!(!offer_matches("robinhood", &x402_core::Network::evm(8453)));
+        assert!(offer_matches("robinhood", &x402_core::Network::evm(4663)));
+        assert!(offer_matches("megaeth", &x402_core::Network::evm(4326)));
         assert!(offer_matches("solana", &x402_core::Network::SOLANA_DEVNET));
         assert!(!offer_matches("solana", &x402_core::Network::evm(8453)));
     }

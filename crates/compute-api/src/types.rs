@@ -256,7 +256,9 @@ impl<'de> Deserialize<'de> for Status {
 /// An instance (an "order").
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 pub struct Instance {
-    /// Its id.
+    /// Its id (an extend answer may carry only the new expiry: empty then, and filled in by
+    /// [`crate::Client::extend`]).
+    #[serde(default)]
     pub id: String,
     /// Its status.
     #[serde(default = "unknown_status")]
@@ -401,8 +403,8 @@ impl ProvisionRequest {
     }
 }
 
-/// A provision or extend answer.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+/// A provision or extend answer. `Debug` hides the management key.
+#[derive(Clone, PartialEq, Deserialize, Serialize)]
 pub struct Bought {
     /// The instance.
     pub order: Instance,
@@ -412,6 +414,19 @@ pub struct Bought {
     /// Returned once when paid by MPP without auth.
     #[serde(default, skip_serializing)]
     pub management_api_key: Option<String>,
+}
+
+impl std::fmt::Debug for Bought {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bought")
+            .field("order", &self.order)
+            .field("tx_hash", &self.tx_hash)
+            .field(
+                "management_api_key",
+                &self.management_api_key.as_ref().map(|_| "…"),
+            )
+            .finish()
+    }
 }
 
 /// A one-time password (`POST …/password`). `Debug` hides the password.
@@ -593,6 +608,19 @@ mod tests {
             assert_eq!(instance.id, "a");
             assert_eq!(instance.status, Status::Active);
         }
+    }
+
+    #[test]
+    fn the_documented_extend_answer_reads() {
+        let bought: Bought = serde_json::from_str(
+            r#"{"order":{"expires_at":"2026-03-17T00:00:00Z"},"tx_hash":"0xab"}"#,
+        )
+        .unwrap();
+        assert_eq!(bought.order.id, "");
+        assert_eq!(
+            bought.order.expires_at.as_deref(),
+            Some("2026-03-17T00:00:00Z")
+        );
     }
 
     #[test]

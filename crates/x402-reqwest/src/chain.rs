@@ -53,6 +53,11 @@ alloy::sol! {
     }
 }
 
+/// The most of a payer's recent Solana transactions searched for a payment's signature; a
+/// payer with more gets no proof of absence (the payment stays pending).
+#[cfg(feature = "solana")]
+const SIGNATURE_SEARCH_LIMIT: usize = 1000;
+
 /// How far back [`ChainCheck`] looks for an authorization's transaction (blocks): about five
 /// hours on Base. A longer range is refused by many public endpoints; the payment is still
 /// proven used without it, only its transaction is not named.
@@ -329,10 +334,19 @@ impl ChainCheck {
         payer: &solana_pubkey::Pubkey,
         ours: &solana_signature::Signature,
     ) -> Result<Option<(String, bool)>, Error> {
+        // At `confirmed`, as the blockhash check: a transfer that landed in the last valid
+        // slots is confirmed before it is finalized, and must not be missed.
+        let config = solana_rpc_client::rpc_client::GetConfirmedSignaturesForAddress2Config {
+            before: None,
+            until: None,
+            limit: Some(SIGNATURE_SEARCH_LIMIT),
+            commitment: Some(solana_commitment()),
+        };
         let recent = rpc
-            .get_signatures_for_address(payer)
+            .get_signatures_for_address_with_config(payer, config)
             .await
             .map_err(|e| rpc_failed(network, e))?;
+        let complete = recent.len() < SIGNATURE_SEARCH_LIMIT;
         for found in recent {
             let Ok(signature) = found.signature.parse::<solana_signature::Signature>() else {
                 continue;
@@ -357,6 +371,12 @@ impl ChainCheck {
             if decoded.signatures.contains(ours) {
                 return Ok(Some((found.signature, found.err.is_none())));
             }
+        }
+        if !complete {
+            // More history than one page: absence here proves nothing.
+            return Err(Error::Chain(format!(
+                "{payer} has more than {SIGNATURE_SEARCH_LIMIT} recent transactions on {network}: cannot prove this payment is not among them; resend it to the server instead"
+            )));
         }
         Ok(None)
     }

@@ -653,6 +653,7 @@ impl X402Middleware {
         replay: &Request,
         extensions: &mut Extensions,
         next: Next<'_>,
+        resent: bool,
     ) -> reqwest_middleware::Result<Response> {
         let value = HeaderValue::from_str(value).map_err(|_| {
             Error::Journal(format!(
@@ -678,7 +679,7 @@ impl X402Middleware {
             };
             if !transient || attempt >= self.config.retries {
                 return match outcome {
-                    Ok(response) => self.answered(entry, response).await,
+                    Ok(response) => self.answered(entry, response, resent || attempt > 0).await,
                     Err(error) => {
                         tracing::warn!(%entry, %error, "the answer to a payment was lost; it stays pending");
                         Err(Error::Pending {
@@ -701,8 +702,9 @@ impl X402Middleware {
         &self,
         entry: EntryId,
         response: Response,
+        resent: bool,
     ) -> reqwest_middleware::Result<Response> {
-        Ok(record_answer(&*self.journal, entry, response).await?)
+        Ok(record(&*self.journal, entry, response, resent).await?)
     }
 }
 
@@ -715,7 +717,20 @@ impl X402Middleware {
 pub async fn record_answer(
     journal: &dyn PaymentJournal,
     entry: EntryId,
+    response: Response,
+) -> Result<Response, Error> {
+    record(journal, entry, response, false).await
+}
+
+/// [`record_answer`]; `resent`: this answer is to the payment sent again (a retry, or a
+/// pending payment resent), where a refusal proves nothing: the first send may have settled
+/// and a server may only say "already used". Such a refusal leaves the payment pending for
+/// the chain to decide (`x402c payments reconcile --rpc`).
+async fn record(
+    journal: &dyn PaymentJournal,
+    entry: EntryId,
     mut response: Response,
+    resent: bool,
 ) -> Result<Response, Error> {
     let receipt = Receipt::from_headers(response.headers()).ok().flatten();
     let status = response.status();
@@ -749,6 +764,16 @@ pub async fn record_answer(
         }
         // Being settled, or sent and not confirmed: not known yet.
         (402, Some("settlement_pending" | "duplicate_settlement")) => {
+            journal.update(
+                entry,
+                PaymentState::Pending {
+                    transaction: transaction.clone(),
+                },
+            )?;
+            Error::Pending { entry, transaction }
+        }
+        (402 | 412, _) if resent => {
+            tracing::warn!(%entry, ?reason, "a resent payment was refused; it may have settled when first sent, so it stays pending");
             journal.update(
                 entry,
                 PaymentState::Pending {
@@ -854,7 +879,7 @@ pub async fn resend(
         request = request.header(http::header::CONTENT_TYPE, content_type.as_str());
     }
     match request.send().await {
-        Ok(response) => record_answer(journal, entry.id, response).await,
+        Ok(response) => record(journal, entry.id, response, true).await,
         Err(error) => {
             tracing::warn!(entry = %entry.id, %error, "cannot reach the server; still pending");
             Err(Error::Pending {
@@ -886,7 +911,7 @@ impl Middleware for X402Middleware {
                 pending.payment.header_value.as_str(),
             );
             return self
-                .send_paid(pending.id, header, replay, extensions, next)
+                .send_paid(pending.id, header, replay, extensions, next, true)
                 .await;
         }
         let response = next.clone().run(request, extensions).await?;
@@ -904,7 +929,7 @@ impl Middleware for X402Middleware {
         let (entry, name, value) = self
             .sign(&challenge, described, fingerprint, filter.as_ref())
             .await?;
-        self.send_paid(entry, (name, &value), &replay, extensions, next)
+        self.send_paid(entry, (name, &value), &replay, extensions, next, false)
             .await
     }
 }

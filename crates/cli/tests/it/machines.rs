@@ -15,7 +15,12 @@ const DAY_OF_SMALLEST: u64 = 192_000;
 impl User {
     /// `x402c` against `devnet`'s machines API, with `env` set too.
     async fn x402c(&self, devnet: &devnet::Devnet, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut all = vec![("X402C_COMPUTE_URL", devnet.url())];
+        // The user has both keys in the environment, which by the scripts' rule signs in as
+        // Solana: these tests sign in as the EVM wallet unless they say otherwise.
+        let mut all = vec![
+            ("X402C_COMPUTE_URL", devnet.url()),
+            ("COMPUTE_AUTH_CHAIN", "base"),
+        ];
         all.extend_from_slice(env);
         self.run_with(args, &all).await
     }
@@ -189,9 +194,19 @@ async fn credits_and_api_keys_through_x402c() {
         )
         .await;
     let id = id_of(&bought);
+    // Without --yes and without a terminal, a paid command pays nothing.
+    let unasked = user
+        .x402c(
+            &devnet,
+            &["extend", &id, "--hours", "24", "--use-credits"],
+            &[],
+        )
+        .await;
+    assert_eq!(unasked.code, 3, "{}", unasked.stderr);
+    assert!(unasked.stderr.contains("--yes"), "{}", unasked.stderr);
     user.json(
         &devnet,
-        &["extend", &id, "--hours", "24", "--use-credits"],
+        &["extend", &id, "--hours", "24", "--use-credits", "--yes"],
         &[],
     )
     .await;
@@ -631,6 +646,17 @@ async fn bad_input_gets_one_clear_line_and_changes_nothing() {
         assert!(run.stderr.contains(expected), "{args:?}: {}", run.stderr);
         assert!(!run.stderr.contains("panicked"), "{args:?}: {}", run.stderr);
     }
+    // Signing in as Solana without a Solana key: said, not silently signed as another wallet.
+    let no_key = user
+        .x402c(
+            &devnet,
+            &["instances"],
+            &[("COMPUTE_AUTH_CHAIN", "solana"), ("SOLANA_SECRET_KEY", "")],
+        )
+        .await;
+    assert_eq!(no_key.code, 1);
+    assert!(no_key.stderr.contains("no Solana key"), "{}", no_key.stderr);
+
     // Over the cap: refused before signing.
     let capped = user
         .x402c(

@@ -230,7 +230,12 @@ async fn a_pending_settlement_is_never_paid_again_and_resolves_by_resending_it()
 
 /// A server that asks for $0.01 on Base Sepolia, answers the paid attempts with 503 `fail`
 /// times, then 200; it keeps every payment header it received.
-async fn flaky_server(fail: usize) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+/// A paid resource that answers its first `fail` paid attempts with 503, then the resource, or
+/// with `refuse_after`, a bare 402 (what a server says of a payment it already used).
+async fn flaky_server_then(
+    fail: usize,
+    refuse_after: bool,
+) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
     use axum::http::{HeaderMap, StatusCode as Status};
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let kept = seen.clone();
@@ -268,6 +273,8 @@ async fn flaky_server(fail: usize) -> (String, Arc<std::sync::Mutex<Vec<String>>
                 seen.push(payment.to_str().unwrap().to_owned());
                 if seen.len() <= fail {
                     (Status::SERVICE_UNAVAILABLE, "try again").into_response()
+                } else if refuse_after {
+                    (Status::PAYMENT_REQUIRED, [("payment-required", header)], "").into_response()
                 } else {
                     (Status::OK, "the resource").into_response()
                 }
@@ -279,6 +286,28 @@ async fn flaky_server(fail: usize) -> (String, Arc<std::sync::Mutex<Vec<String>>
     let url = format!("http://{}/paid", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (url, seen)
+}
+
+async fn flaky_server(fail: usize) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    flaky_server_then(fail, false).await
+}
+
+#[tokio::test]
+async fn a_refused_resend_stays_pending_for_the_chain_to_decide() {
+    // The first send got a 503 (it may have settled); the resend is refused as used.
+    let (url, seen) = flaky_server_then(1, true).await;
+    let mut secret = [0u8; 32];
+    test_support::os_random(&mut secret);
+    let payer = Arc::new(LocalEvmSigner::from_bytes(&secret).unwrap());
+    let (client, journal, signed) = paying_client(&payer, base_up_to(1));
+    let pending = our_error(client.post(&url).body("{}").send().await);
+    assert!(pending.contains("Pending"), "{pending}");
+    assert_eq!(seen.lock().unwrap().len(), 2, "sent, then resent once");
+    assert_eq!(signed.load(Ordering::SeqCst), 1, "never signed again");
+    assert!(matches!(
+        journal.entries().unwrap()[0].state,
+        PaymentState::Pending { .. }
+    ));
 }
 
 #[tokio::test]
