@@ -398,20 +398,56 @@ async fn proxy(
     std::sync::Arc<std::sync::atomic::AtomicBool>,
     tokio::task::JoinHandle<()>,
 ) {
+    let policy = match forward {
+        true => Hold::FirstAnswer,
+        false => Hold::FirstRequest,
+    };
+    proxy_holding(devnet, policy, false).await
+}
+
+/// What a test proxy holds forever.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    /// The first paid request's answer, once the devnet gave it (raises the flag).
+    FirstAnswer,
+    /// The first paid request, never passed on (raises the flag).
+    FirstRequest,
+    /// Every paid request while the flag is up.
+    WhileFlagged,
+}
+
+/// A proxy in front of the devnet that forwards everything but what `hold` says; returns its
+/// URL, its flag (starting at `flag`) and its server's task (abort it to make the proxy
+/// unreachable).
+async fn proxy_holding(
+    devnet: &devnet::Devnet,
+    hold: Hold,
+    flag: bool,
+) -> (
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tokio::task::JoinHandle<()>,
+) {
     use axum::body::Bytes;
     use axum::http::{HeaderMap, Method, Uri};
     use axum::response::IntoResponse;
-    let held = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = held.clone();
+    use std::sync::atomic::Ordering::SeqCst;
+    let raised = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(flag));
+    let shared = raised.clone();
     let upstream = devnet.url().to_owned();
     let app = axum::Router::new().fallback(
         move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
             let upstream = upstream.clone();
-            let flag = flag.clone();
+            let flag = shared.clone();
             async move {
                 let paid =
                     headers.contains_key("payment-signature") || headers.contains_key("x-payment");
-                if paid && !forward && !flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let hold_request = match hold {
+                    Hold::FirstRequest => paid && !flag.swap(true, SeqCst),
+                    Hold::WhileFlagged => paid && flag.load(SeqCst),
+                    Hold::FirstAnswer => false,
+                };
+                if hold_request {
                     std::future::pending::<()>().await;
                 }
                 let mut request = test_support::http()
@@ -424,7 +460,7 @@ async fn proxy(
                 }
                 let answer = request.send().await.unwrap();
                 // Only the first paid answer is held; later ones (a reconcile) pass.
-                if paid && forward && !flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                if hold == Hold::FirstAnswer && paid && !flag.swap(true, SeqCst) {
                     std::future::pending::<()>().await;
                 }
                 let status = answer.status();
@@ -437,7 +473,7 @@ async fn proxy(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, held, server)
+    (url, raised, server)
 }
 
 /// Starts `x402c fetch` of `url` for `user`, waits until its paid answer is held, and sends
@@ -832,41 +868,7 @@ async fn solana_payments_are_reconciled_by_their_signature_and_blockhash() {
 async fn swallowing_proxy(
     devnet: &devnet::Devnet,
 ) -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    use axum::body::Bytes;
-    use axum::http::{HeaderMap, Method, Uri};
-    use axum::response::IntoResponse;
-    let swallow = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let flag = swallow.clone();
-    let upstream = devnet.url().to_owned();
-    let app = axum::Router::new().fallback(
-        move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let upstream = upstream.clone();
-            let flag = flag.clone();
-            async move {
-                let paid =
-                    headers.contains_key("payment-signature") || headers.contains_key("x-payment");
-                if paid && flag.load(std::sync::atomic::Ordering::SeqCst) {
-                    std::future::pending::<()>().await;
-                }
-                let mut request = test_support::http()
-                    .request(method, format!("{upstream}{uri}"))
-                    .body(body.to_vec());
-                for (name, value) in &headers {
-                    if name != "host" {
-                        request = request.header(name, value);
-                    }
-                }
-                let answer = request.send().await.unwrap();
-                let status = answer.status();
-                let headers = answer.headers().clone();
-                let bytes = answer.bytes().await.unwrap();
-                (status, headers, bytes).into_response()
-            }
-        },
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (url, swallow, _server) = proxy_holding(devnet, Hold::WhileFlagged, true).await;
     (url, swallow)
 }
 
