@@ -5,10 +5,12 @@
 //! reference's AAD strings, streams bound chunk by chunk, and the node key binding) is here and
 //! reproduces the cross-language test vector; [`stream`] reads plain and sealed SSE answers
 //! with a distinct outcome for each way a stream ends; [`reserve`] gates sealing on the node's
-//! key binding. The HTTP client, the devnet coordinator and the
+//! key binding; [`client`] calls the endpoints that carry no prompt (models, capacity,
+//! pricing, providers, reserve). The HTTP client, the devnet coordinator and the
 //! node protocol come with the rest of the grid issue. The wire facts are in
 //! `shared/reference/grid-and-node.md`.
 
+pub mod client;
 pub mod reserve;
 pub mod seal;
 pub mod stream;

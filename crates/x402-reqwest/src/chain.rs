@@ -7,8 +7,6 @@
 //! whose blockhash expired and that no transaction of the payer's carries. Times are the
 //! chain's (its latest block's timestamp), never this machine's clock.
 
-use std::sync::Arc;
-
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider as _;
 use serde_json::Value;
@@ -290,7 +288,7 @@ impl ChainCheck {
             .get(index)
             .ok_or_else(|| unreadable(entry, "its transaction's signer is missing"))?;
         let blockhash = *transaction.message.recent_blockhash();
-        let rpc = Arc::new(RpcClient::new(url));
+        let rpc = RpcClient::new(url);
         // Ask whether the blockhash is still valid first: a transaction that lands after the
         // search below would otherwise be missed.
         let valid = rpc
