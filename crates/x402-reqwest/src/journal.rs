@@ -105,8 +105,9 @@ impl std::fmt::Debug for NewEntry {
     }
 }
 
-/// A payment as the journal holds it.
-#[derive(Clone, PartialEq, Eq)]
+/// A payment as the journal holds it. `Debug` redacts the signed payment (through
+/// [`NewEntry`]'s).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     /// Its id.
     pub id: EntryId,
@@ -114,16 +115,6 @@ pub struct Entry {
     pub payment: NewEntry,
     /// Where it is.
     pub state: PaymentState,
-}
-
-impl std::fmt::Debug for Entry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Entry")
-            .field("id", &self.id)
-            .field("payment", &self.payment)
-            .field("state", &self.state)
-            .finish()
-    }
 }
 
 /// Where payments are written down. Implementations must make [`PaymentJournal::record`]

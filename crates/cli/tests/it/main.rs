@@ -677,6 +677,25 @@ async fn https_proxy_tunnels_a_named_host_and_loopback_goes_direct() {
     assert_eq!(treasury(&devnet).await, U256::from(40_000u64));
 }
 
+/// Pays `/devnet/paid?network=QUERY` on `network` through a proxy that holds the first
+/// paid answer (`forward`) or the request itself, SIGKILLs the CLI once the payment left, and
+/// takes the proxy down: the payment is pending and the server cannot be asked again.
+async fn killed_then_unreachable(
+    devnet: &devnet::Devnet,
+    user: &User,
+    forward: bool,
+    query: &str,
+    network: &str,
+    rpc: &str,
+) {
+    let (proxy_url, held, server) = proxy(devnet, forward).await;
+    let url = format!("{proxy_url}/devnet/paid?network={query}");
+    let args = ["fetch", url.as_str(), "--network", network, "--rpc", rpc];
+    let (code, _) = interrupted_with(user, &args, &held, "-KILL").await;
+    assert_eq!(code, None, "killed by a signal");
+    server.abort();
+}
+
 /// Calls Base Sepolia's anvil.
 async fn anvil(devnet: &devnet::Devnet, method: &str, params: Value) -> Value {
     rpc_call(devnet.base().rpc_url(), method, params).await
@@ -796,19 +815,7 @@ async fn solana_payments_are_reconciled_by_their_signature_and_blockhash() {
     let rpc = format!("solana-devnet={}/solana", devnet.url());
 
     // Settled, the answer lost, the server gone: the payer's transactions carry its signature.
-    let (proxy_url, held, server) = proxy(&devnet, true).await;
-    let url = format!("{proxy_url}/devnet/paid?network=solana");
-    let args = [
-        "fetch",
-        url.as_str(),
-        "--network",
-        "solana-devnet",
-        "--rpc",
-        rpc.as_str(),
-    ];
-    let (code, _) = interrupted_with(&user, &args, &held, "-KILL").await;
-    assert_eq!(code, None);
-    server.abort();
+    killed_then_unreachable(&devnet, &user, true, "solana", "solana-devnet", &rpc).await;
     assert_eq!(ledger.token_balance(&devnet::SOLANA_TREASURY), 10_000);
     let reconciled = user
         .run(&["payments", "reconcile", "--rpc", &rpc, "--json"])
@@ -828,19 +835,7 @@ async fn solana_payments_are_reconciled_by_their_signature_and_blockhash() {
     );
 
     // Never sent on: pending while its blockhash is valid, unpaid once it expired.
-    let (proxy_url, held, server) = proxy(&devnet, false).await;
-    let url = format!("{proxy_url}/devnet/paid?network=solana");
-    let args = [
-        "fetch",
-        url.as_str(),
-        "--network",
-        "solana-devnet",
-        "--rpc",
-        rpc.as_str(),
-    ];
-    let (code, _) = interrupted_with(&user, &args, &held, "-KILL").await;
-    assert_eq!(code, None);
-    server.abort();
+    killed_then_unreachable(&devnet, &user, false, "solana", "solana-devnet", &rpc).await;
     let open = user.run(&["payments", "reconcile", "--rpc", &rpc]).await;
     assert_eq!(open.code, 5, "{}{}", open.stdout, open.stderr);
     clock.advance(std::time::Duration::from_secs(61));
@@ -925,19 +920,7 @@ async fn permit_payments_are_reconciled_by_the_owners_nonce_and_the_deadline() {
     let before = payee().await;
 
     // Settled, the answer lost, the server gone: the owner's nonce moved.
-    let (proxy_url, held, server) = proxy(&devnet, true).await;
-    let url = format!("{proxy_url}/devnet/paid?network=megaeth");
-    let args = [
-        "fetch",
-        url.as_str(),
-        "--network",
-        "megaeth",
-        "--rpc",
-        rpc.as_str(),
-    ];
-    let (code, _) = interrupted_with(&user, &args, &held, "-KILL").await;
-    assert_eq!(code, None);
-    server.abort();
+    killed_then_unreachable(&devnet, &user, true, "megaeth", "megaeth", &rpc).await;
     let paid = payee().await - before;
     assert!(paid > U256::ZERO, "the devnet settled it");
     let reconciled = user.run(&["payments", "reconcile", "--rpc", &rpc]).await;
@@ -949,19 +932,7 @@ async fn permit_payments_are_reconciled_by_the_owners_nonce_and_the_deadline() {
     assert_eq!(user.payments().await[0]["state"], "settled");
 
     // Never sent on: pending until the chain's time passes the deadline, then unpaid.
-    let (proxy_url, held, server) = proxy(&devnet, false).await;
-    let url = format!("{proxy_url}/devnet/paid?network=megaeth");
-    let args = [
-        "fetch",
-        url.as_str(),
-        "--network",
-        "megaeth",
-        "--rpc",
-        rpc.as_str(),
-    ];
-    let (code, _) = interrupted_with(&user, &args, &held, "-KILL").await;
-    assert_eq!(code, None);
-    server.abort();
+    killed_then_unreachable(&devnet, &user, false, "megaeth", "megaeth", &rpc).await;
     let open = user.run(&["payments", "reconcile", "--rpc", &rpc]).await;
     assert_eq!(open.code, 5, "{}{}", open.stdout, open.stderr);
     rpc_call(
