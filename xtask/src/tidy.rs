@@ -19,18 +19,29 @@ mod tests {
             &["x402-core", "x402-reqwest"],
             &["test-support", "devnet"],
         ),
+        ("grid-proto", &[], &[]),
         (
             "grid-api",
-            &["x402-core", "x402-reqwest"],
-            &["test-support"],
-        ),
-        ("sgl-node", &["x402-core", "grid-api"], &["test-support"]),
-        (
-            "cli",
-            &["x402-core", "x402-reqwest", "compute-api", "grid-api"],
+            &["x402-core", "x402-reqwest", "grid-proto"],
             &["test-support", "devnet"],
         ),
-        ("devnet", &["x402-core"], &["test-support"]),
+        (
+            "sgl-node",
+            &["x402-core", "grid-proto"],
+            &["test-support", "devnet"],
+        ),
+        (
+            "cli",
+            &[
+                "x402-core",
+                "x402-reqwest",
+                "compute-api",
+                "grid-api",
+                "grid-proto",
+            ],
+            &["test-support", "devnet"],
+        ),
+        ("devnet", &["x402-core", "grid-proto"], &["test-support"]),
         ("test-support", &["x402-core", "devnet"], &[]),
         ("xtask", &[], &[]),
     ];

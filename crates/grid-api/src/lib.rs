@@ -12,5 +12,5 @@
 
 pub mod client;
 pub mod reserve;
-pub mod seal;
+pub use grid_proto::{Usage, envelope, limits, node, seal};
 pub mod stream;
