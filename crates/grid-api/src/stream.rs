@@ -94,12 +94,13 @@ struct ChunkEvent {
     ct: String,
 }
 
-/// The opened chunks of a sealed stream, each the node's chunk JSON. The stream ends after
-/// the chunk marked final; ending earlier, reordering, replay and tampering are errors.
+/// The opened chunks of a sealed stream, each the text of the deltas the node sealed in it
+/// (the final chunk's is usually empty). The stream ends after the chunk marked final; ending
+/// earlier, reordering, replay and tampering are errors.
 pub fn sealed<S, B, E>(
     bytes: S,
     opener: StreamOpener,
-) -> impl Stream<Item = Result<serde_json::Value, StreamError>>
+) -> impl Stream<Item = Result<String, StreamError>>
 where
     S: Stream<Item = Result<B, E>> + Unpin,
     B: AsRef<[u8]>,
@@ -147,9 +148,14 @@ where
                 Ok(plaintext) => plaintext,
                 Err(error) => return Some((Err(StreamError::Seal(error)), None)),
             };
-            return Some(match serde_json::from_slice(&opened) {
-                Ok(value) => (Ok(value), Some((events, opener))),
-                Err(error) => (Err(StreamError::Malformed(error.to_string())), None),
+            return Some(match String::from_utf8(opened) {
+                Ok(text) => (Ok(text), Some((events, opener))),
+                Err(_) => (
+                    Err(StreamError::Malformed(
+                        "a sealed chunk's text is not UTF-8".to_owned(),
+                    )),
+                    None,
+                ),
             });
         }
     })
@@ -168,9 +174,9 @@ mod tests {
         futures_util::stream::iter(owned)
     }
 
-    async fn collect(
-        stream: impl Stream<Item = Result<serde_json::Value, StreamError>>,
-    ) -> (Vec<serde_json::Value>, Option<StreamError>) {
+    async fn collect<T>(
+        stream: impl Stream<Item = Result<T, StreamError>>,
+    ) -> (Vec<T>, Option<StreamError>) {
         let mut values = Vec::new();
         futures_util::pin_mut!(stream);
         while let Some(item) = stream.next().await {
@@ -237,7 +243,7 @@ mod tests {
         let lines = (0..n)
             .map(|i| {
                 let chunk = sealer.seal(
-                    format!("{{\"choices\":[{{\"index\":{i}}}]}}").as_bytes(),
+                    format!("part{i}").as_bytes(),
                     i + 1 == n,
                     &mut random,
                 );
@@ -260,7 +266,7 @@ mod tests {
         parts.push("data: [DONE]\n\n");
         let (values, end) = collect(sealed(bytes(&parts), opener)).await;
         assert_eq!(values.len(), 3);
-        assert_eq!(values[2]["choices"][0]["index"], 2);
+        assert_eq!(values, ["part0", "part1", "part2"]);
         assert!(end.is_none(), "{end:?}");
 
         // Cut after two chunks: truncated, even with a [DONE].

@@ -1,6 +1,11 @@
 //! The node ⇄ coordinator messages (§3), as the reference node sends and reads them, and the
 //! job payloads a node accepts (§3.8).
 //!
+//! What is sealed (as the reference SDKs read it): a non-stream answer's plaintext is the
+//! [`PlainResult`] JSON (`{"content", "model", "usage"}`); a stream chunk's plaintext is the raw
+//! UTF-8 text of the deltas it carries (the final chunk's is empty and its `usage` rides in
+//! clear beside it).
+//!
 //! Two additions of ours, both optional on the wire so a reference peer ignores them:
 //! - the `embeddings` job type ([`JOB_EMBEDDINGS`]) and `capabilities.embeddings`: the
 //!   reference node serves no embeddings; ours does when its engine can, and the devnet
