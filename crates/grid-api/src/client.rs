@@ -39,6 +39,79 @@ pub enum ClientError {
     /// The grid could not be reached.
     #[error("cannot reach the grid: {0}")]
     Network(String),
+    /// Sealing was refused (the node's key binding failed or is absent), or a sealed answer
+    /// did not open.
+    #[error("not sealing to this node: {0}")]
+    Seal(#[from] crate::seal::SealError),
+    /// A streamed answer ended wrongly (cut, an error event, tampered or reordered chunks).
+    #[error(transparent)]
+    Stream(#[from] crate::stream::StreamError),
+    /// The request cannot be sent as asked (e.g. content the grid does not take).
+    #[error("{0}")]
+    Invalid(String),
+    /// Our side refused to pay: over a cap or the budget, declined, or no payer configured.
+    #[error("not paying: {0}")]
+    PaymentRefused(String),
+    /// The grid rejected the payment.
+    #[error("the grid rejected the payment: {reason}")]
+    PaymentRejected {
+        /// Its reason.
+        reason: String,
+    },
+    /// A payment left and its outcome is not known yet; it is journaled (`x402c payments`).
+    #[error("payment {entry} is pending{}: run `x402c payments reconcile`", transaction.as_deref().map(|t| format!(" (transaction {t})")).unwrap_or_default())]
+    PaymentPending {
+        /// The journal entry.
+        entry: x402_reqwest::EntryId,
+        /// The transaction, when known.
+        transaction: Option<String>,
+    },
+    /// Another payment failure.
+    #[error(transparent)]
+    Payment(x402_reqwest::Error),
+}
+
+impl ClientError {
+    /// Whether the grid asked for payment or credits were short.
+    pub fn is_payment_required(&self) -> bool {
+        matches!(self, ClientError::PaymentRequired(_))
+    }
+
+    pub(crate) fn of_paying(error: reqwest_middleware::Error) -> ClientError {
+        let Some(paying) = x402_reqwest::Error::of(&error) else {
+            return match error {
+                reqwest_middleware::Error::Reqwest(error) => ClientError::Network(error.to_string()),
+                reqwest_middleware::Error::Middleware(other) => {
+                    ClientError::Network(format!("{other:#}"))
+                }
+            };
+        };
+        match paying {
+            x402_reqwest::Error::Policy(_)
+            | x402_reqwest::Error::OverBudget { .. }
+            | x402_reqwest::Error::Declined(_) => ClientError::PaymentRefused(paying.to_string()),
+            x402_reqwest::Error::Rejected { reason, .. } => ClientError::PaymentRejected {
+                reason: reason.clone(),
+            },
+            x402_reqwest::Error::Pending { entry, transaction } => ClientError::PaymentPending {
+                entry: *entry,
+                transaction: transaction.clone(),
+            },
+            x402_reqwest::Error::PaidWithoutAnswer { entry, transaction } => {
+                ClientError::PaymentPending {
+                    entry: *entry,
+                    transaction: Some(transaction.clone()),
+                }
+            }
+            _ => match error {
+                reqwest_middleware::Error::Middleware(inner) => match inner.downcast() {
+                    Ok(paying) => ClientError::Payment(paying),
+                    Err(other) => ClientError::Network(other.to_string()),
+                },
+                reqwest_middleware::Error::Reqwest(error) => ClientError::Network(error.to_string()),
+            },
+        }
+    }
 }
 
 /// An API key (`x402c_…` or `scg_…`). `Debug` shows its last four characters.
@@ -115,12 +188,38 @@ pub struct ReserveRequest {
     pub max_price: Option<serde_json::Number>,
 }
 
-/// The grid client (the endpoints without a prompt).
-#[derive(Clone, Debug)]
+/// The grid client.
+#[derive(Clone)]
 pub struct GridClient {
-    url: reqwest::Url,
-    http: reqwest::Client,
-    key: Option<GridKey>,
+    pub(crate) url: reqwest::Url,
+    pub(crate) http: reqwest::Client,
+    pub(crate) key: Option<GridKey>,
+    pub(crate) entropy: x402_reqwest::SharedEntropy,
+    pub(crate) paying: Option<reqwest_middleware::ClientWithMiddleware>,
+}
+
+impl std::fmt::Debug for GridClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GridClient")
+            .field("url", &self.url.as_str())
+            .field("key", &self.key)
+            .field("pays_x402", &self.paying.is_some())
+            .finish()
+    }
+}
+
+/// What paying chats with x402 needs (a chat without an API key).
+pub struct Payments {
+    /// Who signs.
+    pub payer: std::sync::Arc<dyn x402_reqwest::Payer>,
+    /// Where each payment is written before it leaves.
+    pub journal: std::sync::Arc<dyn x402_reqwest::PaymentJournal>,
+    /// Time, for the authorization window.
+    pub clock: std::sync::Arc<dyn x402_core::Clock + Send + Sync>,
+    /// The caps (default $1 per payment) and the daily budget.
+    pub config: x402_reqwest::Config,
+    /// Runs before a payment is signed (a CLI asks its user).
+    pub before_sign: Option<x402_reqwest::BeforeSign>,
 }
 
 fn message_of(body: &[u8]) -> String {
@@ -139,18 +238,55 @@ fn message_of(body: &[u8]) -> String {
 }
 
 impl GridClient {
-    /// A client for the grid at `url`, with `key` when given.
-    pub fn new(url: reqwest::Url, http: reqwest::Client, key: Option<GridKey>) -> GridClient {
-        GridClient { url, http, key }
+    /// A client for the grid at `url`, with `key` when given; `entropy` makes the keys and
+    /// nonces of sealed requests.
+    pub fn new(
+        url: reqwest::Url,
+        http: reqwest::Client,
+        key: Option<GridKey>,
+        entropy: x402_reqwest::SharedEntropy,
+    ) -> GridClient {
+        GridClient {
+            url,
+            http,
+            key,
+            entropy,
+            paying: None,
+        }
     }
 
-    fn url(&self, path: &str) -> Result<reqwest::Url, ClientError> {
+    /// Lets chats be paid per request with x402 ([`crate::chat::ChatPay::X402`]).
+    pub fn with_payments(mut self, payments: Payments) -> GridClient {
+        let mut middleware = x402_reqwest::X402Middleware::new(
+            payments.payer,
+            payments.journal,
+            payments.clock,
+            self.entropy.clone(),
+            payments.config,
+        );
+        if let Some(hook) = payments.before_sign {
+            middleware = middleware.before_sign(hook);
+        }
+        self.paying = Some(
+            reqwest_middleware::ClientBuilder::new(self.http.clone())
+                .with(middleware)
+                .build(),
+        );
+        self
+    }
+
+    /// Whether an API key is set.
+    pub fn has_key(&self) -> bool {
+        self.key.is_some()
+    }
+
+    pub(crate) fn url(&self, path: &str) -> Result<reqwest::Url, ClientError> {
         self.url
             .join(path)
             .map_err(|e| ClientError::Network(format!("cannot form the URL for {path}: {e}")))
     }
 
-    fn request(
+    pub(crate) fn request(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -158,7 +294,7 @@ impl GridClient {
         Ok(self.request_to(method, self.url(path)?))
     }
 
-    fn request_to(&self, method: reqwest::Method, url: reqwest::Url) -> reqwest::RequestBuilder {
+    pub(crate) fn request_to(&self, method: reqwest::Method, url: reqwest::Url) -> reqwest::RequestBuilder {
         let mut request = self.http.request(method, url);
         if let Some(key) = &self.key {
             request = request
@@ -168,11 +304,20 @@ impl GridClient {
         request
     }
 
-    async fn read<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<T, ClientError> {
+    pub(crate) async fn read<T: DeserializeOwned>(
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
         let response = request
             .send()
             .await
             .map_err(|e| ClientError::Network(e.to_string()))?;
+        Self::read_response(response).await
+    }
+
+    /// Reads a JSON answer, or the typed refusal.
+    pub(crate) async fn read_response<T: DeserializeOwned>(
+        response: reqwest::Response,
+    ) -> Result<T, ClientError> {
         let status = response.status();
         let bytes = response
             .bytes()
@@ -184,8 +329,15 @@ impl GridClient {
                 message: format!("the answer is not what the grid documents: {e}"),
             });
         }
-        let message = message_of(&bytes);
-        Err(match status.as_u16() {
+        Err(refusal(status.as_u16(), &bytes))
+    }
+}
+
+/// The typed refusal for a non-2xx answer.
+pub(crate) fn refusal(status: u16, bytes: &[u8]) -> ClientError {
+    let message = message_of(bytes);
+    {
+        match status {
             401 | 403 => ClientError::Auth(message),
             402 => ClientError::PaymentRequired(message),
             code @ 400..=499 => ClientError::Refused {
@@ -196,8 +348,11 @@ impl GridClient {
                 status: code,
                 message,
             },
-        })
+        }
     }
+}
+
+impl GridClient {
 
     /// The grid's models, with node counts, TEE types and prices.
     ///
@@ -319,6 +474,7 @@ mod tests {
             url.clone(),
             x402_reqwest::Transport::default().client().unwrap(),
             Some(GridKey::new("x402c_good")),
+            std::sync::Arc::new(|buf: &mut [u8]| buf.fill(7)),
         );
         let models = good.models().await.unwrap();
         assert_eq!(models[0].id, "smollm2-135m");
@@ -339,6 +495,7 @@ mod tests {
             url,
             x402_reqwest::Transport::default().client().unwrap(),
             Some(GridKey::new("x402c_bad")),
+            std::sync::Arc::new(|buf: &mut [u8]| buf.fill(7)),
         );
         let refused = bad
             .reserve(&ReserveRequest {

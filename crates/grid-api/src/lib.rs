@@ -1,16 +1,23 @@
 //! Client for the confidential inference grid (`grid.x402compute.cc`), OpenAI-compatible and
 //! sealed end to end to an attested node key.
 //!
-//! **Status:** the sealing layer ([`seal`]: X25519, HKDF-SHA256, XChaCha20-Poly1305 with the
-//! reference's AAD strings, streams bound chunk by chunk, and the node key binding) is here and
-//! reproduces the cross-language test vector; [`stream`] reads plain and sealed SSE answers
-//! with a distinct outcome for each way a stream ends; [`reserve`] gates sealing on the node's
-//! key binding; [`client`] calls the endpoints that carry no prompt (models, capacity,
-//! pricing, providers, reserve). The HTTP client, the devnet coordinator and the
-//! node protocol come with the rest of the grid issue. The wire facts are in
-//! `shared/reference/grid-and-node.md`.
+//! - [`chat`]: chat completions, sealed end to end by default to a node whose key binding
+//!   verifies ([`reserve`]), or plain (labelled non-confidential); streamed or whole; paid from
+//!   an API key's credits or per request with x402 through `x402-reqwest`.
+//! - [`stream`]: SSE through `eventsource-stream`, each way a stream ends told apart.
+//! - [`jobs`]: embeddings, asynchronous jobs, and a job's attestation checked here.
+//! - [`client`]: the [`client::GridClient`] and the endpoints without a prompt (models,
+//!   capacity, pricing, providers, reserve).
+//! - [`seal`], [`envelope`], [`node`], [`limits`]: the wire, from `grid-proto`.
+//!
+//! The wire facts are in `shared/reference/grid-and-node.md`.
 
+pub mod chat;
 pub mod client;
+pub mod jobs;
 pub mod reserve;
 pub use grid_proto::{Usage, envelope, limits, node, seal};
+
+/// OpenAI's wire types (`async-openai`'s, types only), so callers need no other dependency.
+pub use async_openai::types as openai;
 pub mod stream;

@@ -92,15 +92,28 @@ struct ChunkEvent {
     #[serde(default)]
     eph: Option<String>,
     ct: String,
+    /// Our coordinator relays the node's cleartext token counts on the final chunk.
+    #[serde(default)]
+    usage: Option<grid_proto::Usage>,
 }
 
-/// The opened chunks of a sealed stream, each the text of the deltas the node sealed in it
-/// (the final chunk's is usually empty). The stream ends after the chunk marked final; ending
+/// One opened chunk of a sealed stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Opened {
+    /// The text of the deltas the node sealed in it (the final chunk's is usually empty).
+    pub text: String,
+    /// Whether it is the final chunk.
+    pub last: bool,
+    /// The token counts, on the final chunk when the grid relays them.
+    pub usage: Option<grid_proto::Usage>,
+}
+
+/// The opened chunks of a sealed stream. The stream ends after the chunk marked final; ending
 /// earlier, reordering, replay and tampering are errors.
 pub fn sealed<S, B, E>(
     bytes: S,
     opener: StreamOpener,
-) -> impl Stream<Item = Result<String, StreamError>>
+) -> impl Stream<Item = Result<Opened, StreamError>>
 where
     S: Stream<Item = Result<B, E>> + Unpin,
     B: AsRef<[u8]>,
@@ -138,6 +151,7 @@ where
                     return Some((Err(StreamError::Malformed(error.to_string())), None));
                 }
             };
+            let (last, usage) = (chunk.last, chunk.usage);
             let sealed = SealedChunk {
                 seq: chunk.seq,
                 last: chunk.last,
@@ -149,7 +163,7 @@ where
                 Err(error) => return Some((Err(StreamError::Seal(error)), None)),
             };
             return Some(match String::from_utf8(opened) {
-                Ok(text) => (Ok(text), Some((events, opener))),
+                Ok(text) => (Ok(Opened { text, last, usage }), Some((events, opener))),
                 Err(_) => (
                     Err(StreamError::Malformed(
                         "a sealed chunk's text is not UTF-8".to_owned(),
@@ -266,7 +280,9 @@ mod tests {
         parts.push("data: [DONE]\n\n");
         let (values, end) = collect(sealed(bytes(&parts), opener)).await;
         assert_eq!(values.len(), 3);
-        assert_eq!(values, ["part0", "part1", "part2"]);
+        let texts: Vec<_> = values.iter().map(|o| o.text.as_str()).collect();
+        assert_eq!(texts, ["part0", "part1", "part2"]);
+        assert!(values[2].last && !values[1].last);
         assert!(end.is_none(), "{end:?}");
 
         // Cut after two chunks: truncated, even with a [DONE].
