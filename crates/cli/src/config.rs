@@ -10,6 +10,7 @@
 //! daily_budget = "20"     # dollars in any 24 hours (X402C_DAILY_BUDGET, --daily-budget)
 //! journal = "/path/payments.sqlite"   # X402C_JOURNAL, --journal
 //! compute_url = "https://compute.x402layer.cc"  # X402C_COMPUTE_URL, --api-url
+//! grid_url = "https://grid.x402compute.cc"      # X402C_GRID_URL, --grid-url
 //! wallet = "default"      # the keystore wallet to sign with (X402C_WALLET, --wallet)
 //! ca_bundle = "/etc/ssl/private-ca.pem" # trusted besides the system's (SSL_CERT_FILE, --cacert)
 //! proxy = "http://proxy:3128"         # HTTPS_PROXY / https_proxy, ALL_PROXY, --proxy
@@ -40,6 +41,7 @@ struct File {
     daily_budget: Option<String>,
     journal: Option<PathBuf>,
     compute_url: Option<String>,
+    grid_url: Option<String>,
     wallet: Option<String>,
     rpc: Option<std::collections::BTreeMap<String, String>>,
     ca_bundle: Option<PathBuf>,
@@ -82,6 +84,8 @@ pub(crate) struct Config {
     pub(crate) journal: PathBuf,
     /// The machines API.
     pub(crate) compute_url: String,
+    /// The inference grid.
+    pub(crate) grid_url: String,
     /// The keystore wallet's name.
     pub(crate) wallet: String,
     /// Where keystore wallets live.
@@ -142,6 +146,8 @@ pub(crate) struct Overrides {
     pub(crate) journal: Option<PathBuf>,
     /// `--api-url`.
     pub(crate) compute_url: Option<String>,
+    /// `--grid-url`.
+    pub(crate) grid_url: Option<String>,
     /// `--wallet`.
     pub(crate) wallet: Option<String>,
     /// `--rpc NETWORK=URL`.
@@ -257,6 +263,15 @@ impl Config {
                 |v| v,
             )
             .unwrap_or_else(|| compute_api::DEFAULT_URL.to_owned());
+        let grid_url = pick
+            .pick(
+                "grid_url",
+                flags.grid_url,
+                &["X402C_GRID_URL"],
+                file.grid_url,
+                |v| v,
+            )
+            .unwrap_or_else(|| grid_api::client::DEFAULT_URL.to_owned());
         let wallet = pick
             .pick(
                 "wallet",
@@ -326,6 +341,7 @@ impl Config {
             daily_budget,
             journal,
             compute_url,
+            grid_url,
             wallet,
             wallets_dir,
             rpc,
@@ -365,6 +381,7 @@ impl Config {
             ),
             entry("journal", self.journal.display().to_string().into()),
             entry("compute_url", self.compute_url.clone().into()),
+            entry("grid_url", self.grid_url.clone().into()),
             entry("wallet", self.wallet.clone().into()),
             entry(
                 "ca_bundle",

@@ -254,12 +254,12 @@ fn env(key: &str) -> Option<String> {
 }
 
 /// The keys this run signs with: the environment's (the seed scripts'), else the wallet's.
-struct Keys {
+pub(crate) struct Keys {
     evm: Option<Arc<LocalEvmSigner>>,
     solana: Option<Arc<LocalSolanaSigner>>,
 }
 
-fn keys(config: &Config) -> Result<Keys> {
+pub(crate) fn keys(config: &Config) -> Result<Keys> {
     let evm = match env("PRIVATE_KEY") {
         Some(key) => Some(Arc::new(LocalEvmSigner::from_hex(key.trim()).map_err(
             |_| anyhow::anyhow!("PRIVATE_KEY is not a 32-byte hex secp256k1 key"),
@@ -379,27 +379,14 @@ fn which(name: &str) -> Option<PathBuf> {
     })
 }
 
-/// A compute client for this run. `signing`: whether the command needs keys (catalog
-/// commands do not, and never ask for a password).
-fn client(
+/// Who pays with x402 in this run: the keys' payers (EVM, with permit nonces read from the
+/// configured endpoints; Solana, with its RPC endpoints), or none without keys.
+pub(crate) fn payer(
     config: &Config,
-    journal: Arc<dyn x402_reqwest::PaymentJournal>,
-    ui: Ui,
-    signing: bool,
-) -> Result<Client> {
-    let http = config.transport(Duration::from_secs(180))?.client()?;
-    let clock: Arc<dyn Clock + Send + Sync> = Arc::new(SystemClock);
-    let keys = match signing {
-        true => keys(config)?,
-        false => Keys {
-            evm: None,
-            solana: None,
-        },
-    };
-    let auth = match signing {
-        true => auth(&keys)?,
-        false => Auth::None,
-    };
+    http: &reqwest::Client,
+    clock: &Arc<dyn Clock + Send + Sync>,
+    keys: &Keys,
+) -> Result<Option<Arc<dyn x402_reqwest::Payer>>> {
     let mut payers = x402_reqwest::Payers::new();
     if let Some(evm) = &keys.evm {
         let mut nonces = x402_reqwest::PermitNonces::new().client(http.clone());
@@ -422,13 +409,40 @@ fn client(
         }
         payers = payers.solana(Arc::new(payer));
     }
-    let payer = (keys.evm.is_some() || keys.solana.is_some())
-        .then(|| Arc::new(payers) as Arc<dyn x402_reqwest::Payer>);
-    let before_sign = {
-        use std::io::IsTerminal as _;
-        (!ui.yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal())
-            .then(|| Arc::new(crate::ask) as x402_reqwest::BeforeSign)
+    Ok((keys.evm.is_some() || keys.solana.is_some())
+        .then(|| Arc::new(payers) as Arc<dyn x402_reqwest::Payer>))
+}
+
+/// The question before each payment, on a terminal unless `--yes`.
+pub(crate) fn before_sign(ui: Ui) -> Option<x402_reqwest::BeforeSign> {
+    use std::io::IsTerminal as _;
+    (!ui.yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal())
+        .then(|| Arc::new(crate::ask) as x402_reqwest::BeforeSign)
+}
+
+/// A compute client for this run. `signing`: whether the command needs keys (catalog
+/// commands do not, and never ask for a password).
+fn client(
+    config: &Config,
+    journal: Arc<dyn x402_reqwest::PaymentJournal>,
+    ui: Ui,
+    signing: bool,
+) -> Result<Client> {
+    let http = config.transport(Duration::from_secs(180))?.client()?;
+    let clock: Arc<dyn Clock + Send + Sync> = Arc::new(SystemClock);
+    let keys = match signing {
+        true => keys(config)?,
+        false => Keys {
+            evm: None,
+            solana: None,
+        },
     };
+    let auth = match signing {
+        true => auth(&keys)?,
+        false => Auth::None,
+    };
+    let payer = payer(config, &http, &clock, &keys)?;
+    let before_sign = before_sign(ui);
     let url: reqwest::Url = config.compute_url.parse().with_context(|| {
         format!(
             "the machines API URL `{}` is not a URL (--api-url, X402C_COMPUTE_URL)",
@@ -513,7 +527,7 @@ async fn spin<T>(message: &str, future: impl std::future::Future<Output = T>) ->
     done
 }
 
-fn table(header: &[&str]) -> comfy_table::Table {
+pub(crate) fn table(header: &[&str]) -> comfy_table::Table {
     let mut table = comfy_table::Table::new();
     table
         .load_style(comfy_table::presets::NOTHING)

@@ -5,12 +5,14 @@
 //! Commands: `fetch` (pay any x402 URL like curl), `payments` (the journal: list, show,
 //! reconcile), the machines commands (`plans`, `regions`, `os`, `provision`, `instances`,
 //! `instance`, `wait`, `ssh`, `password`, `extend`, `resize`, `destroy`, `api-key`, `credits`,
-//! `wallet`), `config` and `completions`.
+//! `wallet`), the grid commands (`chat`, `grid models|capacity|providers|pricing`), `config`
+//! and `completions`.
 //!
 //! Exit codes: 0 success; 1 any other error, including bad input and the machines API refusing
 //! a request (not found, authentication, already retrieved, a bad request); 2 usage; 3 refused
 //! by the policy, the budget or the user, or a paid command without `--yes` and without a
-//! terminal to ask on (nothing was signed); 4 the server rejected the payment (or the credits
+//! terminal to ask on (nothing was signed), or a grid node whose key binding fails (nothing
+//! was sent); 4 the server rejected the payment (or the credits
 //! fall short); 5 a payment's outcome is not known yet (pending: `x402c payments reconcile`);
 //! 6 a network or server error (5xx, an unreadable answer; for `fetch` also any HTTP status of
 //! 400 and above, as curl's `--fail` would treat it).
@@ -25,6 +27,7 @@ macro_rules! say {
 }
 
 mod config;
+mod grid;
 mod journal;
 mod machines;
 mod wallet;
@@ -82,6 +85,10 @@ struct Cli {
     /// `compute_url` in the config file).
     #[arg(long, global = true, value_name = "URL")]
     api_url: Option<String>,
+    /// The inference grid (default `https://grid.x402compute.cc`; `X402C_GRID_URL`;
+    /// `grid_url` in the config file).
+    #[arg(long, global = true, value_name = "URL")]
+    grid_url: Option<String>,
     /// The keystore wallet to sign with (default `default`; `X402C_WALLET`; `wallet`).
     #[arg(long, global = true, value_name = "NAME")]
     wallet: Option<String>,
@@ -101,6 +108,11 @@ enum Command {
     Config(ConfigCommand),
     #[command(flatten)]
     Machines(machines::Machines),
+    /// Chat with a model on the inference grid, sealed end to end to the node by default.
+    Chat(Box<grid::Chat>),
+    /// The inference grid: models, capacity, providers, pricing.
+    #[command(subcommand)]
+    Grid(grid::GridCommand),
     /// Shell completions, printed for SHELL (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -276,6 +288,7 @@ async fn run(cli: Cli) -> Result<u8> {
         daily_budget,
         journal: cli.journal.clone(),
         compute_url: cli.api_url.clone(),
+        grid_url: cli.grid_url.clone(),
         wallet: cli.wallet.clone(),
         rpc,
         ca_bundle: cli.cacert.clone(),
@@ -368,6 +381,28 @@ async fn run(cli: Cli) -> Result<u8> {
             match machines::run(command, &config, &open, ui).await {
                 Ok(code) => Ok(code),
                 Err(error) => Ok(machines::report(&error, cli.json)),
+            }
+        }
+        Command::Chat(chat) => {
+            let ui = Ui {
+                json: cli.json,
+                verbose: cli.verbose > 0,
+                yes: cli.yes,
+            };
+            match grid::chat(*chat, &config, &open, ui).await {
+                Ok(code) => Ok(code),
+                Err(error) => Ok(grid::report(&error, cli.json)),
+            }
+        }
+        Command::Grid(command) => {
+            let ui = Ui {
+                json: cli.json,
+                verbose: cli.verbose > 0,
+                yes: cli.yes,
+            };
+            match grid::grid(command, &config, ui).await {
+                Ok(code) => Ok(code),
+                Err(error) => Ok(grid::report(&error, cli.json)),
             }
         }
         Command::Config(_) | Command::Completions { .. } => Ok(0),
