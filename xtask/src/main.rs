@@ -95,12 +95,12 @@ fn describe(command: &Command) -> String {
     text
 }
 
-fn step(name: &str, f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+fn step<T>(name: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
     println!("\n==> {name}");
     let started = Instant::now();
-    f().with_context(|| format!("ci step `{name}` failed"))?;
+    let value = f().with_context(|| format!("ci step `{name}` failed"))?;
     println!("<== {name}: ok in {:.0?}", started.elapsed());
-    Ok(())
+    Ok(value)
 }
 
 /// The features every workspace-wide step builds with: clippy, the tests, the docs and the
@@ -142,7 +142,11 @@ fn ci() -> anyhow::Result<()> {
         run(workspace("clippy").args(["--all-targets", "--", "-D", "warnings"]))
     })?;
     step("build", test_build)?;
-    step("tests", || run(&mut workspace("test")))?;
+    // The grid's end-to-end test drives the official OpenAI SDK from this venv.
+    let python = step("python venv", interop_venv)?;
+    step("tests", || {
+        run(workspace("test").env("X402C_INTEROP_PYTHON", &python))
+    })?;
     step("docs", || {
         run(workspace("doc")
             .arg("--no-deps")
@@ -231,9 +235,10 @@ fn dependency_invariants() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Python venv with the pinned verifiers, the `pay` example, and the check script.
-fn interop() -> anyhow::Result<()> {
-    let venv = PathBuf::from("target/interop-venv");
+/// The Python venv with the pinned independent implementations (made or refreshed when
+/// `requirements.txt` changed); its python.
+fn interop_venv() -> anyhow::Result<PathBuf> {
+    let venv = project_root().join("target/interop-venv");
     let python = venv.join("bin/python");
     let requirements = std::fs::read_to_string("xtask/interop/requirements.txt")
         .context("reading xtask/interop/requirements.txt")?;
@@ -253,6 +258,14 @@ fn interop() -> anyhow::Result<()> {
         ]))?;
         std::fs::write(&marker, &requirements)?;
     }
+    Ok(python)
+}
+
+/// The interop checks: the `pay` example, the wallets, the official x402 SDK and
+/// x402-conformance against a running devnet.
+fn interop() -> anyhow::Result<()> {
+    let python = interop_venv()?;
+    let venv = project_root().join("target/interop-venv");
     // The `pay` example and `x402-devnet` are the test step's own artifacts.
     test_build()?;
     let pay = debug_dir().join("examples/pay");
