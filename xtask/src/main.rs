@@ -342,6 +342,8 @@ fn bench(seconds: &str) -> anyhow::Result<()> {
         "devnet",
         "-p",
         "x402-reqwest",
+        "-p",
+        "grid-api",
         "--features",
         FEATURES,
     ]))?;

@@ -118,13 +118,15 @@ fn content_text(content: &Value) -> Result<String, ClientError> {
         Value::String(text) => Ok(text.clone()),
         Value::Array(parts) => parts
             .iter()
-            .map(|part| match (part["type"].as_str(), part["text"].as_str()) {
-                (Some("text"), Some(text)) => Ok(text),
-                (kind, _) => Err(ClientError::Invalid(format!(
-                    "the grid's nodes take text only; a `{}` content part cannot be sent",
-                    kind.unwrap_or("unknown")
-                ))),
-            })
+            .map(
+                |part| match (part["type"].as_str(), part["text"].as_str()) {
+                    (Some("text"), Some(text)) => Ok(text),
+                    (kind, _) => Err(ClientError::Invalid(format!(
+                        "the grid's nodes take text only; a `{}` content part cannot be sent",
+                        kind.unwrap_or("unknown")
+                    ))),
+                },
+            )
             .collect::<Result<Vec<_>, _>>()
             .map(|texts| texts.concat()),
         Value::Null => Ok(String::new()),
@@ -423,12 +425,11 @@ impl GridClient {
             &answer.sealed_result.ephemeral_public_key,
             answer.sealed_result.algorithm.as_deref(),
         )?;
-        let result: PlainResult = serde_json::from_slice(&opened).map_err(|e| {
-            ClientError::Server {
+        let result: PlainResult =
+            serde_json::from_slice(&opened).map_err(|e| ClientError::Server {
                 status: 200,
                 message: format!("the sealed answer opened but is not the node's result: {e}"),
-            }
-        })?;
+            })?;
         let usage = answer.usage.unwrap_or(result.usage);
         let response = completion(
             &answer.id,
@@ -504,8 +505,8 @@ mod tests {
                 .unwrap(),
             "ab"
         );
-        let refused = content_text(&json!([{"type": "image_url", "image_url": {"url": "x"}}]))
-            .unwrap_err();
+        let refused =
+            content_text(&json!([{"type": "image_url", "image_url": {"url": "x"}}])).unwrap_err();
         assert!(refused.to_string().contains("image_url"), "{refused}");
     }
 

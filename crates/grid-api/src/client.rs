@@ -80,7 +80,9 @@ impl ClientError {
     pub(crate) fn of_paying(error: reqwest_middleware::Error) -> ClientError {
         let Some(paying) = x402_reqwest::Error::of(&error) else {
             return match error {
-                reqwest_middleware::Error::Reqwest(error) => ClientError::Network(error.to_string()),
+                reqwest_middleware::Error::Reqwest(error) => {
+                    ClientError::Network(error.to_string())
+                }
                 reqwest_middleware::Error::Middleware(other) => {
                     ClientError::Network(format!("{other:#}"))
                 }
@@ -108,7 +110,9 @@ impl ClientError {
                     Ok(paying) => ClientError::Payment(paying),
                     Err(other) => ClientError::Network(other.to_string()),
                 },
-                reqwest_middleware::Error::Reqwest(error) => ClientError::Network(error.to_string()),
+                reqwest_middleware::Error::Reqwest(error) => {
+                    ClientError::Network(error.to_string())
+                }
             },
         }
     }
@@ -294,7 +298,11 @@ impl GridClient {
         Ok(self.request_to(method, self.url(path)?))
     }
 
-    pub(crate) fn request_to(&self, method: reqwest::Method, url: reqwest::Url) -> reqwest::RequestBuilder {
+    pub(crate) fn request_to(
+        &self,
+        method: reqwest::Method,
+        url: reqwest::Url,
+    ) -> reqwest::RequestBuilder {
         let mut request = self.http.request(method, url);
         if let Some(key) = &self.key {
             request = request
@@ -353,7 +361,6 @@ pub(crate) fn refusal(status: u16, bytes: &[u8]) -> ClientError {
 }
 
 impl GridClient {
-
     /// The grid's models, with node counts, TEE types and prices.
     ///
     /// # Errors

@@ -256,11 +256,7 @@ mod tests {
             seal::StreamSealer::new(&request.client_response_pubkey, "n", &mut random).unwrap();
         let lines = (0..n)
             .map(|i| {
-                let chunk = sealer.seal(
-                    format!("part{i}").as_bytes(),
-                    i + 1 == n,
-                    &mut random,
-                );
+                let chunk = sealer.seal(format!("part{i}").as_bytes(), i + 1 == n, &mut random);
                 let mut json =
                     serde_json::json!({ "seq": chunk.seq, "final": chunk.last, "ct": chunk.ct });
                 if let Some(eph) = chunk.eph {
