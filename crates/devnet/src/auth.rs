@@ -121,6 +121,12 @@ impl Authenticator {
             .map_err(|e: x402_core::Error| ApiError::unauthorized(e.to_string()))
     }
 
+    /// The wallet owning the unrevoked API key `key`, if any (the grid reads keys from
+    /// `Authorization: Bearer` too).
+    pub(crate) fn key_wallet(&self, key: &str) -> ApiResult<Option<PayTo>> {
+        Ok(self.store.wallet_for_key(&key_hash(key))?)
+    }
+
     /// The calling wallet when the request carries credentials, `None` when it carries none.
     pub(crate) fn optional_wallet(&self, call: &Call) -> ApiResult<Option<PayTo>> {
         match has_credentials(&call.headers) {

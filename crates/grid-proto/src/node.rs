@@ -371,15 +371,14 @@ impl ChatRequest {
 }
 
 fn inner_from_value(value: &Value) -> Result<InnerRequest, InputError> {
-    if let Some(messages) = value.get("messages").and_then(Value::as_array) {
-        if messages
+    if let Some(messages) = value.get("messages").and_then(Value::as_array)
+        && messages
             .iter()
             .any(|m| !m.get("content").is_some_and(Value::is_string))
-        {
-            return Err(InputError::Format(
-                "every message's content must be a string (content parts are not supported)".into(),
-            ));
-        }
+    {
+        return Err(InputError::Format(
+            "every message's content must be a string (content parts are not supported)".into(),
+        ));
     }
     serde_json::from_value(value.clone()).map_err(|e| InputError::Format(e.to_string()))
 }

@@ -133,6 +133,12 @@ pub fn node_x25519_secret(ed25519_seed: &[u8; 32]) -> StaticSecret {
     StaticSecret::from(*digest)
 }
 
+/// A node's X25519 public key (base58) from its ed25519 seed: what its heartbeat publishes as
+/// `encryption_public_key`.
+pub fn node_x25519_public(ed25519_seed: &[u8; 32]) -> String {
+    b58(PublicKey::from(&node_x25519_secret(ed25519_seed)).as_bytes())
+}
+
 fn shared(secret: &StaticSecret, peer: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, SealError> {
     let shared = secret.diffie_hellman(&PublicKey::from(*peer));
     if !shared.was_contributory() {

@@ -11,8 +11,13 @@ use x402_core::PayTo;
 
 use crate::error::Result;
 
+mod grid;
 mod payments;
 
+pub use grid::{
+    FAILURE_KINDS, GridJob, GridNode, HeartbeatOutcome, HeartbeatUpdate, NewJob, NewNode,
+    RegisterRefusal, Reservation, ReservationUse, SignedResult, cost_micros,
+};
 pub use payments::{Applied, Effect, NewPayment, PaymentClaim, PaymentRow, PaymentStatus, Proof};
 
 /// How a wallet is written in the database and in the API's JSON: EVM addresses in lowercase
@@ -171,6 +176,7 @@ impl Store {
         connection.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
         connection.execute_batch(SCHEMA)?;
         connection.execute_batch(payments::SCHEMA)?;
+        connection.execute_batch(grid::SCHEMA)?;
         Ok(Store {
             connection: Mutex::new(connection),
         })
