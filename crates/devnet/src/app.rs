@@ -1,6 +1,6 @@
 //! The top of the crate: [`Devnet::start`] starts the chains, opens the ledger, builds the
 //! facilitator, auth and cashier every service shares, and mounts the services (the machines
-//! API, the facilitator's HTTP face, the Solana JSON-RPC, the admin routes) on one port.
+//! API, the grid coordinator, the facilitator's HTTP face, the Solana JSON-RPC, the admin routes) on one port.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,6 +17,7 @@ use crate::clock::{OsRandom, SharedClock, SharedRandom, SystemClock};
 use crate::error::Result;
 use crate::facilitator::{self, Facilitator, Payees};
 use crate::faults::{FaultConfig, Faults};
+use crate::grid::Grid;
 use crate::machines::Machines;
 use crate::payment::Cashier;
 use crate::store::Store;
@@ -99,6 +100,7 @@ pub struct Devnet {
     faults: Arc<Faults>,
     server: tokio::task::JoinHandle<()>,
     reconciler: tokio::task::JoinHandle<()>,
+    sweeper: tokio::task::JoinHandle<()>,
     /// Held for the devnet's life: no other devnet writes this data directory meanwhile.
     _lock: Option<std::fs::File>,
 }
@@ -188,12 +190,22 @@ impl Devnet {
         ));
         let machines = Arc::new(Machines::new(
             store.clone(),
+            auth.clone(),
+            cashier.clone(),
+            clock.clone(),
+            config.random.clone(),
+            faults.clone(),
+        ));
+        let grid = Arc::new(Grid::new(
+            store.clone(),
             auth,
             cashier.clone(),
             clock,
             config.random.clone(),
             faults.clone(),
+            url.clone(),
         ));
+        let sweeper = grid.clone().spawn_sweeper();
         let admin = Arc::new(Admin::new(
             chains.clone(),
             faults.clone(),
@@ -202,6 +214,7 @@ impl Devnet {
         ));
         let mut app = Router::new()
             .merge(machines.routes())
+            .merge(grid.routes())
             .merge(facilitator::http::routes(facilitator.clone()))
             .merge(admin.routes());
         if let Some(solana) = &chains.solana {
@@ -221,6 +234,7 @@ impl Devnet {
             faults,
             server,
             reconciler,
+            sweeper,
             _lock: lock,
         })
     }
@@ -262,6 +276,8 @@ impl Devnet {
     pub async fn shutdown(self) {
         self.reconciler.abort();
         let _ = self.reconciler.await;
+        self.sweeper.abort();
+        let _ = self.sweeper.await;
         self.server.abort();
         let _ = self.server.await;
     }

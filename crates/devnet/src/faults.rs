@@ -36,6 +36,28 @@ pub struct FaultConfig {
     /// process the devnet runs in.
     #[serde(default)]
     pub crash_at: Option<CrashPoint>,
+    /// The grid's `/v1/reserve` answers another valid X25519 key than the node's (keeping the
+    /// node's key binding signature): a client that checks the binding refuses it.
+    #[serde(default)]
+    pub grid_swap_reserved_key: bool,
+    /// The grid's `/v1/reserve` answers a valid-looking but wrong key binding signature.
+    #[serde(default)]
+    pub grid_swap_reserved_signature: bool,
+    /// What the grid does to the sealed stream chunks it relays to a client.
+    #[serde(default)]
+    pub grid_stream_fault: Option<GridStreamFault>,
+}
+
+/// How the grid can spoil a sealed stream on its way to the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GridStreamFault {
+    /// Chunks 0 and 1 swapped.
+    Reorder,
+    /// The final chunk dropped; the stream ends with `data: [DONE]`.
+    Truncate,
+    /// A character of chunk 0's ciphertext changed.
+    Tamper,
 }
 
 /// Where a settlement can be made to crash.
@@ -93,6 +115,10 @@ pub struct Faults {
     drop_paid_answers: AtomicBool,
     /// 0: none; 1 + the index in `CrashPoint::ALL`.
     crash_at: AtomicU8,
+    grid_swap_reserved_key: AtomicBool,
+    grid_swap_reserved_signature: AtomicBool,
+    /// 0: none; 1 reorder, 2 truncate, 3 tamper.
+    grid_stream_fault: AtomicU8,
     random: SharedRandom,
 }
 
@@ -116,6 +142,9 @@ impl Faults {
             hold_confirmation: AtomicBool::new(false),
             drop_paid_answers: AtomicBool::new(false),
             crash_at: AtomicU8::new(0),
+            grid_swap_reserved_key: AtomicBool::new(false),
+            grid_swap_reserved_signature: AtomicBool::new(false),
+            grid_stream_fault: AtomicU8::new(0),
             random,
         };
         faults.set(config);
@@ -145,6 +174,37 @@ impl Faults {
                 .unwrap_or(0)
         });
         self.crash_at.store(crash, Relaxed);
+        self.grid_swap_reserved_key
+            .store(config.grid_swap_reserved_key, Relaxed);
+        self.grid_swap_reserved_signature
+            .store(config.grid_swap_reserved_signature, Relaxed);
+        let stream = match config.grid_stream_fault {
+            None => 0,
+            Some(GridStreamFault::Reorder) => 1,
+            Some(GridStreamFault::Truncate) => 2,
+            Some(GridStreamFault::Tamper) => 3,
+        };
+        self.grid_stream_fault.store(stream, Relaxed);
+    }
+
+    /// Whether `/v1/reserve` swaps the node's X25519 key.
+    pub fn grid_swap_reserved_key(&self) -> bool {
+        self.grid_swap_reserved_key.load(Relaxed)
+    }
+
+    /// Whether `/v1/reserve` swaps the key binding signature.
+    pub fn grid_swap_reserved_signature(&self) -> bool {
+        self.grid_swap_reserved_signature.load(Relaxed)
+    }
+
+    /// What the grid does to sealed stream chunks.
+    pub fn grid_stream_fault(&self) -> Option<GridStreamFault> {
+        match self.grid_stream_fault.load(Relaxed) {
+            1 => Some(GridStreamFault::Reorder),
+            2 => Some(GridStreamFault::Truncate),
+            3 => Some(GridStreamFault::Tamper),
+            _ => None,
+        }
     }
 
     /// Draws whether the provider rejects this instance.

@@ -47,6 +47,7 @@ pub mod clock;
 mod error;
 pub mod facilitator;
 pub mod faults;
+pub mod grid;
 pub mod machines;
 pub mod payment;
 pub mod store;
@@ -55,7 +56,7 @@ pub use app::{Config, Devnet};
 pub use chains::{SOLANA_TREASURY, TREASURY, base_sepolia_usdc, megaeth_usdm};
 pub use clock::{OsRandom, RandomSource, SystemClock, TestClock};
 pub use error::{Error, Result};
-pub use faults::{FaultConfig, Faults};
+pub use faults::{FaultConfig, Faults, GridStreamFault};
 
 /// Installs ring as the process's rustls crypto provider unless one is installed: reqwest
 /// (under alloy's JSON-RPC client too) is built with `rustls-no-provider`, so that ring stays

@@ -144,6 +144,7 @@ async fn run_serve(serve: Serve) -> anyhow::Result<()> {
             hold_confirmation: serve.hold_confirmation,
             drop_paid_answers: serve.drop_paid_answers,
             crash_at: serve.crash_at,
+            ..FaultConfig::default()
         },
         ..Config::ephemeral(PathBuf::new())
     };
