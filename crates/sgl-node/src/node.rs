@@ -2,7 +2,7 @@
 //!
 //! [`Node::start`] spawns, on the current tokio runtime, a heartbeat loop (§3.5), a WebSocket
 //! loop (§3.6) and one task per job, and returns a [`NodeHandle`]. Jobs from both loops go
-//! through one admission ([`crate::dispatch`]); each job is completed, failed with a reason,
+//! through one admission (each id once, within the slots); each job is completed, failed with a reason,
 //! or handed back at shutdown — never dropped silently.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -197,8 +197,9 @@ impl NodeHandle {
     /// Graceful stop: takes no new jobs, lets running ones finish for up to the drain timeout,
     /// hands the rest back (`/fail` with [`HANDED_BACK`]), then stops heartbeating and closes
     /// the WebSocket. Returns the final snapshot.
-    pub async fn shutdown(self) -> NodeSnapshot {
-        let shared = &self.shared;
+    pub async fn shutdown(mut self) -> NodeSnapshot {
+        let shared = self.shared.clone();
+        let shared = &shared;
         shared.draining.store(true, Ordering::SeqCst);
         let running = shared.active.load(Ordering::SeqCst);
         if running > 0 {
@@ -210,7 +211,7 @@ impl NodeHandle {
                 running = shared.active.load(Ordering::SeqCst),
                 "drain timeout: handing the running jobs back"
             );
-            let _ = shared.handback.send(true);
+            shared.handback.send_replace(true);
             // Each hand-back is one `/fail` post, bounded by its retries and timeouts.
             let grace = crate::coordinator::TOTAL_TIMEOUT
                 .saturating_mul(shared.config.post_retry.attempts.max(1))
@@ -219,9 +220,9 @@ impl NodeHandle {
                 tracing::error!("jobs did not hand back in time: dropping them");
             }
         }
-        let _ = shared.stop.send(true);
+        shared.stop.send_replace(true);
         shared.lock_jobs().abort_all();
-        for handle in self.loops {
+        for handle in std::mem::take(&mut self.loops) {
             let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
         }
         tracing::info!("node stopped");
@@ -230,11 +231,23 @@ impl NodeHandle {
 
     /// Stops at once, as a kill would: every task dropped, nothing more posted.
     pub fn abort(self) {
-        let _ = self.shared.stop.send(true);
+        // Drop does it.
+    }
+
+    fn stop_now(&mut self) {
+        self.shared.stop.send_replace(true);
         for handle in &self.loops {
             handle.abort();
         }
         self.shared.lock_jobs().abort_all();
+    }
+}
+
+/// A handle dropped without [`NodeHandle::shutdown`] stops the node as
+/// [`NodeHandle::abort`] does, so no task outlives it.
+impl Drop for NodeHandle {
+    fn drop(&mut self) {
+        self.stop_now();
     }
 }
 

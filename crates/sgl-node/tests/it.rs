@@ -204,6 +204,8 @@ struct TestEngine {
     generated: Arc<AtomicUsize>,
     /// Never answers (a job that outlives the drain).
     hang: bool,
+    /// Serves embeddings.
+    embeddings: bool,
 }
 
 impl TestEngine {
@@ -213,6 +215,7 @@ impl TestEngine {
             delay: Duration::ZERO,
             generated: Arc::default(),
             hang: false,
+            embeddings: false,
         }
     }
 
@@ -279,6 +282,15 @@ impl Engine for TestEngine {
 
     async fn count_tokens(&self, text: &str) -> sgl_node::Result<u64> {
         Ok(text.split_whitespace().count() as u64)
+    }
+
+    fn supports_embeddings(&self) -> bool {
+        self.embeddings
+    }
+
+    async fn embeddings(&self, inputs: &[String]) -> sgl_node::Result<(Vec<Vec<f32>>, Usage)> {
+        let vectors = inputs.iter().map(|i| vec![i.len() as f32, 0.5]).collect();
+        Ok((vectors, Usage::new(inputs.len() as u64, 0)))
     }
 }
 
@@ -762,5 +774,39 @@ async fn without_an_engine_the_node_heartbeats_and_advertises_nothing() {
     assert_eq!(first["available_models"], json!([]));
     assert_eq!(first["active_job_ids"], json!([]));
     assert_eq!(first["max_concurrent_jobs"], 1);
+    within(node.shutdown()).await;
+}
+
+#[tokio::test]
+async fn embeddings_run_when_the_engine_serves_them() {
+    let (coordinator, url) = coordinator().await;
+    coordinator.with(|s| {
+        s.pending = vec![json!({"id": "job-embed", "job_type": "embeddings",
+                                "input_payload": {"input": ["abc", "de"]}})]
+    });
+    let mut engine = TestEngine::new(1);
+    engine.embeddings = true;
+    let mut config = config(&url);
+    config.websocket = false;
+    let node = start(config, engine);
+    eventually("the result", || {
+        coordinator.with(|s| !s.completes.is_empty())
+    })
+    .await;
+    let (heartbeat, body) =
+        coordinator.with(|s| (s.heartbeats[0].2.clone(), s.completes[0].1.clone()));
+    assert_eq!(heartbeat["capabilities"]["embeddings"], true);
+    let text = body["encrypted_result"].as_str().unwrap();
+    verify_result(
+        &keypair().public_b58(),
+        body["result_envelope_signature"].as_str().unwrap(),
+        "job-embed",
+        ResultKind::Plain,
+        text.as_bytes(),
+    )
+    .unwrap();
+    let result: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(result["embeddings"], json!([[3.0, 0.5], [2.0, 0.5]]));
+    assert_eq!(result["usage"]["prompt_tokens"], 2);
     within(node.shutdown()).await;
 }
