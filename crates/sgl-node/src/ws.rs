@@ -53,9 +53,9 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 }
                 tracing::info!("websocket closed; reconnecting");
             }
-            // tungstenite's errors name the failure (an HTTP status, an IO error), never the
-            // URL.
-            Ok(Err(error)) => tracing::warn!(%error, "websocket connect failed"),
+            Ok(Err(error)) => {
+                tracing::warn!(error = %describe(&error), "websocket connect failed");
+            }
             Err(_) => tracing::warn!("websocket connect timed out"),
         }
         let delay = backoff.next_delay();
@@ -63,6 +63,18 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             () = crate::node::stopped(&mut stop) => return,
             () = tokio::time::sleep(delay) => {}
         }
+    }
+}
+
+/// A connect error without the URL (which carries the token).
+fn describe(error: &tokio_tungstenite::tungstenite::Error) -> String {
+    use tokio_tungstenite::tungstenite::Error;
+    use tokio_tungstenite::tungstenite::error::UrlError;
+    match error {
+        Error::Url(UrlError::UnableToConnect(_)) => "unable to connect".into(),
+        Error::Url(_) => "the WebSocket URL was refused".into(),
+        Error::Http(response) => format!("the coordinator answered {}", response.status()),
+        other => other.to_string(),
     }
 }
 
