@@ -17,15 +17,17 @@ use super::routing::{self, Candidate, NoRoute, Want};
 use super::{Grid, oai};
 use crate::api::{ApiResult, now_rfc3339};
 use crate::auth::{Call, key_hash};
-use crate::store::{GridNode, Reservation};
+use crate::store::{CustomPrice, GridNode, Reservation};
+
+/// Each served model's live nodes.
+type LiveModels = BTreeMap<String, Vec<GridNode>>;
 
 /// Reservations last this long.
 const RESERVATION_MS: u64 = 60_000;
 
 impl Grid {
     /// Every node and every custom price.
-    #[allow(clippy::type_complexity)]
-    fn nodes_and_prices(&self) -> ApiResult<(Vec<GridNode>, Vec<(String, String, u64, u64)>)> {
+    fn nodes_and_prices(&self) -> ApiResult<(Vec<GridNode>, Vec<CustomPrice>)> {
         Ok((self.store.grid_nodes()?, self.store.grid_prices()?))
     }
 
@@ -69,15 +71,10 @@ impl Grid {
     }
 
     /// Models served by live nodes: for each, its live nodes.
-    fn live_models(
-        &self,
-    ) -> ApiResult<(
-        BTreeMap<String, Vec<GridNode>>,
-        Vec<(String, String, u64, u64)>,
-    )> {
+    fn live_models(&self) -> ApiResult<(LiveModels, Vec<CustomPrice>)> {
         let (nodes, custom) = self.nodes_and_prices()?;
         let now = self.now_ms();
-        let mut models: BTreeMap<String, Vec<GridNode>> = BTreeMap::new();
+        let mut models = LiveModels::new();
         for node in nodes.into_iter().filter(|n| routing::is_live(n, now)) {
             for model in &node.available_models {
                 models.entry(model.clone()).or_default().push(node.clone());
@@ -88,7 +85,7 @@ impl Grid {
 }
 
 /// The cheapest effective price among `nodes` for `model`.
-fn cheapest(nodes: &[GridNode], model: &str, custom: &[(String, String, u64, u64)]) -> Price {
+fn cheapest(nodes: &[GridNode], model: &str, custom: &[CustomPrice]) -> Price {
     nodes
         .iter()
         .map(|n| pricing::effective(n, model, custom).0)

@@ -411,14 +411,14 @@ async fn run_plain(
                     _waiter: waiter,
                     first: Some(chunk),
                     done: false,
-                    kind: SseKind::Plain(PlainStream {
+                    kind: SseKind::Plain(Box::new(PlainStream {
                         opener: Some(key.stream(nonce)),
                         id,
                         created,
                         model: model.to_owned(),
                         include_usage,
                         started: false,
-                    }),
+                    })),
                 };
                 return Ok(sse.respond(&job));
             }
@@ -700,7 +700,7 @@ enum SseKind {
         held: Option<Box<ChunkBody>>,
     },
     /// Chunks the coordinator opens and turns into OpenAI chunks.
-    Plain(PlainStream),
+    Plain(Box<PlainStream>),
 }
 
 struct PlainStream {

@@ -22,7 +22,7 @@ use super::pricing::{self, Price};
 use super::{Grid, node_status_word, pending_job};
 use crate::api::{ApiError, ApiResult, parse_body, random_id, rfc3339};
 use crate::auth::{Call, key_hash};
-use crate::store::{HeartbeatUpdate, NewNode, RegisterRefusal};
+use crate::store::{CustomPrice, HeartbeatUpdate, NewNode, RegisterRefusal};
 
 /// Device login codes last this long.
 const DEVICE_EXPIRES_S: u64 = 600;
@@ -367,7 +367,7 @@ pub(super) async fn set_status(
 fn price_entry(
     node: &crate::store::GridNode,
     model: &str,
-    custom: &[(String, String, u64, u64)],
+    custom: &[CustomPrice],
 ) -> serde_json::Value {
     let (effective, own) = pricing::effective(node, model, custom);
     json!({

@@ -6,7 +6,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use x402_core::{TokenAmount, UsdMicros};
 
-use crate::store::GridNode;
+use crate::store::{CustomPrice, GridNode};
 
 /// A price pair: micro-dollars per 1M input and output tokens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,7 +112,7 @@ pub(crate) fn check_band(model: &str, price: Price) -> Result<(), String> {
 pub(crate) fn effective(
     node: &GridNode,
     model: &str,
-    custom: &[(String, String, u64, u64)],
+    custom: &[CustomPrice],
 ) -> (Price, Option<Price>) {
     let own = custom
         .iter()
@@ -231,7 +231,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(low.contains("input_per_m $0.029999"), "{low}");
-        assert!(low.contains("$0.030000 (suggested × 0.5)"), "{low}");
+        assert!(low.contains("$0.03 (suggested × 0.5)"), "{low}");
         let high = check_band(
             model,
             Price {

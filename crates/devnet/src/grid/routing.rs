@@ -2,7 +2,7 @@
 //! with a free slot, cheapest blended price first.
 
 use super::pricing::{self, Price};
-use crate::store::GridNode;
+use crate::store::{CustomPrice, GridNode};
 
 /// A node is live when its last heartbeat is this recent.
 pub(crate) const LIVE_MS: u64 = 15_000;
@@ -60,7 +60,7 @@ pub(crate) struct Want<'a> {
 /// The nodes that can run `want`, cheapest blended first (ties: fewer active jobs, then id).
 pub(crate) fn candidates(
     nodes: &[GridNode],
-    custom: &[(String, String, u64, u64)],
+    custom: &[CustomPrice],
     want: &Want<'_>,
     now_ms: u64,
 ) -> Result<Vec<Candidate>, NoRoute> {

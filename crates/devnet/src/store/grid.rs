@@ -123,9 +123,12 @@ CREATE TABLE IF NOT EXISTS grid_failures (
 pub fn cost_micros(usage: &grid_proto::Usage, input_per_m: u64, output_per_m: u64) -> u64 {
     let input = u128::from(usage.prompt_tokens) * u128::from(input_per_m);
     let output = u128::from(usage.completion_tokens) * u128::from(output_per_m);
-    let total = input.checked_add(output).unwrap_or(u128::MAX);
+    let total = input.saturating_add(output);
     u64::try_from(total.div_ceil(1_000_000)).unwrap_or(u64::MAX)
 }
+
+/// A custom price: `(node, model, input, output)`, micro-dollars per 1M tokens.
+pub type CustomPrice = (String, String, u64, u64);
 
 /// A registered node.
 #[derive(Clone, Debug, PartialEq)]
@@ -1103,7 +1106,7 @@ impl Store {
     ///
     /// # Errors
     /// [`crate::Error::Store`].
-    pub fn grid_prices(&self) -> Result<Vec<(String, String, u64, u64)>> {
+    pub fn grid_prices(&self) -> Result<Vec<CustomPrice>> {
         self.with(|c| {
             let mut statement = c.prepare(
                 "SELECT node_id, model, input_micros, output_micros FROM grid_prices ORDER BY node_id, model",

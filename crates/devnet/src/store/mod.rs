@@ -15,8 +15,8 @@ mod grid;
 mod payments;
 
 pub use grid::{
-    FAILURE_KINDS, GridJob, GridNode, HeartbeatOutcome, HeartbeatUpdate, NewJob, NewNode,
-    RegisterRefusal, Reservation, ReservationUse, SignedResult, cost_micros,
+    CustomPrice, FAILURE_KINDS, GridJob, GridNode, HeartbeatOutcome, HeartbeatUpdate, NewJob,
+    NewNode, RegisterRefusal, Reservation, ReservationUse, SignedResult, cost_micros,
 };
 pub use payments::{Applied, Effect, NewPayment, PaymentClaim, PaymentRow, PaymentStatus, Proof};
 
