@@ -7,6 +7,7 @@
 mod clock;
 mod durability;
 mod facilitator;
+mod grid;
 mod instances;
 mod machines;
 mod outside;

@@ -1,0 +1,742 @@
+//! The grid coordinator over HTTP, driven as a node and as a client would: registration by
+//! code and by device login, heartbeats with a real key binding, jobs pulled by heartbeat and
+//! pushed over the WebSocket, results signed with the node's key, credits billed exactly,
+//! x402 without a key, forged results, the price band, off-grid, streams and timeouts. The
+//! devnet's clock is a `TestClock`: nothing sleeps for timing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use devnet::TestClock;
+use futures_util::StreamExt as _;
+use grid_proto::envelope::{self, ResultKind};
+use grid_proto::node::{InnerRequest, PlainResult};
+use grid_proto::seal::{self, StreamSealer};
+use grid_proto::{Usage, node::KEY_VERSION};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use test_support::Client;
+use x402_core::{LocalEvmSigner, PayTo};
+
+const MODEL: &str = "llama-3.2-3b";
+/// The suggested price of `MODEL`, micro-dollars per 1M tokens.
+const INPUT: u64 = 60_000;
+const OUTPUT: u64 = 120_000;
+
+fn cost(prompt: u64, completion: u64, input: u64, output: u64) -> u64 {
+    (u128::from(prompt) * u128::from(input) + u128::from(completion) * u128::from(output))
+        .div_ceil(1_000_000) as u64
+}
+
+struct Node {
+    id: String,
+    token: String,
+    seed: [u8; 32],
+}
+
+impl Node {
+    fn public(&self) -> String {
+        envelope::public_key(&self.seed)
+    }
+}
+
+async fn json_of(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn post(
+    api: &Client,
+    path: &str,
+    body: Value,
+    headers: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let mut request = api.post(path, body.to_string().as_bytes());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    json_of(request.send().await.unwrap()).await
+}
+
+async fn get(api: &Client, path: &str, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+    let mut request = api.get(path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    json_of(request.send().await.unwrap()).await
+}
+
+fn operator() -> String {
+    format!("{:#x}", alloy::primitives::Address::repeat_byte(0x11))
+}
+
+fn register_body(wallet: &str, code: &str, seed: &[u8; 32]) -> Value {
+    json!({
+        "wallet_address": wallet,
+        "registration_code": code,
+        "tee_type": "none",
+        "available_models": [MODEL],
+        "public_key": envelope::public_key(seed),
+        "cpu_cores": 2,
+        "ram_gb": 4.0,
+        "gpu_model": "none",
+        "supported_runtimes": ["llama.cpp"],
+    })
+}
+
+async fn register(api: &Client, seed: [u8; 32]) -> Node {
+    let (status, code) = post(
+        api,
+        "/devnet/grid/codes",
+        json!({"wallet_address": operator()}),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{code}");
+    let code = code["registration_code"].as_str().unwrap();
+    let (status, registered) = post(
+        api,
+        "/grid/nodes/register",
+        register_body(&operator(), code, &seed),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{registered}");
+    Node {
+        id: registered["node_id"].as_str().unwrap().to_owned(),
+        token: registered["auth_token"].as_str().unwrap().to_owned(),
+        seed,
+    }
+}
+
+fn heartbeat_body(node: &Node, active: &[&str]) -> Value {
+    let id = uuid::Uuid::parse_str(&node.id).unwrap();
+    json!({
+        "current_load": 0.0,
+        "available_models": [MODEL],
+        "encryption_public_key": seal::node_x25519_public(&node.seed),
+        "encryption_public_key_signature": seal::sign_keybind(&id, &node.seed, KEY_VERSION),
+        "key_version": KEY_VERSION,
+        "capabilities": {"streaming": true, "context_size": 4096, "embeddings": true},
+        "active_job_ids": active,
+        "binary_hash": "ab".repeat(32),
+        "max_concurrent_jobs": 2,
+    })
+}
+
+async fn heartbeat(api: &Client, node: &Node, active: &[&str]) -> Value {
+    let (status, answer) = post(
+        api,
+        "/grid/nodes/heartbeat",
+        heartbeat_body(node, active),
+        &[("x-node-auth", &node.token), ("x-node-id", &node.id)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    answer
+}
+
+/// Heartbeats until a job comes (the client's request is dispatched concurrently).
+async fn next_job(api: &Client, node: &Node) -> Value {
+    for _ in 0..200 {
+        let beat = heartbeat(api, node, &[]).await;
+        if let Some(job) = beat["pending_jobs"]
+            .as_array()
+            .and_then(|jobs| jobs.first())
+        {
+            return job.clone();
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no job was dispatched");
+}
+
+fn plain_completion(node: &Node, job: &str, content: &str, usage: Usage, seed: &[u8; 32]) -> Value {
+    let result = serde_json::to_string(&PlainResult {
+        content: content.into(),
+        model: MODEL.into(),
+        usage,
+    })
+    .unwrap();
+    let _ = node;
+    json!({
+        "encrypted_result": result,
+        "result_envelope_signature": envelope::sign_result(seed, job, ResultKind::Plain, result.as_bytes()),
+        "result_envelope_version": "v1",
+    })
+}
+
+async fn api_key(api: &Client, wallet: &LocalEvmSigner) -> String {
+    let created = api
+        .call_ok(
+            wallet,
+            Method::POST,
+            "/compute/api-keys",
+            Some(json!({"label": "grid"})),
+        )
+        .await
+        .unwrap();
+    created["api_key"].as_str().unwrap().to_owned()
+}
+
+fn chat_body() -> Value {
+    json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100})
+}
+
+#[tokio::test]
+async fn a_node_registers_serves_a_billed_chat_and_is_slashed_for_a_forged_result() {
+    let clock = TestClock::starting_now();
+    let devnet = test_support::start_with(|config| devnet::Config {
+        clock: Arc::new(clock.clone()),
+        ..config
+    })
+    .await
+    .unwrap();
+    let api = Client::of(&devnet).with_clock(clock.clone());
+
+    // Registration: a code is single use and bound to its wallet; the key must be 32 bytes.
+    let (_, code) = post(
+        &api,
+        "/devnet/grid/codes",
+        json!({"wallet_address": operator()}),
+        &[],
+    )
+    .await;
+    let code = code["registration_code"].as_str().unwrap();
+    let other = format!("{:#x}", alloy::primitives::Address::repeat_byte(0x22));
+    let (status, refused) = post(
+        &api,
+        "/grid/nodes/register",
+        register_body(&other, code, &[1; 32]),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("another wallet")
+    );
+    let mut bad_key = register_body(&operator(), code, &[1; 32]);
+    bad_key["public_key"] = json!("abc");
+    let (status, _) = post(&api, "/grid/nodes/register", bad_key, &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = post(
+        &api,
+        "/grid/nodes/register",
+        register_body(&operator(), code, &[1; 32]),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, used) = post(
+        &api,
+        "/grid/nodes/register",
+        register_body(&operator(), code, &[1; 32]),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{used}");
+
+    let node = register(&api, [7; 32]).await;
+    assert!(uuid::Uuid::parse_str(&node.id).is_ok());
+    heartbeat(&api, &node, &[]).await;
+    let auth = [("x-node-auth", node.token.as_str())];
+    let (_, status) = get(&api, &format!("/grid/nodes/{}", node.id), &auth).await;
+    assert_eq!(status["status"], "online");
+    assert_eq!(status["keybind_verified"], true);
+
+    // A customer with an API key and $1 of credits.
+    let customer = LocalEvmSigner::from_bytes(&[0x33; 32]).unwrap();
+    let wallet = PayTo::Evm(x402_core::EvmSigner::address(&customer));
+    let key = api_key(&api, &customer).await;
+    devnet.store().deposit(&wallet, 1_000_000).unwrap();
+    let bearer = format!("Bearer {key}");
+    let (status, models) = get(&api, "/v1/models", &[("authorization", &bearer)]).await;
+    assert_eq!(status, StatusCode::OK, "{models}");
+    assert_eq!(models["data"][0]["id"], MODEL);
+    assert_eq!(models["data"][0]["owned_by"], "sgl-grid");
+    let (status, _) = get(&api, "/v1/models", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // A plain chat: dispatched by heartbeat, completed with a signed result, billed exactly.
+    let chat = tokio::spawn({
+        let api = api.clone();
+        let bearer = bearer.clone();
+        async move {
+            let response = api
+                .post("/v1/chat/completions", chat_body().to_string().as_bytes())
+                .header("authorization", bearer)
+                .send()
+                .await
+                .unwrap();
+            let job = response
+                .headers()
+                .get("x-grid-job-id")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let (status, body) = json_of(response).await;
+            (status, body, job)
+        }
+    });
+    let job = next_job(&api, &node).await;
+    let job_id = job["id"].as_str().unwrap().to_owned();
+    assert_eq!(job["job_type"], "inference");
+    assert_eq!(job["input_payload"]["messages"][0]["content"], "hi");
+    assert_eq!(job["input_payload"]["max_tokens"], 100);
+    let held = devnet.store().credits(&wallet).unwrap().balance_micros();
+    assert!(held < 1_000_000, "the quote is held while the job runs");
+    // Within the hold (a cost above it would be capped at it).
+    let usage = Usage::new(50, 100);
+    let (status, done) = post(
+        &api,
+        &format!("/grid/jobs/{job_id}/complete"),
+        plain_completion(&node, &job_id, "hello there", usage, &node.seed),
+        &auth,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let (status, answer, header) = chat.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(header.as_deref(), Some(job_id.as_str()));
+    assert_eq!(answer["object"], "chat.completion");
+    assert_eq!(answer["choices"][0]["message"]["content"], "hello there");
+    assert_eq!(answer["choices"][0]["finish_reason"], "stop");
+    assert_eq!(answer["usage"]["total_tokens"], 150);
+    assert_eq!(answer["attestation"]["node_id"], node.id.as_str());
+    let billed = cost(50, 100, INPUT, OUTPUT);
+    assert_eq!(billed, 15);
+    assert_eq!(
+        devnet.store().credits(&wallet).unwrap().balance_micros(),
+        1_000_000 - billed,
+        "exactly the cost, the rest of the hold refunded"
+    );
+    let key_header = [("x-api-key", key.as_str())];
+    let (_, read) = get(&api, &format!("/grid/jobs/{job_id}"), &key_header).await;
+    assert_eq!(read["status"], "completed");
+    assert_eq!(read["cost_micros"], 15);
+    assert_eq!(read["result"]["content"], "hello there");
+    let (_, attested) = get(
+        &api,
+        &format!("/grid/jobs/{job_id}/attestation"),
+        &key_header,
+    )
+    .await;
+    assert_eq!(attested["verified"], true);
+    assert_eq!(attested["result_kind"], "plain");
+    assert_eq!(attested["node_public_key"], node.public().as_str());
+    // Only the node the job was assigned to may post its result, and only once.
+    let (status, _) = post(
+        &api,
+        &format!("/grid/jobs/{job_id}/complete"),
+        plain_completion(&node, &job_id, "again", usage, &node.seed),
+        &auth,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // Prices: within the band of an advertised model only.
+    let prices = format!("/grid/nodes/{}/prices", node.id);
+    let (status, refused) = post(
+        &api,
+        &prices,
+        json!({"model": MODEL, "input_per_m": 0.01, "output_per_m": 0.12}),
+        &auth,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("outside the band"),
+        "{refused}"
+    );
+    let (status, _) = post(
+        &api,
+        &prices,
+        json!({"model": "other", "input_per_m": 0.1, "output_per_m": 0.2}),
+        &auth,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, set) = post(
+        &api,
+        &prices,
+        json!({"model": MODEL, "input_per_m": 0.09, "output_per_m": "0.18"}),
+        &auth,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{set}");
+    let (_, listed) = get(&api, &prices, &[]).await;
+    assert_eq!(listed["prices"][0]["effective"]["inputPerM"], json!(0.09));
+    assert_eq!(listed["prices"][0]["reference"]["outputPerM"], json!(0.12));
+    let (_, providers) = get(&api, &format!("/v1/providers?model={MODEL}"), &[]).await;
+    // Cheapest first: the node registered above (never heard from) is at the suggested price.
+    assert_eq!(providers["count"], 2);
+    assert_eq!(providers["providers"][0]["online"], false);
+    assert_eq!(providers["providers"][1]["node_id"], node.id.as_str());
+    assert_eq!(providers["providers"][1]["is_custom"], true);
+    assert_eq!(providers["providers"][1]["online"], true);
+    assert_eq!(providers["providers"][1]["blended_per_1k"], json!(0.000135));
+    let (status, _) = post(&api, &prices, json!({"model": MODEL, "reset": true}), &auth).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A forged result: 403, the job fails (nothing billed) and the node is never routed again.
+    let before = devnet.store().credits(&wallet).unwrap().balance_micros();
+    let chat = tokio::spawn({
+        let api = api.clone();
+        let bearer = bearer.clone();
+        async move {
+            json_of(
+                api.post("/v1/chat/completions", chat_body().to_string().as_bytes())
+                    .header("authorization", bearer)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    });
+    let job = next_job(&api, &node).await;
+    let job_id = job["id"].as_str().unwrap().to_owned();
+    let (status, forged) = post(
+        &api,
+        &format!("/grid/jobs/{job_id}/complete"),
+        plain_completion(&node, &job_id, "forged", usage, &[8; 32]),
+        &auth,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{forged}");
+    let (status, failed) = chat.await.unwrap();
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{failed}");
+    assert_eq!(failed["error"]["code"], "node_failed");
+    assert_eq!(
+        devnet.store().credits(&wallet).unwrap().balance_micros(),
+        before
+    );
+    let (_, status) = get(&api, &format!("/grid/nodes/{}", node.id), &auth).await;
+    assert_eq!(status["status"], "tampered");
+    let (_, capacity) = get(&api, "/grid/capacity", &[]).await;
+    assert_eq!(capacity["failures"]["tampered"], 1);
+    assert_eq!(capacity["active_nodes"], 0);
+    let (status, missing) = post(
+        &api,
+        "/v1/chat/completions",
+        chat_body(),
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(missing["error"]["code"], "model_not_found");
+}
+
+#[tokio::test]
+async fn x402_pays_a_chat_without_a_key_and_the_unused_quote_stays_as_credits() {
+    let clock = TestClock::starting_now();
+    let devnet = test_support::start_with(|config| devnet::Config {
+        clock: Arc::new(clock.clone()),
+        ..config
+    })
+    .await
+    .unwrap();
+    let api = Client::of(&devnet).with_clock(clock.clone());
+    let node = register(&api, [9; 32]).await;
+    heartbeat(&api, &node, &[]).await;
+    let payer = Arc::new(test_support::funded_wallet(&devnet, 5).await.unwrap());
+    let body = chat_body();
+    let quote = cost(body.to_string().len() as u64 + 64, 100, INPUT, OUTPUT).max(1);
+
+    let first = api
+        .post("/v1/chat/completions", body.to_string().as_bytes())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::PAYMENT_REQUIRED);
+    let challenge = test_support::challenge(first).await.unwrap();
+    assert!(!challenge.offers().is_empty());
+
+    let paying = tokio::spawn({
+        let api = api.clone();
+        let payer = payer.clone();
+        let body = body.clone();
+        async move {
+            let response = api
+                .pay_base(&payer, "/v1/chat/completions", body)
+                .await
+                .unwrap();
+            let receipt = test_support::receipt(&response).unwrap();
+            let (status, answer) = json_of(response).await;
+            (status, answer, receipt)
+        }
+    });
+    let job = next_job(&api, &node).await;
+    let job_id = job["id"].as_str().unwrap().to_owned();
+    let auth = [("x-node-auth", node.token.as_str())];
+    let (status, _) = post(
+        &api,
+        &format!("/grid/jobs/{job_id}/complete"),
+        plain_completion(&node, &job_id, "paid", Usage::new(10, 20), &node.seed),
+        &auth,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, answer, receipt) = paying.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(receipt.is_some_and(|r| r.success));
+    let payer_wallet = PayTo::Evm(x402_core::EvmSigner::address(&*payer));
+    assert_eq!(
+        devnet
+            .store()
+            .credits(&payer_wallet)
+            .unwrap()
+            .balance_micros(),
+        quote - cost(10, 20, INPUT, OUTPUT),
+        "undelivered tokens are returned to the payer's credits"
+    );
+}
+
+#[tokio::test]
+async fn device_login_off_grid_websocket_push_a_plain_stream_and_timeouts() {
+    let clock = TestClock::starting_now();
+    let devnet = test_support::start_with(|config| devnet::Config {
+        clock: Arc::new(clock.clone()),
+        ..config
+    })
+    .await
+    .unwrap();
+    let api = Client::of(&devnet).with_clock(clock.clone());
+
+    // Device login: pending, approved with a code for the wallet, then registration.
+    let (_, start) = post(&api, "/grid/auth/device/start", json!({}), &[]).await;
+    assert!(
+        start["verify_url"]
+            .as_str()
+            .unwrap()
+            .contains("/devnet/grid/device?user_code=")
+    );
+    let device = json!({"device_code": start["device_code"]});
+    let (_, poll) = post(&api, "/grid/auth/device/poll", device.clone(), &[]).await;
+    assert_eq!(poll["status"], "pending");
+    let (status, _) = post(
+        &api,
+        "/devnet/grid/device/approve",
+        json!({"user_code": start["user_code"], "wallet_address": operator()}),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, poll) = post(&api, "/grid/auth/device/poll", device, &[]).await;
+    assert_eq!(poll["status"], "approved");
+    let seed = [5u8; 32];
+    let (status, registered) = post(
+        &api,
+        "/grid/nodes/register",
+        register_body(
+            poll["wallet_address"].as_str().unwrap(),
+            poll["registration_code"].as_str().unwrap(),
+            &seed,
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{registered}");
+    let node = Node {
+        id: registered["node_id"].as_str().unwrap().to_owned(),
+        token: registered["auth_token"].as_str().unwrap().to_owned(),
+        seed,
+    };
+    heartbeat(&api, &node, &[]).await;
+    let auth = [("x-node-auth", node.token.as_str())];
+
+    let customer = LocalEvmSigner::from_bytes(&[0x44; 32]).unwrap();
+    let wallet = PayTo::Evm(x402_core::EvmSigner::address(&customer));
+    let key = api_key(&api, &customer).await;
+    devnet.store().deposit(&wallet, 1_000_000).unwrap();
+    let bearer = format!("Bearer {key}");
+
+    // Off-grid takes the node out of capacity and routing.
+    let status_path = format!("/grid/nodes/{}/status", node.id);
+    post(&api, &status_path, json!({"off_grid": true}), &auth).await;
+    let (_, capacity) = get(&api, "/grid/capacity", &[]).await;
+    assert_eq!(capacity["active_nodes"], 0);
+    assert_eq!(capacity["total_nodes"], 1);
+    let (status, _) = post(
+        &api,
+        "/v1/chat/completions",
+        chat_body(),
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    post(&api, &status_path, json!({"off_grid": false}), &auth).await;
+    let (_, capacity) = get(&api, "/grid/capacity", &[]).await;
+    assert_eq!(capacity["active_nodes"], 1);
+    assert_eq!(capacity["models"][0]["model"], MODEL);
+
+    // The WebSocket: a streamed plain chat's job is pushed; the coordinator sealed it to us.
+    let ws_url = format!(
+        "{}/grid/nodes/{}/ws?auth_token={}",
+        devnet.url().replacen("http", "ws", 1),
+        node.id,
+        node.token
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws_url.as_str())
+        .await
+        .unwrap();
+    let streamed = tokio::spawn({
+        let api = api.clone();
+        let bearer = bearer.clone();
+        async move {
+            let mut body = chat_body();
+            body["stream"] = json!(true);
+            body["stream_options"] = json!({"include_usage": true});
+            let response = api
+                .post("/v1/chat/completions", body.to_string().as_bytes())
+                .header("authorization", bearer)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            (status, response.text().await.unwrap())
+        }
+    });
+    let pushed: Value = loop {
+        let message = socket.next().await.unwrap().unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            let value: Value = serde_json::from_str(text.as_str()).unwrap();
+            if value["type"] == "job" {
+                break value;
+            }
+        }
+    };
+    let job_id = pushed["job"]["id"].as_str().unwrap().to_owned();
+    let enc = &pushed["job"]["input_payload"]["enc"];
+    assert_eq!(pushed["job"]["input_payload"]["stream"], true);
+    let opened = seal::open_request(
+        &seal::node_x25519_secret(&seed),
+        enc["ciphertext"].as_str().unwrap(),
+        enc["client_ephemeral_pubkey"].as_str().unwrap(),
+        enc["client_response_pubkey"].as_str(),
+        enc["algorithm"].as_str(),
+    )
+    .unwrap();
+    let inner: InnerRequest = serde_json::from_slice(&opened.plaintext).unwrap();
+    assert_eq!(inner.messages[0].content, "hi");
+    let nonce = inner.nonce.unwrap();
+    let mut sealer = StreamSealer::new(
+        opened.response_pubkey.as_deref().unwrap(),
+        nonce,
+        &mut test_support::os_random,
+    )
+    .unwrap();
+    for (text, last) in [("Hello", false), (" world", false), ("", true)] {
+        let chunk = sealer.seal(text.as_bytes(), last, &mut test_support::os_random);
+        let kind = ResultKind::Stream {
+            seq: chunk.seq,
+            last,
+        };
+        let mut body = json!({
+            "seq": chunk.seq,
+            "final": last,
+            "ciphertext": chunk.ct,
+            "algorithm": "x25519-xchacha20poly1305-hkdf-v2-stream",
+            "result_envelope_signature": envelope::sign_result(&seed, &job_id, kind, chunk.ct.as_bytes()),
+            "result_envelope_version": "v1",
+        });
+        if let Some(eph) = chunk.eph {
+            body["ephemeral_public_key"] = json!(eph);
+        }
+        if last {
+            body["usage"] = json!(Usage::new(30, 2));
+        }
+        let (status, ack) = post(&api, &format!("/grid/jobs/{job_id}/chunk"), body, &auth).await;
+        assert_eq!(status, StatusCode::OK, "{ack}");
+        assert_eq!(ack["ok"], true);
+    }
+    let (status, text) = streamed.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let events: Vec<Value> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter(|data| *data != "[DONE]")
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect();
+    assert_eq!(events[0]["choices"][0]["delta"]["role"], "assistant");
+    let content: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(content, "Hello world");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["choices"][0]["finish_reason"] == "stop")
+    );
+    assert_eq!(events.last().unwrap()["usage"]["completion_tokens"], 2);
+    assert!(text.trim_end().ends_with("data: [DONE]"));
+    assert_eq!(
+        devnet.store().credits(&wallet).unwrap().balance_micros(),
+        1_000_000 - cost(30, 2, INPUT, OUTPUT)
+    );
+
+    // A job with no progress for 120 s fails; nothing is billed; the failure is counted.
+    let before = devnet.store().credits(&wallet).unwrap().balance_micros();
+    let stuck = tokio::spawn({
+        let api = api.clone();
+        let bearer = bearer.clone();
+        async move {
+            json_of(
+                api.post("/v1/chat/completions", chat_body().to_string().as_bytes())
+                    .header("authorization", bearer)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    });
+    let job = next_job(&api, &node).await;
+    let job_id = job["id"].as_str().unwrap().to_owned();
+    clock.advance(Duration::from_secs(121));
+    heartbeat(&api, &node, &[job_id.as_str()]).await;
+    let (status, failed) = stuck.await.unwrap();
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{failed}");
+    assert!(
+        failed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("timeout"),
+        "{failed}"
+    );
+    assert_eq!(
+        devnet.store().credits(&wallet).unwrap().balance_micros(),
+        before
+    );
+
+    // The socket drops: counted.
+    drop(socket);
+    let mut dropped = 0;
+    for _ in 0..200 {
+        let (_, capacity) = get(&api, "/grid/capacity", &[]).await;
+        dropped = capacity["failures"]["socket_drop"].as_u64().unwrap();
+        if dropped > 0 {
+            assert!(capacity["failures"]["job_timeout"].as_u64().unwrap() >= 1);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(dropped, 1);
+
+    // Heartbeats stop: the node goes offline and is counted once.
+    clock.advance(Duration::from_secs(16));
+    let (_, capacity) = get(&api, "/grid/capacity", &[]).await;
+    assert_eq!(capacity["active_nodes"], 0);
+    let (_, status) = get(&api, &format!("/grid/nodes/{}", node.id), &auth).await;
+    assert_eq!(status["status"], "offline");
+}
