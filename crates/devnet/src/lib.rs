@@ -8,6 +8,7 @@
 //! USDC mint and a fee payer; opens the SQLite state; and serves on one loopback port:
 //!
 //! - the machines API under `/compute/...` ([`machines`]);
+//! - the grid coordinator under `/grid/...` and `/v1/...` ([`grid`]);
 //! - the facilitator at `/supported`, `/verify`, `/settle` ([`facilitator`]);
 //! - a Solana JSON-RPC subset over the litesvm ledger at `/solana` ([`chains::solana_rpc`]);
 //! - devnet-only admin routes under `/devnet/...` ([`admin`]: funding wallets, fault injection).
@@ -26,7 +27,7 @@
 //! - [`payment`] is how a paid endpoint charges (offers, charge, receipts); [`auth`] is how a
 //!   request is authenticated; [`faults`] is where faults are injected; `api` holds the JSON
 //!   error body and formats every service shares;
-//! - the services: [`machines`] (one folder per service; the grid and Spraay come next) and
+//! - the services: [`machines`] and [`grid`] (one folder per service; Spraay comes next) and
 //!   [`admin`];
 //! - top: [`app`] mounts the services over the shared ledger and facilitator.
 //!

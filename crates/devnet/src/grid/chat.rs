@@ -770,6 +770,11 @@ fn sealed_frame(chunk: &ChunkBody) -> String {
     if let Some(eph) = &chunk.ephemeral_public_key {
         value["eph"] = json!(eph);
     }
+    // Ours: the node's cleartext token counts ride on the final event, so a sealed caller
+    // learns what it is billed for (the reference relays only seq/final/eph/ct).
+    if let Some(usage) = &chunk.usage {
+        value["usage"] = json!(usage);
+    }
     data(&value)
 }
 
