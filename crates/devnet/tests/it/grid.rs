@@ -740,3 +740,333 @@ async fn device_login_off_grid_websocket_push_a_plain_stream_and_timeouts() {
     let (_, status) = get(&api, &format!("/grid/nodes/{}", node.id), &auth).await;
     assert_eq!(status["status"], "offline");
 }
+
+#[tokio::test]
+async fn sealed_chats_attestation_rotation_ghosts_failover_and_embeddings() {
+    let clock = TestClock::starting_now();
+    let devnet = test_support::start_with(|config| devnet::Config {
+        clock: Arc::new(clock.clone()),
+        ..config
+    })
+    .await
+    .unwrap();
+    let api = Client::of(&devnet).with_clock(clock.clone());
+    let a = register(&api, [21; 32]).await;
+    let b = register(&api, [22; 32]).await;
+    heartbeat(&api, &a, &[]).await;
+    heartbeat(&api, &b, &[]).await;
+    let auth_a = [("x-node-auth", a.token.as_str())];
+    let auth_b = [("x-node-auth", b.token.as_str())];
+    // A is cheaper: routing tries it first.
+    let (status, _) = post(
+        &api,
+        &format!("/grid/nodes/{}/prices", a.id),
+        json!({"model": MODEL, "input_per_m": 0.03, "output_per_m": 0.06}),
+        &auth_a,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let customer = LocalEvmSigner::from_bytes(&[0x55; 32]).unwrap();
+    let wallet = PayTo::Evm(x402_core::EvmSigner::address(&customer));
+    let key = api_key(&api, &customer).await;
+    devnet.store().deposit(&wallet, 1_000_000).unwrap();
+    let key_header = [("x-api-key", key.as_str())];
+
+    // A sealed chat through a reservation: the coordinator never sees the prompt.
+    let (status, reserved) = post(&api, "/v1/reserve", json!({"model": MODEL}), &key_header).await;
+    assert_eq!(status, StatusCode::OK, "{reserved}");
+    assert_eq!(reserved["node_id"], a.id.as_str());
+    assert_eq!(reserved["expires_in_ms"], 60_000);
+    let x25519 = reserved["node_x25519_pubkey"].as_str().unwrap();
+    seal::verify_keybind(
+        &a.id,
+        reserved["node_ed25519_pubkey"].as_str().unwrap(),
+        x25519,
+        reserved["key_version"].as_u64().unwrap() as u32,
+        reserved["encryption_public_key_signature"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let inner = json!({"messages": [{"role": "user", "content": "secret"}], "max_tokens": 50});
+    let sealed = seal::seal_request(
+        x25519,
+        inner.to_string().as_bytes(),
+        &mut test_support::os_random,
+    )
+    .unwrap();
+    let body = json!({
+        "reservation_token": reserved["reservation_token"],
+        "max_tokens": 50,
+        "stream": false,
+        "enc": {
+            "ciphertext": sealed.ciphertext,
+            "client_ephemeral_pubkey": sealed.client_ephemeral_pubkey,
+            "client_response_pubkey": sealed.client_response_pubkey,
+            "algorithm": sealed.algorithm.tag(),
+        },
+    });
+    let chat = tokio::spawn({
+        let api = api.clone();
+        let key = key.clone();
+        let body = body.clone();
+        async move { post(&api, "/v1/chat/completions", body, &[("x-api-key", &key)]).await }
+    });
+    let job = next_job(&api, &a).await;
+    let job_id = job["id"].as_str().unwrap().to_owned();
+    let enc = &job["input_payload"]["enc"];
+    assert_eq!(job["input_payload"]["stream"], false);
+    let opened = seal::open_request(
+        &seal::node_x25519_secret(&a.seed),
+        enc["ciphertext"].as_str().unwrap(),
+        enc["client_ephemeral_pubkey"].as_str().unwrap(),
+        enc["client_response_pubkey"].as_str(),
+        enc["algorithm"].as_str(),
+    )
+    .unwrap();
+    assert!(
+        String::from_utf8(opened.plaintext)
+            .unwrap()
+            .contains("secret")
+    );
+    let answer = serde_json::to_vec(&PlainResult {
+        content: "sealed answer".into(),
+        model: MODEL.into(),
+        usage: Usage::new(5, 5),
+    })
+    .unwrap();
+    let result = seal::seal_result(
+        opened.response_pubkey.as_deref().unwrap(),
+        &answer,
+        opened.algorithm,
+        &mut test_support::os_random,
+    )
+    .unwrap();
+    let (status, _) = post(
+        &api,
+        &format!("/grid/jobs/{job_id}/complete"),
+        json!({
+            "sealed_result": {
+                "ciphertext": result.ciphertext,
+                "ephemeral_public_key": result.ephemeral_public_key,
+                "algorithm": result.algorithm.tag(),
+            },
+            "usage": Usage::new(5, 5),
+            "result_envelope_signature": envelope::sign_result(&a.seed, &job_id, ResultKind::Sealed, result.ciphertext.as_bytes()),
+            "result_envelope_version": "v1",
+        }),
+        &auth_a,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, answer) = chat.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let plaintext = sealed
+        .response
+        .open_result(
+            answer["sealed_result"]["ciphertext"].as_str().unwrap(),
+            answer["sealed_result"]["ephemeral_public_key"]
+                .as_str()
+                .unwrap(),
+            answer["sealed_result"]["algorithm"].as_str(),
+        )
+        .unwrap();
+    let opened: PlainResult = serde_json::from_slice(&plaintext).unwrap();
+    assert_eq!(opened.content, "sealed answer");
+    assert_eq!(
+        devnet.store().credits(&wallet).unwrap().balance_micros(),
+        1_000_000 - cost(5, 5, 30_000, 60_000)
+    );
+    let (status, reused) = post(&api, "/v1/chat/completions", body, &key_header).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{reused}");
+    assert_eq!(reused["error"]["code"], "reservation_used");
+    let (_, attested) = get(
+        &api,
+        &format!("/grid/jobs/{job_id}/attestation"),
+        &key_header,
+    )
+    .await;
+    assert_eq!(attested["result_kind"], "sealed");
+    assert_eq!(attested["verified"], true);
+
+    // A coordinator that swaps the node's key is caught by the key binding.
+    let (status, _) = post(
+        &api,
+        "/devnet/faults",
+        json!({"grid_swap_reserved_key": true}),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, swapped) = post(&api, "/v1/reserve", json!({"model": MODEL}), &key_header).await;
+    assert!(
+        seal::verify_keybind(
+            &a.id,
+            swapped["node_ed25519_pubkey"].as_str().unwrap(),
+            swapped["node_x25519_pubkey"].as_str().unwrap(),
+            1,
+            swapped["encryption_public_key_signature"].as_str().unwrap(),
+        )
+        .is_err()
+    );
+    post(&api, "/devnet/faults", json!({}), &[]).await;
+
+    // Attestation: the challenge and the report, both signed, the challenge used once.
+    let (_, challenge) = post(
+        &api,
+        &format!("/grid/nodes/{}/challenge", a.id),
+        json!({}),
+        &auth_a,
+    )
+    .await;
+    assert_eq!(challenge["expires_in_seconds"], 300);
+    let challenge = challenge["challenge"].as_str().unwrap();
+    let report = grid_proto::node::HardwareReport {
+        challenge: challenge.into(),
+        tee_type: "none".into(),
+        os: "linux".into(),
+        kernel_version: "6.1".into(),
+        cpu_cores: 2,
+        memory_bytes: 4 << 30,
+        gpu_model: "none".into(),
+        binary_hash: "ab".repeat(32),
+        hardware_attested: false,
+    };
+    let attestation = json!({
+        "signature": envelope::sign(&a.seed, challenge.as_bytes()),
+        "encryption_public_key": seal::node_x25519_public(&a.seed),
+        "hardware_report": report,
+        "report_signature": envelope::sign(&a.seed, envelope::report_message(challenge, &report.signed_json()).as_bytes()),
+    });
+    let verify = format!("/grid/nodes/{}/verify-attestation", a.id);
+    let (status, verdict) = post(&api, &verify, attestation.clone(), &auth_a).await;
+    assert_eq!(status, StatusCode::OK, "{verdict}");
+    assert_eq!(verdict["verified"], true);
+    let (status, _) = post(&api, &verify, attestation, &auth_a).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a challenge is single use");
+    let (_, status) = get(&api, &format!("/grid/nodes/{}", a.id), &auth_a).await;
+    assert_eq!(status["attestation_verified"], true);
+
+    // Failover: A loses the job (the ghost reconciler), B finishes it; only B's price is billed.
+    let before = devnet.store().credits(&wallet).unwrap().balance_micros();
+    let chat = tokio::spawn({
+        let api = api.clone();
+        let key = key.clone();
+        async move {
+            post(
+                &api,
+                "/v1/chat/completions",
+                chat_body(),
+                &[("x-api-key", &key)],
+            )
+            .await
+        }
+    });
+    let lost = next_job(&api, &a).await;
+    clock.advance(Duration::from_secs(1));
+    heartbeat(&api, &b, &[]).await;
+    // Not yet: the heartbeat after the one that delivered it may not list it yet...
+    let beat = heartbeat(&api, &a, &[]).await;
+    assert!(beat["pending_jobs"].as_array().unwrap().is_empty());
+    // ...but the next one must.
+    clock.advance(Duration::from_secs(1));
+    heartbeat(&api, &a, &[]).await;
+    let job = next_job(&api, &b).await;
+    assert_ne!(job["id"], lost["id"]);
+    let job_id = job["id"].as_str().unwrap().to_owned();
+    let (status, _) = post(
+        &api,
+        &format!("/grid/jobs/{job_id}/complete"),
+        plain_completion(&b, &job_id, "from b", Usage::new(10, 10), &b.seed),
+        &auth_b,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, answer) = chat.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["choices"][0]["message"]["content"], "from b");
+    assert_eq!(answer["attestation"]["node_id"], b.id.as_str());
+    assert_eq!(
+        devnet.store().credits(&wallet).unwrap().balance_micros(),
+        before - cost(10, 10, INPUT, OUTPUT)
+    );
+    let (_, capacity) = get(&api, "/grid/capacity", &[]).await;
+    assert_eq!(capacity["failures"]["ghost_job"], 1);
+
+    // Embeddings, to a node that says it serves them.
+    let embed = tokio::spawn({
+        let api = api.clone();
+        let key = key.clone();
+        async move {
+            post(
+                &api,
+                "/v1/embeddings",
+                json!({"model": MODEL, "input": ["a", "b"]}),
+                &[("authorization", &format!("Bearer {key}"))],
+            )
+            .await
+        }
+    });
+    let job = next_job(&api, &a).await;
+    assert_eq!(job["job_type"], "embeddings");
+    assert_eq!(job["input_payload"]["input"], json!(["a", "b"]));
+    let job_id = job["id"].as_str().unwrap().to_owned();
+    let result = serde_json::to_string(&grid_proto::node::EmbeddingsResult {
+        embeddings: vec![vec![0.5, 0.25], vec![1.0, 0.0]],
+        model: MODEL.into(),
+        usage: Usage::new(2, 0),
+    })
+    .unwrap();
+    let (status, _) = post(
+        &api,
+        &format!("/grid/jobs/{job_id}/complete"),
+        json!({
+            "encrypted_result": result,
+            "result_envelope_signature": envelope::sign_result(&a.seed, &job_id, ResultKind::Plain, result.as_bytes()),
+            "result_envelope_version": "v1",
+        }),
+        &auth_a,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, embedded) = embed.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{embedded}");
+    assert_eq!(embedded["object"], "list");
+    assert_eq!(embedded["data"][1]["index"], 1);
+    assert_eq!(embedded["data"][0]["embedding"], json!([0.5, 0.25]));
+    assert_eq!(embedded["usage"]["prompt_tokens"], 2);
+
+    // Token rotation: offered by the heartbeat; the old token works until the new one is used.
+    let (status, _) = post(
+        &api,
+        &format!("/devnet/grid/nodes/{}/rotate-token", b.id),
+        json!({}),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let beat = heartbeat(&api, &b, &[]).await;
+    let rotated = Node {
+        id: b.id.clone(),
+        token: beat["new_auth_token"].as_str().unwrap().to_owned(),
+        seed: b.seed,
+    };
+    assert!(
+        heartbeat(&api, &rotated, &[])
+            .await
+            .get("new_auth_token")
+            .is_none()
+    );
+    let (status, _) = post(
+        &api,
+        "/grid/nodes/heartbeat",
+        heartbeat_body(&b, &[]),
+        &[("x-node-auth", &b.token), ("x-node-id", &b.id)],
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the old token is revoked by the new one's use"
+    );
+}
