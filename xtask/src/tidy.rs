@@ -39,7 +39,8 @@ mod tests {
                 "grid-api",
                 "grid-proto",
             ],
-            &["test-support", "devnet"],
+            // The grid's end-to-end tests run a node in process with a test engine.
+            &["test-support", "devnet", "sgl-node"],
         ),
         ("devnet", &["x402-core", "grid-proto"], &["test-support"]),
         ("test-support", &["x402-core", "devnet"], &[]),

@@ -14,7 +14,12 @@ const DAY_OF_SMALLEST: u64 = 192_000;
 
 impl User {
     /// `x402c` against `devnet`'s machines API, with `env` set too.
-    async fn x402c(&self, devnet: &devnet::Devnet, args: &[&str], env: &[(&str, &str)]) -> Run {
+    pub(super) async fn x402c(
+        &self,
+        devnet: &devnet::Devnet,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Run {
         // The user has both keys in the environment, which by the scripts' rule signs in as
         // Solana: these tests sign in as the EVM wallet unless they say otherwise.
         let mut all = vec![
@@ -26,7 +31,12 @@ impl User {
     }
 
     /// As [`User::x402c`], expecting success and JSON.
-    async fn json(&self, devnet: &devnet::Devnet, args: &[&str], env: &[(&str, &str)]) -> Value {
+    pub(super) async fn json(
+        &self,
+        devnet: &devnet::Devnet,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Value {
         let mut with_json = args.to_vec();
         with_json.push("--json");
         let run = self.x402c(devnet, &with_json, env).await;

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod grid;
 mod machines;
 
 use std::path::PathBuf;
