@@ -42,7 +42,9 @@ fn counter() -> impl FnMut(&mut [u8]) {
 }
 
 fn streaming(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let parts = sse();
     let mut group = c.benchmark_group("sse");
     group.throughput(Throughput::Elements(EVENTS as u64));

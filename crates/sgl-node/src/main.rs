@@ -34,11 +34,11 @@ use sgl_node::{
 #[derive(Debug, Parser)]
 #[command(name = "sgl", version, about)]
 struct Cli {
-    /// The coordinator (default: the one in node.json, else https://grid.x402compute.cc).
+    /// The coordinator (default: the one in node.json, else `https://grid.x402compute.cc`).
     /// HTTPS only, except http:// to localhost, 127.0.0.1 or ::1.
     #[arg(long, global = true, value_name = "URL")]
     orchestrator_url: Option<String>,
-    /// Where node.json and keypair.json live (default: <platform config dir>/sgl-node).
+    /// Where node.json and keypair.json live (default: `<platform config dir>/sgl-node`).
     #[arg(long, global = true, value_name = "DIR")]
     config_dir: Option<PathBuf>,
     /// More log output on stderr (-v debug, -vv trace; `SGL_LOG` overrides).
