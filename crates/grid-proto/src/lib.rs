@@ -10,6 +10,7 @@
 //! where it is made: the embeddings job type ([`node::JOB_EMBEDDINGS`]), the signed and
 //! challenge-bound hardware report ([`envelope::report_message`]).
 
+pub mod base58;
 pub mod envelope;
 pub mod limits;
 pub mod node;

@@ -291,6 +291,10 @@ pub enum JobInput {
         enc: Enc,
         /// The cleartext `stream` marker.
         stream: bool,
+        /// The cleartext `max_tokens` the chat was quoted and paid for (ours): the node writes
+        /// no more than this, whatever the sealed request asks, so a caller cannot pay for
+        /// one token and be served 8192.
+        max_tokens: Option<u64>,
     },
     /// Our embeddings extension.
     Embeddings(Vec<String>),
@@ -430,7 +434,7 @@ impl JobInput {
                 .map_err(|e| InputError::Format(format!("`enc`: {e}")))?;
             if enc.ciphertext.len() > crate::seal::MAX_SEALED_B58 {
                 return Err(InputError::TooLarge(format!(
-                    "a sealed request of {} characters; at most 8 MiB are accepted",
+                    "a sealed request of {} characters; at most 512 KiB of base58 are accepted",
                     enc.ciphertext.len()
                 )));
             }
@@ -438,7 +442,12 @@ impl JobInput {
                 .get("stream")
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
-            return Ok(JobInput::Sealed { enc, stream });
+            let max_tokens = payload.get("max_tokens").and_then(Value::as_u64);
+            return Ok(JobInput::Sealed {
+                enc,
+                stream,
+                max_tokens,
+            });
         }
         if let Some(prompt) = payload.get("prompt") {
             let Some(prompt) = prompt.as_str() else {

@@ -13,8 +13,16 @@ use sha2::{Digest, Sha256};
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
-/// The largest sealed blob accepted, as base58 text (§2.3).
-pub const MAX_SEALED_B58: usize = 8 * 1024 * 1024;
+/// The largest sealed blob accepted, as base58 text. The reference says 8 MiB (§2.3), but
+/// base58 is quadratic in the length (see [`crate::base58`]): 8 MiB would take hours to
+/// decode. 512 KiB of base58 (a prompt of about 370 KB) decodes in about a second, so that is
+/// the ceiling here, on every side: a client refuses to seal more, a node and our coordinator
+/// refuse to open more.
+pub const MAX_SEALED_B58: usize = 512 * 1024;
+
+/// The largest plaintext [`seal_request`] takes: its blob (nonce, tag, base58's 1.37×) stays
+/// under [`MAX_SEALED_B58`].
+pub const MAX_SEALED_PLAINTEXT: usize = MAX_SEALED_B58 / 138 * 100 - NONCE_LEN - TAG_LEN;
 
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
@@ -35,8 +43,11 @@ pub enum SealError {
     /// A key, nonce or blob is not what the format says.
     #[error("malformed sealed data: {0}")]
     Malformed(&'static str),
-    /// The sealed blob is larger than 8 MiB of base58.
-    #[error("sealed data of {0} characters is over the 8 MiB limit")]
+    /// The sealed blob is over [`MAX_SEALED_B58`] characters of base58 (or a request to
+    /// seal over [`MAX_SEALED_PLAINTEXT`] bytes).
+    #[error(
+        "sealed data of {0} characters or bytes is over the limit (512 KiB of base58, about 370 KB of prompt): send less"
+    )]
     TooLarge(usize),
     /// A peer key gives a non-contributory (low-order) shared secret.
     #[error("the peer's key is a low-order point: refused")]
@@ -182,15 +193,14 @@ fn seal_blob(
     let mut blob = Vec::with_capacity(NONCE_LEN + sealed.len());
     blob.extend_from_slice(&nonce);
     blob.extend_from_slice(&sealed);
-    b58(&blob)
+    crate::base58::encode(&blob)
 }
 
 fn open_blob(key: &[u8; 32], blob_b58: &str, aad: &[u8]) -> Result<Vec<u8>, SealError> {
     if blob_b58.len() > MAX_SEALED_B58 {
         return Err(SealError::TooLarge(blob_b58.len()));
     }
-    let blob = bs58::decode(blob_b58.trim())
-        .into_vec()
+    let blob = crate::base58::decode(blob_b58.trim())
         .map_err(|_| SealError::Malformed("the sealed blob is not base58"))?;
     if blob.len() < NONCE_LEN + TAG_LEN {
         return Err(SealError::Malformed(
@@ -266,12 +276,16 @@ impl std::fmt::Debug for ResponseKey {
 /// Seals `plaintext` (the inner request JSON) to a node's X25519 key with v2.
 ///
 /// # Errors
-/// [`SealError::Malformed`] for a bad node key; [`SealError::LowOrderKey`].
+/// [`SealError::Malformed`] for a bad node key; [`SealError::LowOrderKey`];
+/// [`SealError::TooLarge`] over [`MAX_SEALED_PLAINTEXT`].
 pub fn seal_request(
     node_x25519_b58: &str,
     plaintext: &[u8],
     random: &mut dyn FnMut(&mut [u8]),
 ) -> Result<SealedRequest, SealError> {
+    if plaintext.len() > MAX_SEALED_PLAINTEXT {
+        return Err(SealError::TooLarge(plaintext.len()));
+    }
     let node = key_from_b58(node_x25519_b58)?;
     let ephemeral = random_secret(random);
     let response = random_secret(random);
