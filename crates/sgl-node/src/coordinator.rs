@@ -54,6 +54,9 @@ impl Coordinator {
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(TOTAL_TIMEOUT)
             .no_proxy()
+            // X-Node-Auth is not among the headers reqwest drops on a redirect: follow none,
+            // so the token never goes to another host or over http.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("sgl/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Network(format!("cannot build the HTTP client: {e}")))?;

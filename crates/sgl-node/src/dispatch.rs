@@ -89,6 +89,12 @@ impl Admission {
         Ok(())
     }
 
+    /// Marks `id` seen without running it (a job handed back while draining); `false` when
+    /// it was seen already.
+    pub(crate) fn refuse(&mut self, id: &str) -> bool {
+        self.seen.insert(id)
+    }
+
     /// A job ended: its slot is free (its id stays seen).
     pub(crate) fn release(&mut self, id: &str, active: &AtomicUsize) {
         if self.active_ids.remove(id) {

@@ -10,8 +10,9 @@
 //!   with the usage in cleartext.
 //! - Chunk and result posts are retried ([`crate::node::RetryPolicy`]) on network errors and
 //!   5xx. A chunk that still fails, or `closed: true`, means the client left: generation stops
-//!   (the engine stream is dropped) and a final chunk bills the tokens generated so far with
-//!   `prompt_tokens` 0. An engine error mid-stream, or a stream that ends without its usage,
+//!   (the engine stream is dropped) and a final chunk bills the tokens of the chunks the
+//!   coordinator relayed, with `prompt_tokens` 0 (the reference bills all generated). A 409
+//!   on a retried post means an earlier attempt was recorded and its answer lost. An engine error mid-stream, or a stream that ends without its usage,
 //!   posts `{"error": true}`, and `/fail` when that post fails.
 //! - Embeddings jobs (our extension) run when the engine supports them.
 
@@ -79,6 +80,12 @@ pub(crate) async fn run(shared: Arc<Shared>, job: PendingJob, guard: SlotGuard) 
     drop(guard);
 }
 
+/// Hands back a job that arrived while the node drains.
+pub(crate) async fn hand_back(shared: &Shared, job_id: &str) {
+    shared.handed_back.fetch_add(1, Ordering::SeqCst);
+    post_fail(shared, job_id, HANDED_BACK).await;
+}
+
 async fn post_fail(shared: &Shared, job_id: &str, reason: &str) {
     let result = retry(shared, || shared.client.fail(job_id, reason)).await;
     if let Err(error) = result {
@@ -88,17 +95,33 @@ async fn post_fail(shared: &Shared, job_id: &str, reason: &str) {
 
 /// Calls `post` until it succeeds, fails for good (not a network error or 5xx), or the
 /// attempts run out.
-async fn retry<T, F, Fut>(shared: &Shared, mut post: F) -> Result<T, Error>
+async fn retry<T, F, Fut>(shared: &Shared, post: F) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Error>>,
 {
+    retry_or(shared, post, None).await
+}
+
+/// As [`retry`]; a 409 (already recorded) on a later attempt means an earlier attempt's
+/// answer was lost after the coordinator took it: that is `recorded`, not a failure.
+async fn retry_or<T, F, Fut>(shared: &Shared, mut post: F, recorded: Option<T>) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    let mut recorded = recorded;
     let policy = shared.config.post_retry;
     let mut backoff = Backoff::new(policy.initial_delay, policy.initial_delay.saturating_mul(8));
     let mut attempt = 1;
     loop {
         match post().await {
             Ok(value) => return Ok(value),
+            Err(Error::Coordinator { status: 409, .. }) if attempt > 1 && recorded.is_some() => {
+                if let Some(value) = recorded.take() {
+                    return Ok(value);
+                }
+            }
             Err(error) if error.is_transient() && attempt < policy.attempts => {
                 tracing::debug!(attempt, %error, "post failed; retrying");
                 attempt += 1;
@@ -172,7 +195,11 @@ async fn execute(shared: &Arc<Shared>, job: &PendingJob) -> Outcome {
             }
             Err(error) => Outcome::Fail(error.to_string()),
         },
-        JobInput::Sealed { enc, stream } => {
+        JobInput::Sealed {
+            enc,
+            stream,
+            max_tokens,
+        } => {
             let opened = match seal::open_request(
                 &shared.x25519,
                 &enc.ciphertext,
@@ -184,11 +211,17 @@ async fn execute(shared: &Arc<Shared>, job: &PendingJob) -> Outcome {
                 Err(error) => return Outcome::Fail(format!("cannot open the request: {error}")),
             };
             let plaintext = Zeroizing::new(opened.plaintext);
-            let chat = match ChatRequest::from_json(&plaintext) {
+            let mut chat = match ChatRequest::from_json(&plaintext) {
                 Ok(chat) => chat,
                 Err(error) => return Outcome::Fail(error.to_string()),
             };
             drop(plaintext);
+            // No more than the chat was quoted and paid for in the clear.
+            if let Some(paid) = max_tokens {
+                chat.max_tokens = chat
+                    .max_tokens
+                    .min(grid_proto::limits::max_tokens(Some(paid)));
+            }
             let Some(response) = opened.response_pubkey else {
                 return Outcome::Fail("the sealed request carries no response key".into());
             };
@@ -235,7 +268,7 @@ async fn complete_plain(shared: &Shared, job_id: &str, result: &impl Serialize) 
 }
 
 async fn complete(shared: &Shared, job_id: &str, body: &CompleteBody) -> Outcome {
-    match retry(shared, || shared.client.complete(job_id, body)).await {
+    match retry_or(shared, || shared.client.complete(job_id, body), Some(())).await {
         Ok(()) => Outcome::Completed,
         Err(error) => Outcome::Fail(format!("the result could not be delivered: {error}")),
     }
@@ -378,7 +411,12 @@ impl Streamer<'_> {
             .seal(text.as_bytes(), last, &mut |b| random.fill(b));
         random.check()?;
         let body = self.body(chunk, usage);
-        let posted = retry(self.shared, || self.shared.client.chunk(self.job_id, &body)).await;
+        let posted = retry_or(
+            self.shared,
+            || self.shared.client.chunk(self.job_id, &body),
+            Some(ChunkOutcome::Accepted),
+        )
+        .await;
         Ok(match posted {
             Ok(ChunkOutcome::Accepted) => Delivery::Accepted,
             Ok(ChunkOutcome::Closed) => {
@@ -396,9 +434,9 @@ impl Streamer<'_> {
         })
     }
 
-    /// The client left: bill what was generated (prompt tokens 0, as the reference does).
-    async fn settle_partial(&mut self, generated: u64) -> Outcome {
-        let usage = Usage::new(0, generated);
+    /// The client left: bill the tokens it was sent (prompt tokens 0, as the reference does).
+    async fn settle_partial(&mut self, delivered: u64) -> Outcome {
+        let usage = Usage::new(0, delivered);
         match self.send("", true, Some(usage)).await {
             // Closed again: the coordinator heard the final chunk all the same.
             Ok(Delivery::Accepted | Delivery::Closed) => Outcome::Completed,
@@ -446,19 +484,24 @@ async fn run_stream(
         Err(error) => return streamer.error(error.to_string()).await,
     };
     let mut batcher = Batcher::default();
-    let mut generated = 0u64;
+    // Tokens in chunks the coordinator relayed to the client (a partial bill counts only
+    // these), and tokens generated since the last chunk.
+    let mut delivered = 0u64;
+    let mut unsent = 0u64;
     loop {
         match events.next().await {
             Some(Ok(StreamEvent::Delta(text))) => {
-                generated = generated.saturating_add(1);
+                unsent = unsent.saturating_add(1);
                 let Some(batch) = batcher.push(&text) else {
                     continue;
                 };
                 match streamer.send(&batch, false, None).await {
-                    Ok(Delivery::Accepted) => {}
+                    Ok(Delivery::Accepted) => {
+                        delivered = delivered.saturating_add(std::mem::take(&mut unsent));
+                    }
                     Ok(Delivery::Closed | Delivery::Failed) => {
                         drop(events);
-                        return streamer.settle_partial(generated).await;
+                        return streamer.settle_partial(delivered).await;
                     }
                     Err(reason) => return streamer.error(reason).await,
                 }
@@ -469,7 +512,7 @@ async fn run_stream(
                     match streamer.send(&rest, false, None).await {
                         Ok(Delivery::Accepted) => {}
                         Ok(Delivery::Closed | Delivery::Failed) => {
-                            return streamer.settle_partial(generated).await;
+                            return streamer.settle_partial(delivered).await;
                         }
                         Err(reason) => return streamer.error(reason).await,
                     }

@@ -329,8 +329,21 @@ impl Shared {
     /// Takes a job from either loop: once per id, while a slot is free and the node is not
     /// draining.
     pub(crate) fn dispatch(self: &Arc<Self>, job: PendingJob, source: &'static str) {
-        if self.draining.load(Ordering::SeqCst) || *self.stop.borrow() {
-            tracing::debug!(job_id = %job.id, source, "shutting down: job not taken");
+        if *self.stop.borrow() {
+            tracing::debug!(job_id = %job.id, source, "stopped: job not taken");
+            return;
+        }
+        if self.draining.load(Ordering::SeqCst) {
+            if !self.lock_admission().refuse(&job.id) {
+                return;
+            }
+            // Handed back at once, so the coordinator routes it elsewhere instead of waiting
+            // for it to time out.
+            tracing::info!(job_id = %job.id, source, "draining: job handed back");
+            let shared = self.clone();
+            tokio::spawn(async move {
+                crate::job::hand_back(&shared, &job.id).await;
+            });
             return;
         }
         let admitted = self
@@ -374,7 +387,8 @@ impl Shared {
     async fn heartbeat(self: &Arc<Self>) {
         let (models, capabilities) = match &self.engine {
             Some(engine) => {
-                let healthy = engine.healthy().await;
+                // Nothing is advertised while draining: no new jobs are routed here.
+                let healthy = !self.draining.load(Ordering::SeqCst) && engine.healthy().await;
                 let models = match healthy {
                     true => vec![engine.model()],
                     false => Vec::new(),

@@ -557,7 +557,7 @@ async fn a_stream_sends_the_first_delta_alone_then_sixes_and_retries_failed_post
 }
 
 #[tokio::test]
-async fn a_closed_stream_stops_generating_and_bills_what_was_generated() {
+async fn a_closed_stream_stops_generating_and_bills_only_what_reached_the_client() {
     let (coordinator, url) = coordinator().await;
     let (job, sealed, nonce) = sealed_job("job-closed", true);
     coordinator.with(|s| {
@@ -587,7 +587,9 @@ async fn a_closed_stream_stops_generating_and_bills_what_was_generated() {
     assert_eq!(chunks.len(), 3);
     assert_eq!(
         chunks[2]["usage"],
-        json!({"prompt_tokens": 0, "completion_tokens": 7, "total_tokens": 7})
+        // Chunk 0 (one token) was relayed; chunk 1 came back `closed`: it never reached the
+        // client, so its six tokens are not billed.
+        json!({"prompt_tokens": 0, "completion_tokens": 1, "total_tokens": 1})
     );
     let texts = open_stream("job-closed", &chunks, sealed, &nonce);
     assert_eq!(texts, ["t0 ", "t1 t2 t3 t4 t5 t6 ", ""]);
