@@ -334,7 +334,7 @@ async fn run_plain(
                 algorithm: Some(sealed.algorithm.tag().to_owned()),
             };
             response_key = Some((sealed.response, nonce));
-            json!({ "enc": enc, "stream": true })
+            json!({ "enc": enc, "stream": true, "max_tokens": chat.max_tokens })
         } else {
             json!({
                 "messages": chat.messages,
@@ -510,7 +510,7 @@ async fn sealed_chat(grid: Arc<Grid>, call: Call) -> ApiResult {
         return Err(oai(
             StatusCode::PAYLOAD_TOO_LARGE,
             "request_too_large",
-            "the sealed request is over 8 MiB of base58",
+            "the sealed request is over 512 KiB of base58 (base58 is quadratic to decode)",
         ));
     }
     let key = grid.key_wallet(&call.headers)?;
@@ -600,7 +600,8 @@ async fn sealed_chat(grid: Arc<Grid>, call: Call) -> ApiResult {
                 "this reservation_token was used meanwhile; any payment stays as credits",
             ));
         }
-        let payload = json!({ "enc": request.enc, "stream": stream });
+        // The cleartext cap the chat was quoted for travels with it: the node writes no more.
+        let payload = json!({ "enc": request.enc, "stream": stream, "max_tokens": max_tokens });
         let (job, waiter, mut events) = grid.dispatch(
             &payer.wallet(),
             &reservation.model,

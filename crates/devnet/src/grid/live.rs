@@ -40,6 +40,8 @@ pub(crate) enum JobEvent {
 struct Inner {
     sockets: HashMap<String, (u64, UnboundedSender<ServerMessage>)>,
     waiters: HashMap<String, UnboundedSender<JobEvent>>,
+    /// The next chunk due from each streaming job's node.
+    next_seq: HashMap<String, u64>,
     next_connection: u64,
 }
 
@@ -98,6 +100,21 @@ impl Live {
     }
 
     /// Pushes `message` to the node's socket; `false` when it has none.
+    /// The next chunk due for `job` (0 before any).
+    pub(crate) fn next_seq(&self, job: &str) -> u64 {
+        self.lock().next_seq.get(job).copied().unwrap_or(0)
+    }
+
+    /// Chunk `seq` of `job` was accepted; after the final one the job's count is dropped
+    /// (a stream that fails leaves its count until the devnet restarts: a few bytes each).
+    pub(crate) fn advance_seq(&self, job: &str, seq: u64, last: bool) {
+        let mut inner = self.lock();
+        match last {
+            true => inner.next_seq.remove(job),
+            false => inner.next_seq.insert(job.to_owned(), seq.saturating_add(1)),
+        };
+    }
+
     pub(crate) fn push(&self, node: &str, message: ServerMessage) -> bool {
         self.lock()
             .sockets

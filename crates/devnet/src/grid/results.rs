@@ -52,6 +52,19 @@ fn assigned(grid: &Grid, id: &str, call: &Call) -> ApiResult<(GridNode, GridJob)
     Ok((node, job))
 }
 
+/// Whether the job's payload is sealed to the node (its answer must be sealed too).
+fn sealed_job(job: &GridJob) -> bool {
+    serde_json::from_str::<serde_json::Value>(&job.payload)
+        .is_ok_and(|payload| payload.get("enc").is_some())
+}
+
+/// Whether the job was marked for streaming.
+fn streaming_job(job: &GridJob) -> bool {
+    serde_json::from_str::<serde_json::Value>(&job.payload).is_ok_and(|payload| {
+        payload.get("stream").and_then(serde_json::Value::as_bool) == Some(true)
+    })
+}
+
 /// Checks the node's signature over its result; a forgery fails the job, marks the node
 /// tampered and answers 403.
 fn check_signature(
@@ -113,6 +126,16 @@ pub(super) async fn complete(
             ));
         }
     };
+    if sealed_job(&job) != matches!(kind, ResultKind::Sealed) {
+        let reason = match kind {
+            ResultKind::Sealed => "a sealed result for a plain job",
+            _ => "a plain result for a sealed job: the node must answer sealed",
+        };
+        fail(&grid, &node, &job, reason)?;
+        return Err(ApiError::bad_request(format!(
+            "{reason}; the job failed, nothing billed"
+        )));
+    }
     check_signature(
         &grid,
         &node,
@@ -222,10 +245,35 @@ pub(super) async fn chunk(
         }
         ChunkPost::Chunk(chunk) => chunk,
     };
+    if !sealed_job(&job) || !streaming_job(&job) {
+        let reason = "stream chunks for a job that was not asked to stream";
+        fail(&grid, &node, &job, reason)?;
+        return Err(ApiError::bad_request(format!(
+            "{reason}; the job failed, nothing billed"
+        )));
+    }
     let kind = ResultKind::Stream {
         seq: chunk.seq,
         last: chunk.last,
     };
+    // A chunk posted again (its answer was lost and the node retried) is acknowledged and
+    // not relayed twice; a gap is refused.
+    match grid.live.next_seq(&id) {
+        next if chunk.seq < next => {
+            return Ok(Json(ChunkAck {
+                ok: true,
+                closed: !grid.live.is_waited(&id),
+            })
+            .into_response());
+        }
+        next if chunk.seq > next => {
+            return Err(ApiError::bad_request(format!(
+                "chunk {} arrived where chunk {next} was due",
+                chunk.seq
+            )));
+        }
+        _ => {}
+    }
     check_signature(
         &grid,
         &node,
@@ -235,6 +283,22 @@ pub(super) async fn chunk(
         chunk.ciphertext.as_bytes(),
     )?;
     let now = grid.now_ms();
+    grid.live.advance_seq(&id, chunk.seq, chunk.last);
+    if chunk.last && !job.streamed && !grid.live.is_waited(&id) {
+        // The client left before any chunk reached it: nothing was delivered, nothing is
+        // billed, whatever the final chunk reports.
+        fail(
+            &grid,
+            &node,
+            &job,
+            "the client went away before the first chunk",
+        )?;
+        return Ok(Json(ChunkAck {
+            ok: true,
+            closed: true,
+        })
+        .into_response());
+    }
     if chunk.last {
         let usage = chunk.usage.unwrap_or_default();
         let usage = Usage::new(usage.prompt_tokens, usage.completion_tokens);
