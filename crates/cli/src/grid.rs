@@ -107,7 +107,14 @@ fn key() -> Option<GridKey> {
 }
 
 fn client(config: &Config, key: Option<GridKey>) -> Result<GridClient> {
-    let http = config.transport(Duration::from_secs(300))?.client()?;
+    // The key travels as X-API-Key too, which reqwest does not drop on a redirect: follow
+    // none.
+    let http = config
+        .transport(Duration::from_secs(300))?
+        .builder()?
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("cannot set up HTTP")?;
     Ok(GridClient::new(
         grid_url(config)?,
         http,

@@ -158,9 +158,19 @@ fn max_tokens(request: &CreateChatCompletionRequest) -> Option<u64> {
     request.max_completion_tokens.or(legacy).map(u64::from)
 }
 
-/// USD per 1M tokens as the JSON number the grid reads.
-fn price_number(price: UsdMicros) -> Option<serde_json::Number> {
-    price.to_string().trim_start_matches('$').parse().ok()
+/// The plain body: OpenAI's request with the grid's routing fields (`max_price` written from
+/// its exact decimal text).
+#[derive(serde::Serialize)]
+struct PlainBody<'a> {
+    #[serde(flatten)]
+    request: &'a CreateChatCompletionRequest,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<&'a str>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::client::decimal_number"
+    )]
+    max_price: Option<UsdMicros>,
 }
 
 fn job_id(response: &reqwest::Response) -> Option<String> {
@@ -268,7 +278,7 @@ impl GridClient {
     /// Sends the chat body: with the key (credits), or through the paying client (x402).
     async fn send_chat(
         &self,
-        body: &Value,
+        body: Vec<u8>,
         pay: ChatPay,
     ) -> Result<reqwest::Response, ClientError> {
         let url = self.url("/v1/chat/completions")?;
@@ -280,7 +290,8 @@ impl GridClient {
                     ));
                 }
                 self.request_to(reqwest::Method::POST, url)
-                    .json(body)
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(body)
                     .send()
                     .await
                     .map_err(|e| ClientError::Network(e.to_string()))?
@@ -291,12 +302,10 @@ impl GridClient {
                         "no payment key: set PRIVATE_KEY or SOLANA_SECRET_KEY, use a keystore wallet, or pay from credits with an API key".into(),
                     ));
                 };
-                let bytes = serde_json::to_vec(body)
-                    .map_err(|e| ClientError::Invalid(format!("cannot write the request: {e}")))?;
                 paying
                     .post(url)
                     .header(http::header::CONTENT_TYPE, "application/json")
-                    .body(bytes)
+                    .body(body)
                     .send()
                     .await
                     .map_err(ClientError::of_paying)?
@@ -306,7 +315,9 @@ impl GridClient {
             return Ok(response);
         }
         let status = response.status().as_u16();
-        let bytes = response.bytes().await.unwrap_or_default();
+        let bytes = crate::client::capped_body(response)
+            .await
+            .unwrap_or_default();
         Err(refusal(status, &bytes))
     }
 
@@ -316,12 +327,12 @@ impl GridClient {
         request: &CreateChatCompletionRequest,
         options: &ChatOptions,
         stream: bool,
-    ) -> Result<(Value, Sealing), ClientError> {
+    ) -> Result<(Vec<u8>, Sealing), ClientError> {
         let reserve = ReserveRequest {
             model: request.model.clone(),
             node: options.node.clone(),
             cluster: None,
-            max_price: options.max_price_per_m.and_then(price_number),
+            max_price: options.max_price_per_m,
         };
         // A chat paid with x402 reserves without a key: the reservation is bound to the chat
         // that pays for it.
@@ -356,6 +367,8 @@ impl GridClient {
                 "algorithm": sealed.algorithm.tag(),
             },
         });
+        let body = serde_json::to_vec(&body)
+            .map_err(|e| ClientError::Invalid(format!("cannot write the request: {e}")))?;
         Ok((
             body,
             Sealing {
@@ -373,20 +386,17 @@ impl GridClient {
         request: &CreateChatCompletionRequest,
         options: &ChatOptions,
         stream: bool,
-    ) -> Result<Value, ClientError> {
-        let mut body = serde_json::to_value(request)
-            .map_err(|e| ClientError::Invalid(format!("cannot write the request: {e}")))?;
-        body["stream"] = json!(stream);
-        if stream {
-            body["stream_options"] = json!({ "include_usage": true });
-        }
-        if let Some(node) = &options.node {
-            body["node"] = json!(node);
-        }
-        if let Some(price) = options.max_price_per_m.and_then(price_number) {
-            body["max_price"] = json!(price);
-        }
-        Ok(body)
+    ) -> Result<Vec<u8>, ClientError> {
+        let mut request = request.clone();
+        request.stream = Some(stream);
+        request.stream_options = stream
+            .then(|| serde_json::from_value(json!({ "include_usage": true })).unwrap_or_default());
+        serde_json::to_vec(&PlainBody {
+            request: &request,
+            node: options.node.as_deref(),
+            max_price: options.max_price_per_m,
+        })
+        .map_err(|e| ClientError::Invalid(format!("cannot write the request: {e}")))
     }
 
     /// A whole chat answer.
@@ -401,7 +411,7 @@ impl GridClient {
     ) -> Result<ChatAnswer, ClientError> {
         if options.plain {
             let body = Self::plain_body(request, options, false)?;
-            let response = self.send_chat(&body, options.pay).await?;
+            let response = self.send_chat(body, options.pay).await?;
             let meta = self.meta(None, &response);
             let mut json: Value = Self::read_response(response).await?;
             let mut meta = meta;
@@ -417,9 +427,18 @@ impl GridClient {
             return Ok(ChatAnswer { response, meta });
         }
         let (body, sealing) = self.seal(request, options, false).await?;
-        let response = self.send_chat(&body, options.pay).await?;
+        let response = self.send_chat(body, options.pay).await?;
         let meta = self.meta(Some(&sealing), &response);
         let answer: SealedAnswer = Self::read_response(response).await?;
+        let response = Self::open_whole(answer, sealing)?;
+        Ok(ChatAnswer { response, meta })
+    }
+
+    /// Opens a whole sealed answer into OpenAI's `chat.completion`.
+    fn open_whole(
+        answer: SealedAnswer,
+        sealing: Sealing,
+    ) -> Result<CreateChatCompletionResponse, ClientError> {
         let opened = sealing.response.open_result(
             &answer.sealed_result.ciphertext,
             &answer.sealed_result.ephemeral_public_key,
@@ -431,14 +450,13 @@ impl GridClient {
                 message: format!("the sealed answer opened but is not the node's result: {e}"),
             })?;
         let usage = answer.usage.unwrap_or(result.usage);
-        let response = completion(
+        completion(
             &answer.id,
             now_secs(answer.created),
             &sealing.model,
             &result.content,
             usage,
-        )?;
-        Ok(ChatAnswer { response, meta })
+        )
     }
 
     /// A streamed chat answer.
@@ -453,7 +471,7 @@ impl GridClient {
     ) -> Result<ChatStream, ClientError> {
         if options.plain {
             let body = Self::plain_body(request, options, true)?;
-            let response = self.send_chat(&body, options.pay).await?;
+            let response = self.send_chat(body, options.pay).await?;
             let meta = self.meta(None, &response);
             let chunks = stream::plain(Box::pin(response.bytes_stream())).map(|item| {
                 let value = item?;
@@ -466,8 +484,38 @@ impl GridClient {
             });
         }
         let (body, sealing) = self.seal(request, options, true).await?;
-        let response = self.send_chat(&body, options.pay).await?;
+        let response = self.send_chat(body, options.pay).await?;
         let meta = self.meta(Some(&sealing), &response);
+        let is_json = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if is_json {
+            // A node that did not stream (§3.10: v1 sealing, say) answers whole; the grid
+            // relays that as JSON (§1.4 step 5): one chunk with all of it.
+            let answer: SealedAnswer = Self::read_response(response).await?;
+            let whole = Self::open_whole(answer, sealing)?;
+            let text = whole
+                .choices
+                .first()
+                .and_then(|c| c.message.content.clone())
+                .unwrap_or_default();
+            let single = chunk(
+                &whole.id,
+                &whole.model,
+                Some(&text),
+                true,
+                true,
+                whole.usage.as_ref().map(|u| {
+                    Usage::new(u64::from(u.prompt_tokens), u64::from(u.completion_tokens))
+                }),
+            );
+            return Ok(ChatStream {
+                meta,
+                chunks: Box::pin(futures_util::stream::iter([single])),
+            });
+        }
         let id = meta.job_id.clone().unwrap_or_default();
         let model = sealing.model.clone();
         let opener = sealing.response.stream(sealing.nonce);

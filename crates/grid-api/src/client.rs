@@ -131,7 +131,12 @@ impl GridKey {
 
 impl std::fmt::Debug for GridKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GridKey(…{})", &self.0[self.0.len().saturating_sub(4)..])
+        let last: String = {
+            let mut tail: Vec<char> = self.0.chars().rev().take(4).collect();
+            tail.reverse();
+            tail.into_iter().collect()
+        };
+        write!(f, "GridKey(…{last})")
     }
 }
 
@@ -187,9 +192,62 @@ pub struct ReserveRequest {
     /// A cluster.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    /// The most to pay, USD per 1M tokens, blended (decimal text).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_price: Option<serde_json::Number>,
+    /// The most to pay, USD per 1M tokens, blended: written as a JSON number from its exact
+    /// decimal text (never through a float).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "decimal_number"
+    )]
+    pub max_price: Option<x402_core::UsdMicros>,
+}
+
+/// A dollar amount as a JSON number written from its exact decimal text.
+pub(crate) fn decimal_number<S: serde::Serializer>(
+    value: &Option<x402_core::UsdMicros>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        None => serializer.serialize_none(),
+        Some(usd) => {
+            let text = usd.to_string();
+            let raw =
+                serde_json::value::RawValue::from_string(text.trim_start_matches('$').to_owned())
+                    .map_err(serde::ser::Error::custom)?;
+            raw.serialize(serializer)
+        }
+    }
+}
+
+/// The most bytes of an answer read (a chat answer or a listing; the reference lets a sealed
+/// blob be up to 8 MiB of base58).
+pub(crate) const MAX_ANSWER: usize = 9 * 1024 * 1024;
+
+/// The body of `response`, refusing more than [`MAX_ANSWER`] bytes.
+pub(crate) async fn capped_body(mut response: reqwest::Response) -> Result<Vec<u8>, ClientError> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_ANSWER as u64)
+    {
+        return Err(ClientError::Server {
+            status: response.status().as_u16(),
+            message: "the answer is over 9 MiB: refused".into(),
+        });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| ClientError::Network(format!("the answer was cut: {e}")))?
+    {
+        if body.len().saturating_add(chunk.len()) > MAX_ANSWER {
+            return Err(ClientError::Server {
+                status: response.status().as_u16(),
+                message: "the answer is over 9 MiB: refused".into(),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// The grid client.
@@ -327,10 +385,7 @@ impl GridClient {
         response: reqwest::Response,
     ) -> Result<T, ClientError> {
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Network(format!("the answer was cut: {e}")))?;
+        let bytes = capped_body(response).await?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| ClientError::Server {
                 status: status.as_u16(),

@@ -149,7 +149,16 @@ impl GridClient {
     /// # Errors
     /// [`ClientError`].
     pub async fn job_attestation(&self, id: &str) -> Result<JobAttestation, ClientError> {
-        Self::read(self.request(reqwest::Method::GET, &job_path(id, "/attestation")?)?).await
+        let attestation: JobAttestation =
+            Self::read(self.request(reqwest::Method::GET, &job_path(id, "/attestation")?)?).await?;
+        // The signature covers the job id it names: it must be the one asked about.
+        if attestation.job_id != id {
+            return Err(ClientError::Invalid(format!(
+                "asked for job {id}'s attestation, the grid answered job {}'s",
+                attestation.job_id.chars().take(64).collect::<String>()
+            )));
+        }
+        Ok(attestation)
     }
 }
 
