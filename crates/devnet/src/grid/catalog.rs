@@ -328,6 +328,8 @@ pub(super) async fn reserve(State(grid): State<Arc<Grid>>, call: Call) -> ApiRes
             node_id: node.id.clone(),
             model: request.model.clone(),
             wallet,
+            input_micros: chosen.price.input,
+            output_micros: chosen.price.output,
         },
         grid.now_ms().saturating_add(RESERVATION_MS),
     )?;

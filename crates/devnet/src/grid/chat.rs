@@ -574,9 +574,13 @@ async fn sealed_chat(grid: Arc<Grid>, call: Call) -> ApiResult {
                 "the reserved node is no longer available: reserve again",
             )
         })?;
-    let custom = grid.store.grid_prices()?;
+    // Billed at the price the caller reserved at (within its max_price), whatever the node
+    // set since.
     let candidate = Candidate {
-        price: pricing::effective(&node, &reservation.model, &custom).0,
+        price: pricing::Price {
+            input: reservation.input_micros,
+            output: reservation.output_micros,
+        },
         node,
     };
     let allowance = (call.body.len() as u64).saturating_add(PROMPT_ALLOWANCE);

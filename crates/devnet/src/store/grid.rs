@@ -92,7 +92,9 @@ CREATE TABLE IF NOT EXISTS grid_reservations (
     model TEXT NOT NULL,
     wallet TEXT,
     expires_ms INTEGER NOT NULL,
-    used INTEGER NOT NULL DEFAULT 0
+    used INTEGER NOT NULL DEFAULT 0,
+    input_micros INTEGER NOT NULL DEFAULT 0,
+    output_micros INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS grid_prices (
     node_id TEXT NOT NULL,
@@ -105,7 +107,9 @@ CREATE TABLE IF NOT EXISTS grid_challenges (
     challenge TEXT PRIMARY KEY,
     node_id TEXT NOT NULL,
     expires_ms INTEGER NOT NULL,
-    used INTEGER NOT NULL DEFAULT 0
+    used INTEGER NOT NULL DEFAULT 0,
+    input_micros INTEGER NOT NULL DEFAULT 0,
+    output_micros INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS grid_settings (
     key TEXT PRIMARY KEY,
@@ -424,6 +428,11 @@ pub struct Reservation {
     pub model: String,
     /// The key's wallet, or `None` for an x402 reservation.
     pub wallet: Option<PayTo>,
+    /// The node's input price when reserved, micro-dollars per 1M tokens: the chat is billed
+    /// at it, whatever the node sets meanwhile.
+    pub input_micros: u64,
+    /// The output price when reserved.
+    pub output_micros: u64,
 }
 
 /// What became of a reservation token.
@@ -1157,8 +1166,16 @@ impl Store {
         let wallet = reservation.wallet.as_ref().map(wallet_key);
         self.with(|c| {
             c.execute(
-                "INSERT INTO grid_reservations (token_hash, node_id, model, wallet, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![token_hash, reservation.node_id, reservation.model, wallet, int(expires_ms)?],
+                "INSERT INTO grid_reservations (token_hash, node_id, model, wallet, expires_ms, input_micros, output_micros) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    token_hash,
+                    reservation.node_id,
+                    reservation.model,
+                    wallet,
+                    int(expires_ms)?,
+                    int(reservation.input_micros)?,
+                    int(reservation.output_micros)?
+                ],
             )
             .map(|_| ())
         })
@@ -1178,7 +1195,7 @@ impl Store {
             let tx = c.transaction()?;
             let row = tx
                 .query_row(
-                    "SELECT node_id, model, wallet, expires_ms, used FROM grid_reservations WHERE token_hash = ?1",
+                    "SELECT node_id, model, wallet, expires_ms, used, input_micros, output_micros FROM grid_reservations WHERE token_hash = ?1",
                     params![token_hash],
                     |r| {
                         let wallet = match r.get::<_, Option<String>>(2)? {
@@ -1186,7 +1203,13 @@ impl Store {
                             None => None,
                         };
                         Ok((
-                            Reservation { node_id: r.get(0)?, model: r.get(1)?, wallet },
+                            Reservation {
+                                node_id: r.get(0)?,
+                                model: r.get(1)?,
+                                wallet,
+                                input_micros: uint(r, 5)?,
+                                output_micros: uint(r, 6)?,
+                            },
                             uint(r, 3)?,
                             r.get::<_, bool>(4)?,
                         ))
