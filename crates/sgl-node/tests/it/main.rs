@@ -1,8 +1,11 @@
 //! The node runtime against a small scripted coordinator (axum on 127.0.0.1:0): what is hard
 //! to provoke in the real one — failing chunk posts, a client that leaves mid-stream, pings,
-//! the same job pushed and pulled, token rotation, shutdown with a job running.
+//! the same job pushed and pulled, token rotation, shutdown with a job running. The `sgl`
+//! binary's commands run against the devnet's coordinator (`binary`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod binary;
 
 use std::collections::HashSet;
 use std::future::Future;

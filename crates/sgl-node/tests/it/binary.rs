@@ -1,0 +1,227 @@
+//! The `sgl` binary against the devnet's coordinator, as an operator runs it: `init` with a
+//! registration code (files 0700/0600, no second init), `login` through the device flow
+//! approved on the devnet, `status --json`, `version`, `attest` (a signed report bound to the
+//! challenge, verified), `price show|set|reset` within the band, `off-grid` and `on-grid`.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+const WALLET: &str = "7xKXtg2CW87d97TXJSDpbD5jBkheTqA83TZRuJosgAsU";
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+async fn sgl(devnet: &devnet::Devnet, dir: &Path, args: &[&str]) -> Run {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sgl"))
+        .arg("--config-dir")
+        .arg(dir)
+        .args(["--orchestrator-url", devnet.url()])
+        .args(args)
+        .env_remove("SGL_LOG")
+        .output()
+        .await
+        .unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+async fn post(devnet: &devnet::Devnet, path: &str, body: Value) -> Value {
+    let response = test_support::http()
+        .post(format!("{}{path}", devnet.url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{path}");
+    response.json().await.unwrap()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn an_operator_runs_sgl_against_the_devnet() {
+    let devnet = test_support::start().await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("sgl-node");
+
+    // init with a single-use code.
+    let code = post(
+        &devnet,
+        "/devnet/grid/codes",
+        json!({ "wallet_address": WALLET }),
+    )
+    .await["registration_code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let init = sgl(
+        &devnet,
+        &dir,
+        &[
+            "init", "--wallet", WALLET, "--code", &code, "--models", "echo-1",
+        ],
+    )
+    .await;
+    assert_eq!(init.code, 0, "{}{}", init.stdout, init.stderr);
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("node.json")), 0o600);
+    assert_eq!(mode(&dir.join("keypair.json")), 0o600);
+    let node: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("node.json")).unwrap()).unwrap();
+    let token = node["auth_token"].as_str().unwrap().to_owned();
+    for run in [&init] {
+        assert!(!run.stdout.contains(&token) && !run.stderr.contains(&token));
+    }
+    let again = sgl(
+        &devnet,
+        &dir,
+        &["init", "--wallet", WALLET, "--code", &code],
+    )
+    .await;
+    assert_ne!(again.code, 0);
+    assert!(again.stderr.contains("node.json"), "{}", again.stderr);
+
+    // status --json: the dashboard's fields.
+    let status = sgl(&devnet, &dir, &["status", "--json"]).await;
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let report: Value = serde_json::from_str(status.stdout.trim()).unwrap();
+    assert_eq!(report["node_id"], node["node_id"]);
+    assert_eq!(report["wallet_address"], WALLET);
+    assert!(report["coordinator"]["status"].is_string(), "{report}");
+    assert!(!status.stdout.contains(&token));
+    let version = sgl(&devnet, &dir, &["version"]).await;
+    assert_eq!(version.code, 0);
+    assert!(version.stdout.contains("sgl "), "{}", version.stdout);
+
+    // attest: a signed report bound to the challenge; no hardware root of trust claimed.
+    let attest = sgl(&devnet, &dir, &["attest"]).await;
+    assert_eq!(attest.code, 0, "{}{}", attest.stdout, attest.stderr);
+    assert!(attest.stdout.contains("verified true"), "{}", attest.stdout);
+    assert!(attest.stdout.contains("hardware attestation: none"));
+    let status = sgl(&devnet, &dir, &["status", "--json"]).await;
+    let report: Value = serde_json::from_str(status.stdout.trim()).unwrap();
+    assert_eq!(
+        report["coordinator"]["attestation_verified"], true,
+        "{report}"
+    );
+
+    // Prices: within the band (x0.5 to x5 of the suggested price), or refused.
+    let shown = sgl(&devnet, &dir, &["price", "show"]).await;
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    let set = sgl(
+        &devnet,
+        &dir,
+        &[
+            "price", "set", "--model", "echo-1", "--input", "0.15", "--output", "0.3",
+        ],
+    )
+    .await;
+    assert_eq!(set.code, 0, "{}{}", set.stdout, set.stderr);
+    let prices = test_support::http()
+        .get(format!(
+            "{}/grid/nodes/{}/prices",
+            devnet.url(),
+            node["node_id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        prices["prices"][0]["effective"]["inputPerM"],
+        json!(0.15),
+        "{prices}"
+    );
+    let over = sgl(
+        &devnet,
+        &dir,
+        &[
+            "price", "set", "--model", "echo-1", "--input", "100", "--output", "0.3",
+        ],
+    )
+    .await;
+    assert_ne!(over.code, 0);
+    assert!(
+        over.stderr.contains("band") || over.stderr.contains("ceiling"),
+        "{}",
+        over.stderr
+    );
+    let float = sgl(
+        &devnet,
+        &dir,
+        &[
+            "price", "set", "--model", "echo-1", "--input", "1e-1", "--output", "0.3",
+        ],
+    )
+    .await;
+    assert_ne!(float.code, 0, "an exponent is not a price");
+    let reset = sgl(&devnet, &dir, &["price", "reset", "--model", "echo-1"]).await;
+    assert_eq!(reset.code, 0, "{}", reset.stderr);
+
+    // Off grid and back.
+    for (command, status) in [("off-grid", "off_grid"), ("on-grid", "")] {
+        let run = sgl(&devnet, &dir, &[command]).await;
+        assert_eq!(run.code, 0, "{command}: {}", run.stderr);
+        let report: Value = serde_json::from_str(
+            sgl(&devnet, &dir, &["status", "--json"])
+                .await
+                .stdout
+                .trim(),
+        )
+        .unwrap();
+        if !status.is_empty() {
+            assert_eq!(report["coordinator"]["status"], status, "{report}");
+        } else {
+            assert_ne!(report["coordinator"]["status"], "off_grid", "{report}");
+        }
+    }
+
+    // login through the device flow: the code printed, approved on the devnet, registered.
+    let second = home.path().join("second");
+    let mut login = tokio::process::Command::new(env!("CARGO_BIN_EXE_sgl"))
+        .arg("--config-dir")
+        .arg(&second)
+        .args(["--orchestrator-url", devnet.url(), "login"])
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = login.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let user_code = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("sgl login printed no code");
+        if let Some(code) = line.trim().strip_prefix("and enter the code ") {
+            break code.to_owned();
+        }
+    };
+    post(
+        &devnet,
+        "/devnet/grid/device/approve",
+        json!({ "user_code": user_code, "wallet_address": WALLET }),
+    )
+    .await;
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), login.wait())
+        .await
+        .expect("login did not finish")
+        .unwrap();
+    assert!(status.success());
+    assert!(second.join("node.json").exists());
+}
