@@ -24,6 +24,8 @@ const MODEL: &str = "echo-1";
 /// that is then killed mid-stream).
 struct Echo {
     stall_after: Option<usize>,
+    /// Between deltas.
+    delay: Duration,
     /// Jobs it was given.
     runs: AtomicUsize,
 }
@@ -32,6 +34,7 @@ impl Echo {
     fn new() -> Echo {
         Echo {
             stall_after: None,
+            delay: Duration::ZERO,
             runs: AtomicUsize::new(0),
         }
     }
@@ -93,6 +96,7 @@ impl Engine for Echo {
         self.runs.fetch_add(1, Ordering::SeqCst);
         let (deltas, usage) = Echo::answer(request);
         let stall_after = self.stall_after;
+        let delay = self.delay;
         let events = deltas
             .into_iter()
             .map(StreamEvent::Delta)
@@ -104,6 +108,9 @@ impl Engine for Echo {
             if stall_after.is_some_and(|n| i >= n) {
                 futures_util::future::pending::<()>().await;
             }
+            if i > 0 && !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             Ok(event)
         });
         Ok(Box::pin(stream))
@@ -111,6 +118,28 @@ impl Engine for Echo {
 
     async fn count_tokens(&self, text: &str) -> sgl_node::Result<u64> {
         Ok(text.split_whitespace().count() as u64)
+    }
+
+    fn supports_embeddings(&self) -> bool {
+        true
+    }
+
+    /// `[words, characters]` per input; one token per word.
+    async fn embeddings(&self, inputs: &[String]) -> sgl_node::Result<(Vec<Vec<f32>>, Usage)> {
+        let vectors = inputs
+            .iter()
+            .map(|i| {
+                vec![
+                    i.split_whitespace().count() as f32,
+                    i.chars().count() as f32,
+                ]
+            })
+            .collect();
+        let tokens = inputs
+            .iter()
+            .map(|i| i.split_whitespace().count() as u64)
+            .sum();
+        Ok((vectors, Usage::new(tokens, 0)))
     }
 }
 
@@ -544,7 +573,7 @@ async fn a_chat_paid_with_x402_off_grid_and_a_node_killed_mid_stream() {
     // A node that stalls mid-stream and is then killed: a clear error, nothing charged.
     let stalling = Arc::new(Echo {
         stall_after: Some(2),
-        runs: AtomicUsize::new(0),
+        ..Echo::new()
     });
     let mut node = start_node(&devnet, stalling.clone()).await;
     let (keyed, key) = keyed_user(&devnet).await;
@@ -638,5 +667,119 @@ async fn the_official_openai_sdk_streams_a_plain_chat_by_base_url_alone() {
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A `grid-api` client for `key` at the devnet.
+fn grid_client(devnet: &devnet::Devnet, key: &str) -> grid_api::client::GridClient {
+    grid_api::client::GridClient::new(
+        devnet.url().parse().unwrap(),
+        test_support::http(),
+        Some(grid_api::client::GridKey::new(key)),
+        Arc::new(test_support::os_random),
+    )
+}
+
+#[tokio::test]
+async fn embeddings_jobs_attestation_and_a_client_that_leaves_through_grid_api() {
+    let devnet = test_support::start().await.unwrap();
+    let engine = Arc::new(Echo {
+        delay: Duration::from_millis(40),
+        ..Echo::new()
+    });
+    let node = start_node(&devnet, engine.clone()).await;
+    let (user, key) = keyed_user(&devnet).await;
+    let client = grid_client(&devnet, &key);
+    let (input, output) = prices(&devnet, &node.node_id).await;
+
+    // Embeddings (our extension), in OpenAI's shape, billed at the input price.
+    let request: grid_api::openai::embeddings::CreateEmbeddingRequest =
+        serde_json::from_value(json!({ "model": MODEL, "input": ["one two", "three"] })).unwrap();
+    let before = user.balance_micros(&devnet).await;
+    let embedded = client.embeddings(&request).await.unwrap();
+    assert_eq!(embedded.data.len(), 2);
+    assert_eq!(embedded.data[0].embedding, vec![2.0, 7.0]);
+    assert_eq!(embedded.usage.prompt_tokens, 3);
+    let cost = cost_micros(
+        &json!({ "prompt_tokens": 3, "completion_tokens": 0 }),
+        input,
+        output,
+    );
+    assert_eq!(before - user.balance_micros(&devnet).await, cost);
+
+    // An asynchronous job: submitted, polled to its end, its attestation checked here.
+    let job = client
+        .submit_job(&grid_api::jobs::JobRequest {
+            model: MODEL.into(),
+            input: json!("a queued job"),
+        })
+        .await
+        .unwrap();
+    let mut done = None;
+    for _ in 0..200 {
+        let state = client.job(&job.job_id).await.unwrap();
+        if state.status == "completed" {
+            done = Some(state);
+            break;
+        }
+        assert_ne!(state.status, "failed", "{state:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let done = done.expect("the job never completed");
+    assert_eq!(
+        done.result.as_ref().unwrap()["content"],
+        "echo: a queued job"
+    );
+    let attestation = client.job_attestation(&job.job_id).await.unwrap();
+    assert_eq!(attestation.node_id, node.node_id);
+    attestation.verify().unwrap();
+    assert!(matches!(
+        client.job("../../compute/plans").await,
+        Err(grid_api::client::ClientError::Invalid(_))
+    ));
+
+    // A client that reads one chunk and leaves: billed only what reached it.
+    let before = user.balance_micros(&devnet).await;
+    let words: Vec<String> = (0..40).map(|i| format!("w{i}")).collect();
+    let request: grid_api::openai::chat::CreateChatCompletionRequest =
+        serde_json::from_value(json!({
+            "model": MODEL,
+            "messages": [{ "role": "user", "content": words.join(" ") }],
+            "max_completion_tokens": 100,
+        }))
+        .unwrap();
+    let mut stream = client
+        .chat_stream(&request, &grid_api::chat::ChatOptions::default())
+        .await
+        .unwrap();
+    let first = stream.next().await.unwrap().unwrap();
+    assert_eq!(first.choices[0].delta.content.as_deref(), Some("echo:"));
+    let job_id = stream.meta.job_id.clone().unwrap();
+    drop(stream);
+    let mut left = None;
+    for _ in 0..200 {
+        let state = client.job(&job_id).await.unwrap();
+        if state.status == "completed" || state.status == "failed" {
+            left = Some(state);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let left = left.expect("the abandoned job never ended");
+    let charged = before - user.balance_micros(&devnet).await;
+    let usage = left.usage.unwrap_or_default();
+    assert_eq!(left.status, "completed", "{left:?}");
+    assert!(
+        (1..41).contains(&usage.completion_tokens),
+        "billed for tokens never sent, or not for the one that was: {usage:?}"
+    );
+    assert_eq!(usage.prompt_tokens, 0, "{usage:?}");
+    assert_eq!(
+        charged,
+        cost_micros(
+            &json!({ "prompt_tokens": 0, "completion_tokens": usage.completion_tokens }),
+            input,
+            output
+        )
     );
 }
