@@ -737,8 +737,52 @@ async fn device_login_off_grid_websocket_push_a_plain_stream_and_timeouts() {
     clock.advance(Duration::from_secs(16));
     let (_, capacity) = get(&api, "/grid/capacity", &[]).await;
     assert_eq!(capacity["active_nodes"], 0);
+    // Counted by the sweep, which runs every second (on the devnet's clock's terms).
+    let mut lost = Value::Null;
+    for _ in 0..300 {
+        let (_, capacity) = get(&api, "/grid/capacity", &[]).await;
+        lost = capacity["failures"]["heartbeat_lost"].clone();
+        if lost == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(lost, 1);
     let (_, status) = get(&api, &format!("/grid/nodes/{}", node.id), &auth).await;
     assert_eq!(status["status"], "offline");
+
+    // The binary allowlist: a heartbeat from an unlisted build is refused, a listed one taken.
+    for (hashes, allowed) in [
+        (vec!["cd".repeat(32)], false),
+        (vec!["ab".repeat(32)], true),
+    ] {
+        let response = api
+            .request(reqwest::Method::PUT, "/devnet/grid/allowed-binaries")
+            .json(&json!({ "hashes": hashes }))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+        let (_, listed) = get(&api, "/grid/allowed-binaries", &[]).await;
+        assert_eq!(listed["hashes"], json!(hashes));
+        let (status, answer) = post(
+            &api,
+            "/grid/nodes/heartbeat",
+            heartbeat_body(&node, &[]),
+            &[("x-node-auth", &node.token), ("x-node-id", &node.id)],
+        )
+        .await;
+        match allowed {
+            true => assert_eq!(status, StatusCode::OK, "{answer}"),
+            false => {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+                assert!(
+                    answer.to_string().contains("not a recognized SGL build"),
+                    "{answer}"
+                );
+            }
+        }
+    }
 }
 
 #[tokio::test]
