@@ -186,6 +186,57 @@ async fn an_operator_runs_sgl_against_the_devnet() {
         }
     }
 
+    // start: joins and heartbeats (no engine yet, so no model); SIGTERM stops it cleanly.
+    let mut start = tokio::process::Command::new(env!("CARGO_BIN_EXE_sgl"))
+        .arg("--config-dir")
+        .arg(&dir)
+        .args([
+            "--orchestrator-url",
+            devnet.url(),
+            "start",
+            "--heartbeat-interval",
+            "1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let node_id = node["node_id"].as_str().unwrap();
+    let mut seen = false;
+    for _ in 0..100 {
+        let status = test_support::http()
+            .get(format!("{}/grid/nodes/{node_id}", devnet.url()))
+            .header("x-node-auth", &token)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        if status["status"] == "online" {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(seen, "sgl start never heartbeated");
+    let pid = start.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let exited = tokio::time::timeout(std::time::Duration::from_secs(20), start.wait())
+        .await
+        .expect("sgl start did not stop on SIGTERM")
+        .unwrap();
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut start.stderr.take().unwrap(), &mut stderr)
+        .await
+        .unwrap();
+    assert!(exited.success(), "{exited:?}: {stderr}");
+    assert!(!stderr.contains(&token), "the token leaked into the log");
+
     // login through the device flow: the code printed, approved on the devnet, registered.
     let second = home.path().join("second");
     let mut login = tokio::process::Command::new(env!("CARGO_BIN_EXE_sgl"))
