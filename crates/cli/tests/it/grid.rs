@@ -347,6 +347,25 @@ async fn a_sealed_chat_streams_through_the_grid_and_is_billed_exactly() {
         "{}",
         providers.stdout
     );
+    let pricing = user
+        .grid(&devnet, &key, &["grid", "pricing", "--json"])
+        .await;
+    assert_eq!(pricing.code, 0, "{}", pricing.stderr);
+    let pricing: Value = serde_json::from_str(pricing.stdout.trim()).unwrap();
+    assert!(
+        pricing["pricing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["model"] == MODEL && p["price_per_1k_output_tokens_usd"].is_number()),
+        "{pricing}"
+    );
+    let capacity = user.grid(&devnet, &key, &["grid", "capacity"]).await;
+    assert!(
+        capacity.stdout.contains("available_nodes") && capacity.stdout.contains(MODEL),
+        "{}",
+        capacity.stdout
+    );
 
     let prompt = "hello sealed grid";
     let (text, prompt_tokens, completion_tokens) = expected(prompt);
