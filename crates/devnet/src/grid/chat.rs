@@ -264,11 +264,15 @@ async fn plain_chat(grid: Arc<Grid>, call: Call) -> ApiResult {
     let allowance = (call.body.len() as u64).saturating_add(PROMPT_ALLOWANCE);
     let max_tokens = u64::from(chat.max_tokens);
     let quote = |c: &Candidate| pricing::quote(allowance, max_tokens, c.price);
-    let first = candidates
-        .first()
+    // An x402 chat is quoted at the dearest candidate, so a failover to it is covered; what
+    // the job does not use stays as the payer's credits.
+    let dearest = candidates
+        .iter()
+        .map(quote)
+        .max()
         .ok_or_else(|| ApiError::internal("routing found an empty list"))?;
     let description = format!("grid chat completion ({})", request.model);
-    let payer = match grid.pay(&call, key, quote(first), &description).await? {
+    let payer = match grid.pay(&call, key, dearest, &description).await? {
         Ok(payer) => payer,
         Err(response) => return Ok(response),
     };

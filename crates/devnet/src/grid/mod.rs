@@ -56,7 +56,9 @@
 //!   signature answers 403, fails the job, and marks the node tampered: it is never routed
 //!   again and shows in `/grid/capacity`.
 //! - **Prices**: a suggested table per model (`pricing`); a node's own price must stay
-//!   within suggested × 0.5 to suggested × 5, for a model it advertises. No anti-flap cooldown.
+//!   within suggested × 0.5 to suggested × 5, for a model it advertises. Anti-flap: one change
+//!   (set or reset) per node and model every 30 s of the devnet's clock (the reference names a
+//!   "short cooldown" without its length); the last change times live in memory.
 //! - **Embeddings** (our extension) go to nodes whose heartbeat says
 //!   `capabilities.embeddings: true`, as job type `embeddings`, billed at the input price.
 //! - **Faults** (`POST /devnet/faults`): `grid_swap_reserved_key` answers a reservation with
@@ -106,7 +108,12 @@ pub struct Grid {
     faults: Arc<Faults>,
     url: String,
     live: Arc<Live>,
+    /// When each (node, model) price last changed, unix ms (the anti-flap cooldown).
+    price_changes: std::sync::Mutex<std::collections::HashMap<(String, String), u64>>,
 }
+
+/// The shortest time between two price changes of one node and model.
+pub(crate) const PRICE_COOLDOWN_MS: u64 = 30_000;
 
 impl std::fmt::Debug for Grid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -137,7 +144,26 @@ impl Grid {
             faults,
             url,
             live: Arc::new(Live::default()),
+            price_changes: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// Records a price change of `node`'s `model` now, or says how long to wait.
+    pub(crate) fn price_change(&self, node: &str, model: &str) -> Result<(), u64> {
+        let now = self.now_ms();
+        let mut changes = self
+            .price_changes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let key = (node.to_owned(), model.to_owned());
+        if let Some(last) = changes.get(&key) {
+            let next = last.saturating_add(PRICE_COOLDOWN_MS);
+            if now < next {
+                return Err(next - now);
+            }
+        }
+        changes.insert(key, now);
+        Ok(())
     }
 
     /// The grid routes: the node protocol, the client API and the devnet-only grid routes.

@@ -413,7 +413,21 @@ pub(super) async fn set_price(
             node.available_models.join(", ")
         )));
     }
+    let cooldown = |grid: &Grid| {
+        grid.price_change(&node.id, &request.model)
+            .map_err(|wait_ms| {
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "the price of `{}` changed less than 30 s ago: retry in {} s",
+                        request.model.escape_debug(),
+                        wait_ms.div_ceil(1000)
+                    ),
+                )
+            })
+    };
     if request.reset {
+        cooldown(&grid)?;
         grid.store.set_grid_price(&node.id, &request.model, None)?;
     } else {
         let (Some(input), Some(output)) = (&request.input_per_m, &request.output_per_m) else {
@@ -430,6 +444,7 @@ pub(super) async fn set_price(
                 .0,
         };
         pricing::check_band(&request.model, price).map_err(ApiError::bad_request)?;
+        cooldown(&grid)?;
         grid.store
             .set_grid_price(&node.id, &request.model, Some((price.input, price.output)))?;
     }

@@ -384,6 +384,12 @@ async fn a_node_registers_serves_a_billed_chat_and_is_slashed_for_a_forged_resul
     assert_eq!(providers["providers"][1]["is_custom"], true);
     assert_eq!(providers["providers"][1]["online"], true);
     assert_eq!(providers["providers"][1]["blended_per_1k"], json!(0.000135));
+    // Anti-flap: the next change waits 30 s of the devnet's clock.
+    let (status, early) = post(&api, &prices, json!({"model": MODEL, "reset": true}), &auth).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{early}");
+    assert!(early.to_string().contains("retry in 30 s"), "{early}");
+    clock.advance(Duration::from_secs(30));
+    heartbeat(&api, &node, &[]).await;
     let (status, _) = post(&api, &prices, json!({"model": MODEL, "reset": true}), &auth).await;
     assert_eq!(status, StatusCode::OK);
 
