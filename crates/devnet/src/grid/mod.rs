@@ -44,7 +44,10 @@
 //! - **Reservations** (`/v1/reserve`) last 60 s, are single use, bound to the node and to the
 //!   key's wallet; one made without a key is an x402 reservation, and the chat that uses it
 //!   pays with x402. The answer adds the node's `encryption_public_key_signature` and
-//!   `key_version` from its heartbeat, so a client can check the key binding.
+//!   `key_version` from its heartbeat, so a client can check the key binding. A reservation
+//!   holds no slot: x402 reservations need no key, so slots held by them would let anyone
+//!   block every node for free (and a client that refuses the node's key would hold one for
+//!   60 s); a chat whose reserved node is busy gets `node_unavailable` and reserves again.
 //! - **Plain streams** are sealed by the coordinator to the node (v2, its own ephemeral and
 //!   response keys and nonce) and opened here in order; the client reads OpenAI
 //!   `chat.completion.chunk` events.
