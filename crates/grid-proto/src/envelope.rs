@@ -78,6 +78,33 @@ pub fn report_message(challenge: &str, report_json: &str) -> String {
     )
 }
 
+/// The 64 bytes a hardware TEE report must carry as its report data to be bound to this node
+/// and this challenge (ours, §8.1): SHA-512 of the node's ed25519 public key, its X25519
+/// public key and the challenge's UTF-8 bytes, in that order. Defined here only; the node
+/// writes it to configfs-tsm's `inblob`, the coordinator looks for it in the quote.
+pub fn tee_report_data(
+    ed25519_public: &[u8; 32],
+    x25519_public: &[u8; 32],
+    challenge: &str,
+) -> [u8; 64] {
+    let mut hasher = sha2::Sha512::new();
+    hasher.update(ed25519_public);
+    hasher.update(x25519_public);
+    hasher.update(challenge.as_bytes());
+    hasher.finalize().into()
+}
+
+/// Where a TEE report carries its 64 bytes of report data: a TDX quote (v4: a 48-byte
+/// header, then the TD report body whose `REPORTDATA` is at 520) or an SEV-SNP attestation
+/// report (`REPORT_DATA` at 0x50). `provider` is configfs-tsm's (`tdx_guest`, `sev_guest`).
+pub fn report_data_offset(provider: &str) -> Option<usize> {
+    match provider {
+        "tdx_guest" => Some(48 + 520),
+        "sev_guest" => Some(0x50),
+        _ => None,
+    }
+}
+
 /// Signs `message` with an ed25519 seed: base58 of the 64-byte signature.
 pub fn sign(seed: &[u8; 32], message: &[u8]) -> String {
     b58(&SigningKey::from_bytes(seed).sign(message).to_bytes())
@@ -139,6 +166,19 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn tee_report_data_is_sha512_of_both_keys_and_the_challenge() {
+        let data = tee_report_data(&[1; 32], &[2; 32], "ch");
+        let mut whole = vec![1u8; 32];
+        whole.extend([2u8; 32]);
+        whole.extend(b"ch");
+        assert_eq!(data.to_vec(), sha2::Sha512::digest(&whole).to_vec());
+        assert_ne!(data, tee_report_data(&[1; 32], &[2; 32], "ci"));
+        assert_eq!(report_data_offset("tdx_guest"), Some(568));
+        assert_eq!(report_data_offset("sev_guest"), Some(80));
+        assert_eq!(report_data_offset("other"), None);
+    }
 
     #[test]
     fn the_signed_text_is_the_references() {

@@ -624,8 +624,24 @@ pub struct HardwareReport {
     pub gpu_model: String,
     /// Hex SHA-256 of the running executable.
     pub binary_hash: String,
-    /// Always `false` from our node: it has no hardware attestation and says so.
+    /// Whether a hardware TEE report is attached ([`HardwareReport::tee_evidence`]); `false`
+    /// says plainly that there is no hardware root of trust.
     pub hardware_attested: bool,
+    /// A TDX quote or SEV-SNP report from configfs-tsm whose report data is
+    /// [`crate::envelope::tee_report_data`] (absent on machines without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tee_evidence: Option<TeeEvidence>,
+}
+
+/// A hardware TEE report, as configfs-tsm gave it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeeEvidence {
+    /// configfs-tsm's `provider`: `tdx_guest` or `sev_guest`.
+    pub provider: String,
+    /// The report data written to `inblob`, hex.
+    pub report_data: String,
+    /// The report (`outblob`), hex.
+    pub report: String,
 }
 
 impl HardwareReport {
