@@ -51,6 +51,9 @@ pub enum Error {
     /// The coordinator's answer could not be read.
     #[error("unreadable answer from the coordinator: {0}")]
     Protocol(String),
+    /// A hardware TEE report could not be made or does not hold.
+    #[error("TEE attestation: {0}")]
+    Attestation(String),
     /// The inference engine failed.
     #[error("engine error: {0}")]
     Engine(String),

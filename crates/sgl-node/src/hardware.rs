@@ -1,10 +1,12 @@
 //! What the node says about its machine: only what it can read (§8.1, §8.5). No hardware root
-//! of trust is claimed: the TEE type is `none` unless the operator's platform has one the node
-//! can name, and `hardware_attested` is always false.
+//! of trust is claimed without evidence: the TEE type is `none` unless the operator's
+//! platform has one the node can name, and `hardware_attested` is true only with a TDX or
+//! SEV-SNP report from configfs-tsm ([`crate::tsm`]) bound to the node's keys and the
+//! challenge.
 
 use std::path::Path;
 
-use grid_proto::node::{AttestationVerdict, HardwareReport, VerifyAttestation};
+use grid_proto::node::{AttestationVerdict, HardwareReport, TeeEvidence, VerifyAttestation};
 use sha2::{Digest, Sha256};
 
 use crate::coordinator::NodeClient;
@@ -48,18 +50,29 @@ impl Hardware {
         (bytes / 1e9 * 100.0).round() / 100.0
     }
 
-    /// The report for an attestation `challenge`.
-    pub fn report(&self, challenge: &str, binary_hash: &str) -> HardwareReport {
+    /// The report for an attestation `challenge`, with a hardware TEE report when the
+    /// machine gave one (its TEE type is then the report's: `tdx`, `sev-snp`).
+    pub fn report(
+        &self,
+        challenge: &str,
+        binary_hash: &str,
+        evidence: Option<TeeEvidence>,
+    ) -> HardwareReport {
+        let tee_type = evidence
+            .as_ref()
+            .and_then(|e| crate::tsm::tee_type(&e.provider))
+            .unwrap_or(default_tee_type());
         HardwareReport {
             challenge: challenge.to_owned(),
-            tee_type: default_tee_type().to_owned(),
+            tee_type: tee_type.to_owned(),
             os: self.os.clone(),
             kernel_version: self.kernel_version.clone(),
             cpu_cores: self.cpu_cores,
             memory_bytes: self.memory_bytes,
             gpu_model: self.gpu_model.clone(),
             binary_hash: binary_hash.to_owned(),
-            hardware_attested: false,
+            hardware_attested: evidence.is_some(),
+            tee_evidence: evidence,
         }
     }
 }
@@ -103,7 +116,31 @@ pub async fn attest(
     binary_hash: &str,
 ) -> Result<(HardwareReport, AttestationVerdict)> {
     let challenge = client.challenge().await?;
-    let report = hardware.report(&challenge.challenge, binary_hash);
+    // A TDX or SEV-SNP guest attaches a hardware report binding both keys and the challenge;
+    // without configfs-tsm there is none, and the report says `none`.
+    let keys = (
+        grid_proto::seal::key_from_b58(&keypair.public_b58()),
+        grid_proto::seal::key_from_b58(&keypair.encryption_public_b58()),
+    );
+    let evidence = match keys {
+        (Ok(ed25519), Ok(x25519)) => {
+            let data =
+                grid_proto::envelope::tee_report_data(&ed25519, &x25519, &challenge.challenge);
+            let entry = format!(
+                "sgl-{}",
+                &hex(&Sha256::digest(challenge.challenge.as_bytes()))[..16]
+            );
+            match crate::tsm::report(Path::new(crate::tsm::CONFIGFS_TSM_REPORT), &entry, &data) {
+                Ok(evidence) => evidence,
+                Err(error) => {
+                    tracing::warn!(%error, "no TEE report: attesting without one");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let report = hardware.report(&challenge.challenge, binary_hash, evidence);
     let signed = report.signed_json();
     let report_signature = keypair
         .sign(grid_proto::envelope::report_message(&challenge.challenge, &signed).as_bytes());
@@ -185,9 +222,20 @@ mod tests {
         assert_eq!(parse_nvidia_model("IRQ: 1"), None);
         let hardware = Hardware::detect();
         assert!(hardware.cpu_cores >= 1);
-        let report = hardware.report("c", "h");
-        assert!(!report.hardware_attested);
+        let report = hardware.report("c", "h", None);
+        assert!(!report.hardware_attested && report.tee_evidence.is_none());
         assert_eq!(report.challenge, "c");
+        let with = hardware.report(
+            "c",
+            "h",
+            Some(TeeEvidence {
+                provider: "sev_guest".into(),
+                report_data: "00".into(),
+                report: "00".into(),
+            }),
+        );
+        assert!(with.hardware_attested);
+        assert_eq!(with.tee_type, "sev-snp");
         if cfg!(target_os = "linux") {
             assert_eq!(report.tee_type, "none");
             assert!(hardware.memory_bytes > 0);

@@ -42,6 +42,7 @@ pub mod node;
 pub mod price;
 pub mod register;
 pub mod status;
+pub mod tsm;
 pub mod url;
 
 mod backoff;
