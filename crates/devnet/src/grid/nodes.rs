@@ -333,6 +333,20 @@ pub(super) async fn verify_attestation(
         "hardware report",
     )
     .map_err(|e| forbidden(format!("report signature: {e}")))?;
+    if report.hardware_attested != report.tee_evidence.is_some() {
+        return Err(ApiError::bad_request(
+            "hardware_attested must be true exactly when tee_evidence is attached",
+        ));
+    }
+    if let Some(evidence) = &report.tee_evidence {
+        tee_evidence_binds(
+            evidence,
+            &node.public_key,
+            &request.encryption_public_key,
+            &report.challenge,
+        )
+        .map_err(forbidden)?;
+    }
     let allowed = grid.store.grid_allowed_binaries()?;
     if !allowed.is_empty()
         && !allowed
@@ -350,6 +364,39 @@ pub(super) async fn verify_attestation(
         status: node_status_word(&node, now).into(),
     })
     .into_response())
+}
+
+/// Whether a TDX quote or SEV-SNP report carries, at its provider's offset, the report data
+/// that binds this node's keys to this challenge (`grid_proto::envelope::tee_report_data`).
+/// The devnet checks this binding; it does not check the vendor's signature over the report
+/// (no Intel PCS or AMD KDS offline), so such a report proves the binding only, and the node's
+/// status says `verified` in that sense.
+fn tee_evidence_binds(
+    evidence: &grid_proto::node::TeeEvidence,
+    ed25519_b58: &str,
+    x25519_b58: &str,
+    challenge: &str,
+) -> Result<(), String> {
+    let ed25519 = seal::key_from_b58(ed25519_b58).map_err(|e| e.to_string())?;
+    let x25519 = seal::key_from_b58(x25519_b58).map_err(|e| e.to_string())?;
+    let expected = envelope::tee_report_data(&ed25519, &x25519, challenge);
+    let offset = envelope::report_data_offset(&evidence.provider).ok_or_else(|| {
+        format!(
+            "unknown TEE provider `{}` (tdx_guest, sev_guest)",
+            evidence.provider.escape_debug()
+        )
+    })?;
+    let report = alloy::hex::decode(evidence.report.trim())
+        .map_err(|_| "tee_evidence.report is not hex".to_owned())?;
+    let claimed = alloy::hex::decode(evidence.report_data.trim())
+        .map_err(|_| "tee_evidence.report_data is not hex".to_owned())?;
+    if claimed != expected || report.get(offset..offset + 64) != Some(&expected[..]) {
+        return Err(
+            "the TEE report's data is not SHA-512(node ed25519 key, X25519 key, challenge): not bound to this node and challenge"
+                .to_owned(),
+        );
+    }
+    Ok(())
 }
 
 /// `POST /grid/nodes/{id}/status`.

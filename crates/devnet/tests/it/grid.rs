@@ -981,6 +981,7 @@ async fn sealed_chats_attestation_rotation_ghosts_failover_and_embeddings() {
         gpu_model: "none".into(),
         binary_hash: "ab".repeat(32),
         hardware_attested: false,
+        tee_evidence: None,
     };
     let attestation = json!({
         "signature": envelope::sign(&a.seed, challenge.as_bytes()),
@@ -996,6 +997,49 @@ async fn sealed_chats_attestation_rotation_ghosts_failover_and_embeddings() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "a challenge is single use");
     let (_, status) = get(&api, &format!("/grid/nodes/{}", a.id), &auth_a).await;
     assert_eq!(status["attestation_verified"], true);
+
+    // A TDX quote bound to both keys and this challenge is accepted; one bound to another
+    // challenge (a replay) is refused.
+    let ed25519 = seal::key_from_b58(&envelope::public_key(&a.seed)).unwrap();
+    let x25519 = seal::key_from_b58(&seal::node_x25519_public(&a.seed)).unwrap();
+    for (bound_to, accepted) in [(None, true), (Some("an old challenge"), false)] {
+        let (_, fresh) = post(
+            &api,
+            &format!("/grid/nodes/{}/challenge", a.id),
+            json!({}),
+            &auth_a,
+        )
+        .await;
+        let fresh = fresh["challenge"].as_str().unwrap();
+        let data = envelope::tee_report_data(&ed25519, &x25519, bound_to.unwrap_or(fresh));
+        let mut quote = vec![0x5au8; 1000];
+        quote[568..632].copy_from_slice(&data);
+        let report = grid_proto::node::HardwareReport {
+            challenge: fresh.into(),
+            tee_type: "tdx".into(),
+            hardware_attested: true,
+            tee_evidence: Some(grid_proto::node::TeeEvidence {
+                provider: "tdx_guest".into(),
+                report_data: alloy::hex::encode(data),
+                report: alloy::hex::encode(&quote),
+            }),
+            ..report.clone()
+        };
+        let attestation = json!({
+            "signature": envelope::sign(&a.seed, fresh.as_bytes()),
+            "encryption_public_key": seal::node_x25519_public(&a.seed),
+            "hardware_report": report,
+            "report_signature": envelope::sign(&a.seed, envelope::report_message(fresh, &report.signed_json()).as_bytes()),
+        });
+        let (status, verdict) = post(&api, &verify, attestation, &auth_a).await;
+        match accepted {
+            true => assert_eq!(status, StatusCode::OK, "{verdict}"),
+            false => {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{verdict}");
+                assert!(verdict.to_string().contains("not bound"), "{verdict}");
+            }
+        }
+    }
 
     // Failover: A loses the job (the ghost reconciler), B finishes it; only B's price is billed.
     let before = devnet.store().credits(&wallet).unwrap().balance_micros();
