@@ -108,6 +108,13 @@ enum Command {
     /// This node's prices (USD per 1M tokens).
     #[command(subcommand)]
     Price(PriceCommand),
+    /// What this machine has, as the node reads it (offline): OS, kernel, CPU cores, RAM,
+    /// GPU, and the TEE type it can honestly report.
+    Detect {
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -290,6 +297,44 @@ async fn run(cli: Cli) -> Result<()> {
             match json {
                 true => println!("{}", serde_json::to_string(&report)?),
                 false => print_status(&report, &dir),
+            }
+            Ok(())
+        }
+        Command::Detect { json } => {
+            let hardware = Hardware::detect();
+            let tsm =
+                sgl_node::tsm::provider(std::path::Path::new(sgl_node::tsm::CONFIGFS_TSM_REPORT));
+            let tee_type = tsm
+                .as_deref()
+                .and_then(sgl_node::tsm::tee_type)
+                .unwrap_or(hardware::default_tee_type());
+            let report = serde_json::json!({
+                "os": hardware.os,
+                "kernel_version": hardware.kernel_version,
+                "cpu_cores": hardware.cpu_cores,
+                "memory_bytes": hardware.memory_bytes,
+                "gpu_model": hardware.gpu_model,
+                "tee_type": tee_type,
+                "configfs_tsm_provider": tsm,
+                "hardware_attestation": tsm.is_some(),
+            });
+            if json {
+                println!("{report}");
+                return Ok(());
+            }
+            println!("os:          {} {}", hardware.os, hardware.kernel_version);
+            println!("cpu cores:   {}", hardware.cpu_cores);
+            println!(
+                "memory:      {} bytes ({:.2} GB)",
+                hardware.memory_bytes,
+                hardware.ram_gb()
+            );
+            println!("gpu:         {}", hardware.gpu_model);
+            match &tsm {
+                Some(provider) => println!("tee:         {tee_type} (configfs-tsm {provider})"),
+                None => {
+                    println!("tee:         {tee_type} (no configfs-tsm: no hardware attestation)")
+                }
             }
             Ok(())
         }

@@ -28,6 +28,24 @@ pub fn tee_type(provider: &str) -> Option<&'static str> {
     }
 }
 
+/// The configfs-tsm provider at `root` (`tdx_guest`, `sev_guest`), read from a scratch
+/// entry that is removed again; `None` without configfs-tsm.
+pub fn provider(root: &Path) -> Option<String> {
+    if !root.is_dir() {
+        return None;
+    }
+    let dir = root.join("sgl-detect");
+    let created = std::fs::create_dir(&dir).is_ok();
+    let provider = std::fs::read_to_string(dir.join("provider"))
+        .ok()
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty());
+    if created {
+        let _ = std::fs::remove_dir(&dir);
+    }
+    provider
+}
+
 /// A report with `report_data` from the configfs-tsm tree at `root`, in the entry `entry`;
 /// `None` when the machine has no configfs-tsm.
 ///
@@ -127,6 +145,14 @@ mod tests {
         fake(root.path(), "sgl-2", "sev_guest", &data);
         let evidence = report(root.path(), "sgl-2", &data).unwrap().unwrap();
         assert_eq!(tee_type(&evidence.provider), Some("sev-snp"));
+    }
+
+    #[test]
+    fn the_provider_is_read_from_the_tree() {
+        let root = tempfile::tempdir().unwrap();
+        assert_eq!(provider(&root.path().join("absent")), None);
+        fake(root.path(), "sgl-detect", "sev_guest", &[0; 64]);
+        assert_eq!(provider(root.path()).as_deref(), Some("sev_guest"));
     }
 
     #[test]

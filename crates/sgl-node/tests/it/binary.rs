@@ -97,6 +97,17 @@ async fn an_operator_runs_sgl_against_the_devnet() {
     assert_eq!(report["wallet_address"], WALLET);
     assert!(report["coordinator"]["status"].is_string(), "{report}");
     assert!(!status.stdout.contains(&token));
+    // detect: the machine's facts, read (never a 16 GB or `apple_metal` guess).
+    let detect = sgl(&devnet, &dir, &["detect", "--json"]).await;
+    assert_eq!(detect.code, 0, "{}", detect.stderr);
+    let facts: Value = serde_json::from_str(detect.stdout.trim()).unwrap();
+    assert!(facts["cpu_cores"].as_u64().unwrap() >= 1, "{facts}");
+    assert!(facts["memory_bytes"].as_u64().unwrap() > 0, "{facts}");
+    assert_ne!(facts["gpu_model"], "apple_metal");
+    if !std::path::Path::new(sgl_node::tsm::CONFIGFS_TSM_REPORT).exists() {
+        assert_eq!(facts["tee_type"], "none", "{facts}");
+        assert_eq!(facts["hardware_attestation"], false);
+    }
     let version = sgl(&devnet, &dir, &["version"]).await;
     assert_eq!(version.code, 0);
     assert!(version.stdout.contains("sgl "), "{}", version.stdout);
