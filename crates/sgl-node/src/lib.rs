@@ -41,6 +41,7 @@ pub mod identity;
 pub mod node;
 pub mod price;
 pub mod register;
+pub mod service;
 pub mod status;
 pub mod tsm;
 pub mod url;

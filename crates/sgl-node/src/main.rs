@@ -108,6 +108,9 @@ enum Command {
     /// This node's prices (USD per 1M tokens).
     #[command(subcommand)]
     Price(PriceCommand),
+    /// Run `sgl start` as a systemd user service (Linux).
+    #[command(subcommand)]
+    Service(ServiceCommand),
     /// What this machine has, as the node reads it (offline): OS, kernel, CPU cores, RAM,
     /// GPU, and the TEE type it can honestly report.
     Detect {
@@ -125,6 +128,32 @@ struct NodeFlags {
     /// Models to seed the registration with, comma-separated.
     #[arg(long, value_delimiter = ',')]
     models: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ServiceCommand {
+    /// Write the hardened user unit and enable it (`systemctl --user enable --now`).
+    Install {
+        /// The model name to advertise.
+        #[arg(long)]
+        model_name: Option<String>,
+        /// The model file (made readable inside the sandbox).
+        #[arg(long)]
+        model_path: Option<PathBuf>,
+        /// Seconds between heartbeats.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
+        heartbeat_interval: u64,
+        /// Jobs at once.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+        max_jobs: u32,
+        /// Print the unit and change nothing.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Stop and disable the service, and remove its unit.
+    Uninstall,
+    /// `systemctl --user status` of the service.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,6 +225,116 @@ fn default_config_dir() -> Result<PathBuf> {
         false => strategy.config_dir(),
     };
     Ok(base.join("sgl-node"))
+}
+
+/// `systemctl --user ARGS`, failing with its stderr.
+fn systemctl(args: &[&str]) -> Result<()> {
+    let output = std::process::Command::new("systemctl")
+        .arg("--user")
+        .args(args)
+        .output()
+        .context("cannot run systemctl (is this a systemd machine?)")?;
+    if !output.status.success() {
+        bail!(
+            "systemctl --user {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn service(command: ServiceCommand, dir: &ConfigDir, url_flag: Option<&str>) -> Result<()> {
+    use etcetera::BaseStrategy as _;
+    if !cfg!(target_os = "linux") {
+        bail!(
+            "`sgl service` writes a systemd user unit, on Linux only for now; run `sgl start` under your own supervisor"
+        );
+    }
+    let strategy = etcetera::base_strategy::choose_native_strategy()
+        .context("cannot find the home directory")?;
+    let unit_path = sgl_node::service::systemd_unit_path(&strategy.config_dir());
+    match command {
+        ServiceCommand::Install {
+            model_name,
+            model_path,
+            heartbeat_interval,
+            max_jobs,
+            print,
+        } => {
+            let exe = std::env::current_exe().context("cannot find this executable")?;
+            let file = dir.load().ok().map(|(file, _)| file);
+            let url = orchestrator(url_flag, file.as_ref())?;
+            let mut args = vec![
+                "--orchestrator-url".to_owned(),
+                url.to_string(),
+                "--config-dir".to_owned(),
+                dir.path().display().to_string(),
+                "start".to_owned(),
+                "--heartbeat-interval".to_owned(),
+                heartbeat_interval.to_string(),
+                "--max-jobs".to_owned(),
+                max_jobs.to_string(),
+            ];
+            if let Some(name) = model_name {
+                args.extend(["--model-name".to_owned(), name]);
+            }
+            let mut spec = sgl_node::service::ServiceSpec::new(exe, args);
+            spec.model_path = model_path;
+            let unit = sgl_node::service::systemd_unit(&spec);
+            if print {
+                print!("{unit}");
+                return Ok(());
+            }
+            if !dir.is_registered() {
+                bail!("register first (`sgl init` or `sgl login`): the service runs `sgl start`");
+            }
+            let parent = unit_path
+                .parent()
+                .context("the unit path has no directory")?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+            std::fs::create_dir_all(strategy.data_dir().join("sgl-node"))
+                .context("cannot create the log directory")?;
+            std::fs::write(&unit_path, unit)
+                .with_context(|| format!("cannot write {}", unit_path.display()))?;
+            systemctl(&["daemon-reload"])?;
+            systemctl(&["enable", "--now", sgl_node::service::LABEL])?;
+            println!("installed {}", unit_path.display());
+            println!(
+                "logs: ~/.local/share/sgl-node/sgl-node.log; to keep it running after you log out: loginctl enable-linger"
+            );
+            Ok(())
+        }
+        ServiceCommand::Uninstall => {
+            // Stopping fails when it was never started: go on and remove the unit.
+            let _ = systemctl(&["disable", "--now", sgl_node::service::LABEL]);
+            match std::fs::remove_file(&unit_path) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                    println!("no unit at {}", unit_path.display());
+                    return Ok(());
+                }
+                Err(error) => {
+                    return Err(error)
+                        .with_context(|| format!("cannot remove {}", unit_path.display()));
+                }
+            }
+            systemctl(&["daemon-reload"])?;
+            println!("removed {}", unit_path.display());
+            Ok(())
+        }
+        ServiceCommand::Status => {
+            let status = std::process::Command::new("systemctl")
+                .args(["--user", "status", "--no-pager", sgl_node::service::LABEL])
+                .status()
+                .context("cannot run systemctl (is this a systemd machine?)")?;
+            match status.code() {
+                Some(0) => Ok(()),
+                _ => bail!("the service is not running (systemctl status says so above)"),
+            }
+        }
+    }
 }
 
 /// The coordinator: the flag, else node.json's, else the default.
@@ -300,6 +439,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Service(command) => service(command, &dir, url_flag),
         Command::Detect { json } => {
             let hardware = Hardware::detect();
             let tsm =

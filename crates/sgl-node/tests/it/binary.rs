@@ -108,6 +108,27 @@ async fn an_operator_runs_sgl_against_the_devnet() {
         assert_eq!(facts["tee_type"], "none", "{facts}");
         assert_eq!(facts["hardware_attestation"], false);
     }
+    // service install --print: the unit that would be installed, running this node's start.
+    let unit = sgl(
+        &devnet,
+        &dir,
+        &["service", "install", "--print", "--model-name", "echo-1"],
+    )
+    .await;
+    if cfg!(target_os = "linux") {
+        assert_eq!(unit.code, 0, "{}", unit.stderr);
+        let exec = unit
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("ExecStart="))
+            .unwrap();
+        assert!(exec.contains(&format!("\"{}\"", dir.display())), "{exec}");
+        assert!(
+            exec.contains("\"start\" \"--heartbeat-interval\" \"5\""),
+            "{exec}"
+        );
+        assert!(unit.stdout.contains("ProtectHome=tmpfs"));
+    }
     let version = sgl(&devnet, &dir, &["version"]).await;
     assert_eq!(version.code, 0);
     assert!(version.stdout.contains("sgl "), "{}", version.stdout);
