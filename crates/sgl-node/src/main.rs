@@ -108,7 +108,7 @@ enum Command {
     /// This node's prices (USD per 1M tokens).
     #[command(subcommand)]
     Price(PriceCommand),
-    /// Run `sgl start` as a systemd user service (Linux).
+    /// Run `sgl start` as a service: a systemd user unit (Linux) or a launchd agent (macOS).
     #[command(subcommand)]
     Service(ServiceCommand),
     /// What this machine has, as the node reads it (offline): OS, kernel, CPU cores, RAM,
@@ -227,6 +227,113 @@ fn default_config_dir() -> Result<PathBuf> {
     Ok(base.join("sgl-node"))
 }
 
+/// The arguments the service runs `sgl` with.
+fn start_args(
+    dir: &ConfigDir,
+    url_flag: Option<&str>,
+    model_name: Option<String>,
+    heartbeat_interval: u64,
+    max_jobs: u32,
+) -> Result<Vec<String>> {
+    let file = dir.load().ok().map(|(file, _)| file);
+    let url = orchestrator(url_flag, file.as_ref())?;
+    let mut args = vec![
+        "--orchestrator-url".to_owned(),
+        url.to_string(),
+        "--config-dir".to_owned(),
+        dir.path().display().to_string(),
+        "start".to_owned(),
+        "--heartbeat-interval".to_owned(),
+        heartbeat_interval.to_string(),
+        "--max-jobs".to_owned(),
+        max_jobs.to_string(),
+    ];
+    if let Some(name) = model_name {
+        args.extend(["--model-name".to_owned(), name]);
+    }
+    Ok(args)
+}
+
+/// `launchctl ARGS`, failing with its stderr.
+fn launchctl(args: &[&str]) -> Result<()> {
+    let output = std::process::Command::new("launchctl")
+        .args(args)
+        .output()
+        .context("cannot run launchctl")?;
+    if !output.status.success() {
+        bail!(
+            "launchctl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// `sgl service` on macOS: a launchd agent.
+fn launchd_service(command: ServiceCommand, dir: &ConfigDir, url_flag: Option<&str>) -> Result<()> {
+    use etcetera::BaseStrategy as _;
+    let strategy = etcetera::base_strategy::choose_native_strategy()
+        .context("cannot find the home directory")?;
+    let home = strategy.home_dir().to_path_buf();
+    let path = sgl_node::service::launchd_plist_path(&home);
+    let uid = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .context("cannot run id -u")?;
+    let domain = format!("gui/{}", String::from_utf8_lossy(&uid.stdout).trim());
+    let service = format!("{domain}/{}", sgl_node::service::LABEL);
+    match command {
+        ServiceCommand::Install {
+            model_name,
+            model_path,
+            heartbeat_interval,
+            max_jobs,
+            print,
+        } => {
+            let exe = std::env::current_exe().context("cannot find this executable")?;
+            let args = start_args(dir, url_flag, model_name, heartbeat_interval, max_jobs)?;
+            let mut spec = sgl_node::service::ServiceSpec::new(exe, args);
+            spec.model_path = model_path;
+            let agent = sgl_node::service::launchd_plist(&spec, &home)?;
+            if print {
+                print!("{agent}");
+                return Ok(());
+            }
+            if !dir.is_registered() {
+                bail!("register first (`sgl init` or `sgl login`): the service runs `sgl start`");
+            }
+            let parent = path.parent().context("the agent path has no directory")?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+            std::fs::write(&path, agent)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            let plist = path.display().to_string();
+            // Not loaded yet is fine.
+            let _ = launchctl(&["bootout", &service]);
+            launchctl(&["bootstrap", &domain, &plist])?;
+            launchctl(&["enable", &service])?;
+            launchctl(&["kickstart", "-k", &service])?;
+            println!("installed {plist}; logs: ~/Library/Logs/sgl-node.log");
+            Ok(())
+        }
+        ServiceCommand::Uninstall => {
+            let _ = launchctl(&["bootout", &service]);
+            match std::fs::remove_file(&path) {
+                Ok(()) => println!("removed {}", path.display()),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                    println!("no agent at {}", path.display());
+                }
+                Err(error) => {
+                    return Err(error).with_context(|| format!("cannot remove {}", path.display()));
+                }
+            }
+            Ok(())
+        }
+        ServiceCommand::Status => launchctl(&["print", &service]),
+    }
+}
+
 /// `systemctl --user ARGS`, failing with its stderr.
 fn systemctl(args: &[&str]) -> Result<()> {
     let output = std::process::Command::new("systemctl")
@@ -246,9 +353,12 @@ fn systemctl(args: &[&str]) -> Result<()> {
 
 fn service(command: ServiceCommand, dir: &ConfigDir, url_flag: Option<&str>) -> Result<()> {
     use etcetera::BaseStrategy as _;
+    if cfg!(target_os = "macos") {
+        return launchd_service(command, dir, url_flag);
+    }
     if !cfg!(target_os = "linux") {
         bail!(
-            "`sgl service` writes a systemd user unit, on Linux only for now; run `sgl start` under your own supervisor"
+            "`sgl service` writes a systemd user unit (Linux) or a launchd agent (macOS); run `sgl start` under your own supervisor here"
         );
     }
     let strategy = etcetera::base_strategy::choose_native_strategy()
@@ -263,22 +373,7 @@ fn service(command: ServiceCommand, dir: &ConfigDir, url_flag: Option<&str>) -> 
             print,
         } => {
             let exe = std::env::current_exe().context("cannot find this executable")?;
-            let file = dir.load().ok().map(|(file, _)| file);
-            let url = orchestrator(url_flag, file.as_ref())?;
-            let mut args = vec![
-                "--orchestrator-url".to_owned(),
-                url.to_string(),
-                "--config-dir".to_owned(),
-                dir.path().display().to_string(),
-                "start".to_owned(),
-                "--heartbeat-interval".to_owned(),
-                heartbeat_interval.to_string(),
-                "--max-jobs".to_owned(),
-                max_jobs.to_string(),
-            ];
-            if let Some(name) = model_name {
-                args.extend(["--model-name".to_owned(), name]);
-            }
+            let args = start_args(dir, url_flag, model_name, heartbeat_interval, max_jobs)?;
             let mut spec = sgl_node::service::ServiceSpec::new(exe, args);
             spec.model_path = model_path;
             let unit = sgl_node::service::systemd_unit(&spec);

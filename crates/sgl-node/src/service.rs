@@ -5,7 +5,9 @@
 //! of the home directory (SSH keys, wallets) out of the node's sight. A plain function, tested
 //! on every OS; `systemd-analyze verify` checks it where systemd is installed.
 //!
-//! The launchd agent for macOS is not written yet.
+//! On macOS a launchd agent (`~/Library/LaunchAgents/<LABEL>.plist`): `caffeinate -i` keeps
+//! the machine awake, `RunAtLoad`, `KeepAlive`, `ThrottleInterval` 15, `ProcessType`
+//! Interactive, logs in `~/Library/Logs/sgl-node.log`; written with the `plist` library.
 
 use std::path::{Path, PathBuf};
 
@@ -125,6 +127,47 @@ WantedBy=default.target
     )
 }
 
+/// Where the launchd agent goes, under the user's home.
+pub fn launchd_plist_path(home: &Path) -> PathBuf {
+    home.join("Library/LaunchAgents")
+        .join(format!("{LABEL}.plist"))
+}
+
+/// The launchd agent for `spec` (XML property list), logging under `home`.
+///
+/// # Errors
+/// [`crate::Error::InvalidInput`] when the property list cannot be written (it always can
+/// for these values).
+pub fn launchd_plist(spec: &ServiceSpec, home: &Path) -> crate::Result<String> {
+    use plist::{Dictionary, Value};
+    let program: Vec<Value> = ["/usr/bin/caffeinate".to_owned(), "-i".to_owned()]
+        .into_iter()
+        .chain(std::iter::once(spec.exe.display().to_string()))
+        .chain(spec.args.iter().cloned())
+        .map(Value::String)
+        .collect();
+    let log = home.join("Library/Logs/sgl-node.log").display().to_string();
+    let mut agent = Dictionary::new();
+    agent.insert("Label".into(), Value::String(LABEL.into()));
+    agent.insert("ProgramArguments".into(), Value::Array(program));
+    agent.insert("RunAtLoad".into(), Value::Boolean(true));
+    agent.insert("KeepAlive".into(), Value::Boolean(true));
+    agent.insert("ThrottleInterval".into(), Value::Integer(15.into()));
+    agent.insert("ProcessType".into(), Value::String("Interactive".into()));
+    agent.insert("StandardOutPath".into(), Value::String(log.clone()));
+    agent.insert("StandardErrorPath".into(), Value::String(log));
+    agent.insert(
+        "WorkingDirectory".into(),
+        Value::String(home.display().to_string()),
+    );
+    let mut xml = Vec::new();
+    Value::Dictionary(agent)
+        .to_writer_xml(&mut xml)
+        .map_err(|e| crate::Error::InvalidInput(format!("cannot write the launchd agent: {e}")))?;
+    String::from_utf8(xml)
+        .map_err(|e| crate::Error::InvalidInput(format!("cannot write the launchd agent: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -172,6 +215,44 @@ mod tests {
         assert_eq!(
             systemd_unit_path(Path::new("/home/op/.config")),
             PathBuf::from("/home/op/.config/systemd/user/cc.x402compute.sglnode.service")
+        );
+    }
+
+    #[test]
+    fn the_launchd_agent_has_the_keys_launchd_reads() {
+        let home = Path::new("/Users/op");
+        let xml = launchd_plist(&spec(), home).unwrap();
+        let agent = plist::Value::from_reader_xml(xml.as_bytes()).unwrap();
+        let agent = agent.as_dictionary().unwrap();
+        assert_eq!(agent["Label"].as_string(), Some(LABEL));
+        let program: Vec<&str> = agent["ProgramArguments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_string().unwrap())
+            .collect();
+        assert_eq!(
+            program[..4],
+            [
+                "/usr/bin/caffeinate",
+                "-i",
+                "/opt/sgl/bin/sgl",
+                "--orchestrator-url"
+            ]
+        );
+        // Arguments are list items: nothing to quote, the odd name arrives whole.
+        assert_eq!(program.last(), Some(&"odd \"name\" 100% $HOME"));
+        assert_eq!(agent["RunAtLoad"].as_boolean(), Some(true));
+        assert_eq!(agent["KeepAlive"].as_boolean(), Some(true));
+        assert_eq!(agent["ThrottleInterval"].as_signed_integer(), Some(15));
+        assert_eq!(agent["ProcessType"].as_string(), Some("Interactive"));
+        assert_eq!(
+            agent["StandardErrorPath"].as_string(),
+            Some("/Users/op/Library/Logs/sgl-node.log")
+        );
+        assert_eq!(
+            launchd_plist_path(home),
+            PathBuf::from("/Users/op/Library/LaunchAgents/cc.x402compute.sglnode.plist")
         );
     }
 
