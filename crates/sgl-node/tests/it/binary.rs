@@ -308,3 +308,36 @@ async fn an_operator_runs_sgl_against_the_devnet() {
     assert!(status.success());
     assert!(second.join("node.json").exists());
 }
+
+/// Where systemd is installed, `systemd-analyze verify` reads the unit without complaint.
+#[test]
+fn systemd_accepts_the_unit_where_it_is_installed() {
+    let Ok(probe) = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+    else {
+        eprintln!("skipped: no systemd-analyze on this machine");
+        return;
+    };
+    assert!(probe.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut spec = sgl_node::service::ServiceSpec::new(exe, vec!["start".into()]);
+    spec.model_path = Some(dir.path().join("model.gguf"));
+    let path = dir
+        .path()
+        .join(format!("{}.service", sgl_node::service::LABEL));
+    std::fs::write(&path, sgl_node::service::systemd_unit(&spec)).unwrap();
+    let verified = std::process::Command::new("systemd-analyze")
+        .args(["verify", "--user"])
+        .arg(&path)
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .output()
+        .unwrap();
+    let complaints = String::from_utf8_lossy(&verified.stderr);
+    let about_ours: Vec<&str> = complaints
+        .lines()
+        .filter(|l| l.contains(sgl_node::service::LABEL))
+        .collect();
+    assert!(about_ours.is_empty(), "systemd-analyze: {complaints}");
+}
