@@ -254,20 +254,25 @@ fn start_args(
     Ok(args)
 }
 
-/// `launchctl ARGS`, failing with its stderr.
-fn launchctl(args: &[&str]) -> Result<()> {
-    let output = std::process::Command::new("launchctl")
+/// Runs `program ARGS`, failing with its stderr.
+fn run_tool(program: &str, args: &[&str]) -> Result<()> {
+    let output = std::process::Command::new(program)
         .args(args)
         .output()
-        .context("cannot run launchctl")?;
+        .with_context(|| format!("cannot run {program}"))?;
     if !output.status.success() {
         bail!(
-            "launchctl {} failed: {}",
+            "{program} {} failed: {}",
             args.join(" "),
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
     Ok(())
+}
+
+/// `launchctl ARGS`, failing with its stderr.
+fn launchctl(args: &[&str]) -> Result<()> {
+    run_tool("launchctl", args)
 }
 
 /// `sgl service` on macOS: a launchd agent.
@@ -336,19 +341,9 @@ fn launchd_service(command: ServiceCommand, dir: &ConfigDir, url_flag: Option<&s
 
 /// `systemctl --user ARGS`, failing with its stderr.
 fn systemctl(args: &[&str]) -> Result<()> {
-    let output = std::process::Command::new("systemctl")
-        .arg("--user")
-        .args(args)
-        .output()
-        .context("cannot run systemctl (is this a systemd machine?)")?;
-    if !output.status.success() {
-        bail!(
-            "systemctl --user {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(())
+    let mut all = vec!["--user"];
+    all.extend_from_slice(args);
+    run_tool("systemctl", &all)
 }
 
 fn service(command: ServiceCommand, dir: &ConfigDir, url_flag: Option<&str>) -> Result<()> {
