@@ -11,7 +11,11 @@
 //!   reference node serves no embeddings; ours does when its engine can, and the devnet
 //!   coordinator routes `/v1/embeddings` only to nodes that say so;
 //! - a hardware report signed and bound to the attestation challenge
-//!   ([`VerifyAttestation::report_signature`], [`crate::envelope::report_message`]).
+//!   ([`VerifyAttestation::report_signature`], [`crate::envelope::report_message`]);
+//! - a stream error's `reason` and `usage` ([`StreamError`]): when the engine dies mid-stream,
+//!   the node says why and how many tokens the client had already been sent; the devnet fails
+//!   the job with that reason and bills only those tokens (the reference coordinator reads
+//!   only `error` and bills nothing).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -557,8 +561,20 @@ pub struct ChunkBody {
 pub enum ChunkPost {
     /// A chunk.
     Chunk(ChunkBody),
-    /// The stream failed: abort the client's stream, bill nothing.
-    Error,
+    /// The stream failed: abort the client's stream.
+    Error(StreamError),
+}
+
+/// A stream error: `{"error": true}`, and (ours, optional) why and what was delivered.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamError {
+    /// Why the stream failed, for the job's record and the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The tokens in the chunks already delivered (`prompt_tokens` 0, as a stream the client
+    /// left is billed): the only tokens a failed stream may be billed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
 }
 
 impl ChunkPost {
@@ -569,14 +585,16 @@ impl ChunkPost {
     pub fn parse(bytes: &[u8]) -> Result<ChunkPost, serde_json::Error> {
         let value: Value = serde_json::from_slice(bytes)?;
         if value.get("error").and_then(Value::as_bool) == Some(true) {
-            return Ok(ChunkPost::Error);
+            return serde_json::from_value(value).map(ChunkPost::Error);
         }
         serde_json::from_value(value).map(ChunkPost::Chunk)
     }
 
     /// The body of a stream error.
-    pub fn error_body() -> Value {
-        serde_json::json!({ "error": true })
+    pub fn error_body(error: &StreamError) -> Value {
+        let mut body = serde_json::to_value(error).unwrap_or_else(|_| serde_json::json!({}));
+        body["error"] = Value::Bool(true);
+        body
     }
 }
 
@@ -803,7 +821,22 @@ mod tests {
         );
         assert_eq!(
             ChunkPost::parse(br#"{"error":true}"#).unwrap(),
-            ChunkPost::Error
+            ChunkPost::Error(StreamError::default())
+        );
+        let failed = StreamError {
+            reason: Some("engine died".into()),
+            usage: Some(Usage::new(0, 12)),
+        };
+        let body = ChunkPost::error_body(&failed);
+        assert_eq!(body["error"], true);
+        assert_eq!(body["usage"]["completion_tokens"], 12);
+        assert_eq!(
+            ChunkPost::parse(body.to_string().as_bytes()).unwrap(),
+            ChunkPost::Error(failed)
+        );
+        assert_eq!(
+            ChunkPost::error_body(&StreamError::default()).to_string(),
+            r#"{"error":true}"#
         );
         let chunk = ChunkPost::parse(
             br#"{"seq":0,"final":true,"ciphertext":"c","algorithm":"a","result_envelope_signature":"s","result_envelope_version":"v1"}"#,

@@ -12,8 +12,11 @@
 //!   5xx. A chunk that still fails, or `closed: true`, means the client left: generation stops
 //!   (the engine stream is dropped) and a final chunk bills the tokens of the chunks the
 //!   coordinator relayed, with `prompt_tokens` 0 (the reference bills all generated). A 409
-//!   on a retried post means an earlier attempt was recorded and its answer lost. An engine error mid-stream, or a stream that ends without its usage,
-//!   posts `{"error": true}`, and `/fail` when that post fails.
+//!   on a retried post means an earlier attempt was recorded and its answer lost.
+//! - An engine error mid-stream (the engine died, or its watchdog restarted it), or a stream
+//!   that ends without its usage, posts `{"error": true}` with the reason and the tokens of
+//!   the chunks already relayed ([`StreamError`]: the only tokens the job may be billed for),
+//!   and `/fail` when that post fails.
 //! - Embeddings jobs (our extension) run when the engine supports them.
 
 use std::sync::Arc;
@@ -24,7 +27,7 @@ use grid_proto::Usage;
 use grid_proto::envelope::{RESULT_ENVELOPE_VERSION, ResultKind, sign_result};
 use grid_proto::node::{
     ChatRequest, ChunkBody, ChunkPost, CompleteBody, EmbeddingsResult, JOB_EMBEDDINGS,
-    JOB_INFERENCE, JobInput, PendingJob, PlainResult, SealedResultWire,
+    JOB_INFERENCE, JobInput, PendingJob, PlainResult, SealedResultWire, StreamError,
 };
 use grid_proto::seal::{self, Algorithm, SealedChunk, StreamSealer};
 use serde::Serialize;
@@ -447,10 +450,14 @@ impl Streamer<'_> {
         }
     }
 
-    /// The stream broke: `{"error": true}`, or `/fail` when that cannot be posted.
-    async fn error(&self, reason: String) -> Outcome {
-        tracing::warn!(job_id = self.job_id, %reason, "stream failed");
-        let body = ChunkPost::error_body();
+    /// The stream broke: `{"error": true}` with the reason and the tokens already delivered
+    /// (the only ones that may be billed), or `/fail` when that cannot be posted.
+    async fn error(&self, reason: String, delivered: u64) -> Outcome {
+        tracing::warn!(job_id = self.job_id, %reason, delivered, "stream failed");
+        let body = ChunkPost::error_body(&StreamError {
+            reason: Some(reason.clone()),
+            usage: (delivered > 0).then(|| Usage::new(0, delivered)),
+        });
         match retry(self.shared, || self.shared.client.chunk(self.job_id, &body)).await {
             Ok(_) => Outcome::Reported,
             Err(_) => Outcome::Fail(reason),
@@ -481,7 +488,7 @@ async fn run_stream(
     };
     let mut events = match engine.chat_stream(chat).await {
         Ok(events) => events,
-        Err(error) => return streamer.error(error.to_string()).await,
+        Err(error) => return streamer.error(error.to_string(), 0).await,
     };
     let mut batcher = Batcher::default();
     // Tokens in chunks the coordinator relayed to the client (a partial bill counts only
@@ -503,7 +510,7 @@ async fn run_stream(
                         drop(events);
                         return streamer.settle_partial(delivered).await;
                     }
-                    Err(reason) => return streamer.error(reason).await,
+                    Err(reason) => return streamer.error(reason, delivered).await,
                 }
             }
             Some(Ok(StreamEvent::Done(usage))) => {
@@ -514,7 +521,7 @@ async fn run_stream(
                         Ok(Delivery::Closed | Delivery::Failed) => {
                             return streamer.settle_partial(delivered).await;
                         }
-                        Err(reason) => return streamer.error(reason).await,
+                        Err(reason) => return streamer.error(reason, delivered).await,
                     }
                 }
                 return match streamer.send("", true, Some(usage)).await {
@@ -525,10 +532,13 @@ async fn run_stream(
                     Err(reason) => Outcome::Fail(reason),
                 };
             }
-            Some(Err(error)) => return streamer.error(error.to_string()).await,
+            Some(Err(error)) => return streamer.error(error.to_string(), delivered).await,
             None => {
                 return streamer
-                    .error("the engine's stream ended before the answer was complete".into())
+                    .error(
+                        "the engine's stream ended before the answer was complete".into(),
+                        delivered,
+                    )
                     .await;
             }
         }

@@ -38,6 +38,7 @@ pub mod engine;
 pub mod files;
 pub mod hardware;
 pub mod identity;
+pub mod llama;
 pub mod node;
 pub mod price;
 pub mod register;

@@ -33,7 +33,9 @@
 //!   `max_tokens` (default 2048, at most 8192) completion tokens, at least $0.000001. The job's
 //!   cost is `ceil((prompt × input + completion × output) / 10^6)` micro-dollars, capped at
 //!   the hold, and is written with the job and the refund of the rest in one transaction; a
-//!   failed or aborted job refunds the whole hold. A stream the client abandoned is billed for
+//!   failed or aborted job refunds the whole hold, but for a stream whose node reports in its
+//!   error chunk (our extension, `grid_proto::node::StreamError`) the tokens already relayed
+//!   to the client: those are billed, the job still fails with the node's reason. A stream the client abandoned is billed for
 //!   what the node's final chunk reports; a non-stream answer whose client went away is not
 //!   billed.
 //! - **Payment**: an API key (`Authorization: Bearer` or `X-API-Key`, the machines API's keys)

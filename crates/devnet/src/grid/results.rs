@@ -222,7 +222,8 @@ pub(super) async fn fail_job(
 }
 
 /// `POST /grid/jobs/{id}/chunk`: a chunk (forwarded to the client; the final one bills the
-/// job) or `{"error": true}` (the client's stream is aborted, nothing billed).
+/// job) or `{"error": true}` (the client's stream is aborted; only the tokens the node says
+/// were already delivered are billed, and only when a chunk did reach the client).
 pub(super) async fn chunk(
     State(grid): State<Arc<Grid>>,
     Path(id): Path<String>,
@@ -235,8 +236,34 @@ pub(super) async fn chunk(
         ))
     })?;
     let chunk = match post {
-        ChunkPost::Error => {
-            fail(&grid, &node, &job, "the node's stream failed")?;
+        ChunkPost::Error(error) => {
+            let reason = match &error.reason {
+                Some(why) => format!(
+                    "the node's stream failed: {}",
+                    why.chars().take(500).collect::<String>()
+                ),
+                None => "the node's stream failed".to_owned(),
+            };
+            // Tokens already relayed to the client are billed (ours: a reference node sends
+            // no usage here, and nothing is billed); none when nothing reached the client.
+            let billed = error
+                .usage
+                .filter(|_| job.streamed)
+                .map(|usage| Usage::new(0, usage.completion_tokens));
+            match billed {
+                Some(usage) => {
+                    if let Some(failed) = grid.store.fail_grid_job_billed(
+                        &job.id,
+                        &node.id,
+                        &reason,
+                        &usage,
+                        grid.now_ms(),
+                    )? {
+                        grid.tell_failed(&[failed]);
+                    }
+                }
+                None => fail(&grid, &node, &job, &reason)?,
+            }
             return Ok(Json(ChunkAck {
                 ok: true,
                 closed: true,

@@ -964,6 +964,49 @@ impl Store {
         })
     }
 
+    /// Fails `node`'s active job whose stream broke after part of it reached the client:
+    /// the delivered `usage` is billed (capped at the hold), the rest refunded, the reason
+    /// kept, in one transaction. `None` when it was not active.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`].
+    pub fn fail_grid_job_billed(
+        &self,
+        id: &str,
+        node: &str,
+        reason: &str,
+        usage: &grid_proto::Usage,
+        now_ms: u64,
+    ) -> Result<Option<GridJob>> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let Some(job) = job_in(&tx, id)? else {
+                return Ok(None);
+            };
+            if job.node_id != node {
+                return Ok(None);
+            }
+            let cost = cost_micros(usage, job.input_micros, job.output_micros).min(job.hold_micros);
+            let usage_json = serde_json::to_string(usage).unwrap_or_default();
+            let changed = tx.execute(
+                "UPDATE grid_jobs SET status = 'failed', error = ?2, cost_micros = ?3, usage = ?4, updated_ms = ?5, completed_ms = ?5
+                 WHERE id = ?1 AND status IN ('queued', 'running')",
+                params![id, reason, int(cost)?, usage_json, int(now_ms)?],
+            )?;
+            if changed == 0 {
+                return Ok(None);
+            }
+            refund_in(&tx, &wallet_key(&job.wallet), job.hold_micros - cost)?;
+            tx.execute(
+                "UPDATE grid_nodes SET jobs_failed = jobs_failed + 1 WHERE id = ?1",
+                params![node],
+            )?;
+            let job = job_in(&tx, id)?;
+            tx.commit()?;
+            Ok(job)
+        })
+    }
+
     /// Records progress on an active job (a chunk), and that it reached the client.
     ///
     /// # Errors

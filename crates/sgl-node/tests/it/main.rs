@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod binary;
+mod engine;
 
 use std::collections::HashSet;
 use std::future::Future;
