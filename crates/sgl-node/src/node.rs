@@ -105,7 +105,7 @@ impl NodeConfig {
 }
 
 /// What the runtime is doing.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct NodeSnapshot {
     /// Jobs in flight.

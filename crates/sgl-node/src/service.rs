@@ -2,8 +2,11 @@
 //! as the reference's, with one deliberate difference: `ProtectHome=tmpfs` with the config,
 //! log and model paths bound back in, instead of `ProtectHome=true`, which hides an `sgl` or a
 //! model kept under `$HOME` (the reference's documented pitfall) while still keeping the rest
-//! of the home directory (SSH keys, wallets) out of the node's sight. A plain function, tested
-//! on every OS; `systemd-analyze verify` checks it where systemd is installed.
+//! of the home directory (SSH keys, wallets) out of the node's sight. The llama-server's
+//! directory is bound in read-only too. `Type=notify`: `sgl start` says when it is ready
+//! (`sd-notify`) and keeps a `STATUS=` line with its engine's phase for `systemctl status`.
+//! A plain function, tested on every OS; `systemd-analyze verify` checks it where systemd is
+//! installed.
 //!
 //! On macOS a launchd agent (`~/Library/LaunchAgents/<LABEL>.plist`): `caffeinate -i` keeps
 //! the machine awake, `RunAtLoad`, `KeepAlive`, `ThrottleInterval` 15, `ProcessType`
@@ -25,6 +28,9 @@ pub struct ServiceSpec {
     pub args: Vec<String>,
     /// The model file, made readable inside the sandbox.
     pub model_path: Option<PathBuf>,
+    /// The directory of the `llama-server` the node runs (the binary and the libraries beside
+    /// it), made readable inside the sandbox.
+    pub engine_dir: Option<PathBuf>,
 }
 
 impl ServiceSpec {
@@ -34,6 +40,7 @@ impl ServiceSpec {
             exe,
             args,
             model_path: None,
+            engine_dir: None,
         }
     }
 }
@@ -81,6 +88,9 @@ pub fn systemd_unit(spec: &ServiceSpec) -> String {
     if let Some(model) = &spec.model_path {
         read_only.push(path_item(model));
     }
+    if let Some(engine) = &spec.engine_dir {
+        read_only.push(path_item(engine));
+    }
     format!(
         "# Written by `sgl service install`; `sgl service uninstall` removes it.
 [Unit]
@@ -89,7 +99,8 @@ After=network-online.target
 Wants=network-online.target
 
 [Service]
-Type=simple
+Type=notify
+NotifyAccess=main
 ExecStart={exec}
 Restart=always
 RestartSec=15
@@ -186,6 +197,7 @@ mod tests {
             ],
         );
         spec.model_path = Some(PathBuf::from("/models/my model.gguf"));
+        spec.engine_dir = Some(PathBuf::from("/opt/llama/bin"));
         spec
     }
 
@@ -202,7 +214,9 @@ mod tests {
             "SystemCallErrorNumber=EPERM",
             "WantedBy=default.target",
             "After=network-online.target",
-            "BindReadOnlyPaths=-/opt/sgl/bin/sgl -/models/my\\x20model.gguf",
+            "BindReadOnlyPaths=-/opt/sgl/bin/sgl -/models/my\\x20model.gguf -/opt/llama/bin",
+            "Type=notify",
+            "NotifyAccess=main",
         ] {
             assert!(unit.lines().any(|l| l == line), "missing {line}:\n{unit}");
         }

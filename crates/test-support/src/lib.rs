@@ -26,6 +26,9 @@ pub enum Error {
     /// anvil is not where `cargo xtask tools` puts it.
     #[error("anvil is not installed at {}: run `cargo xtask tools` (cargo xtask ci does)", .0.display())]
     NoAnvil(PathBuf),
+    /// llama-server or the SmolLM2 GGUF is not where `cargo xtask tools` puts them.
+    #[error("{} is not installed: run `cargo xtask tools` (cargo xtask ci does)", .0.display())]
+    NoLlama(PathBuf),
     /// The devnet failed.
     #[error(transparent)]
     Devnet(#[from] devnet::Error),
@@ -105,6 +108,33 @@ pub fn anvil() -> Result<PathBuf> {
         true => Ok(path),
         false => Err(Error::NoAnvil(path)),
     }
+}
+
+/// The pinned engine `cargo xtask tools` installs: llama-server and the SmolLM2 GGUF.
+#[derive(Clone, Debug)]
+pub struct Llama {
+    /// `.tools/llama/bin/llama-server`.
+    pub server: PathBuf,
+    /// `.tools/llama/models/SmolLM2-135M-Instruct.Q4_1.gguf`.
+    pub model: PathBuf,
+}
+
+/// The installed llama-server and SmolLM2.
+///
+/// # Errors
+/// [`Error::NoLlama`] with what to run.
+pub fn llama() -> Result<Llama> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/llama");
+    let llama = Llama {
+        server: root.join("bin/llama-server"),
+        model: root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    };
+    for path in [&llama.server, &llama.model] {
+        if !path.exists() {
+            return Err(Error::NoLlama(path.clone()));
+        }
+    }
+    Ok(llama)
 }
 
 /// An ephemeral devnet (in-memory state, a free port, every chain).

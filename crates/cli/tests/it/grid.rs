@@ -144,9 +144,9 @@ impl Engine for Echo {
 }
 
 /// A node registered with the devnet and running `engine` in this process.
-struct TestNode {
-    handle: Option<sgl_node::NodeHandle>,
-    node_id: String,
+pub(super) struct TestNode {
+    pub(super) handle: Option<sgl_node::NodeHandle>,
+    pub(super) node_id: String,
     dir: std::path::PathBuf,
 }
 
@@ -159,7 +159,7 @@ impl Drop for TestNode {
     }
 }
 
-async fn post(devnet: &devnet::Devnet, path: &str, body: Value) -> Value {
+pub(super) async fn post(devnet: &devnet::Devnet, path: &str, body: Value) -> Value {
     let response = test_support::http()
         .post(format!("{}{path}", devnet.url()))
         .json(&body)
@@ -172,7 +172,7 @@ async fn post(devnet: &devnet::Devnet, path: &str, body: Value) -> Value {
     serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
-async fn get(devnet: &devnet::Devnet, path: &str) -> Value {
+pub(super) async fn get(devnet: &devnet::Devnet, path: &str) -> Value {
     let response = test_support::http()
         .get(format!("{}{path}", devnet.url()))
         .send()
@@ -182,7 +182,8 @@ async fn get(devnet: &devnet::Devnet, path: &str) -> Value {
     response.json().await.unwrap()
 }
 
-async fn start_node(devnet: &devnet::Devnet, engine: Arc<dyn Engine>) -> TestNode {
+/// Registers a node for `engine`'s model and starts it; returns once the grid routes to it.
+pub(super) async fn start_node(devnet: &devnet::Devnet, engine: Arc<dyn Engine>) -> TestNode {
     let mut seed = [0u8; 6];
     test_support::os_random(&mut seed);
     let dir = std::env::temp_dir().join(format!(
@@ -205,7 +206,7 @@ async fn start_node(devnet: &devnet::Devnet, engine: Arc<dyn Engine>) -> TestNod
     let config_dir = sgl_node::files::ConfigDir::new(dir.clone());
     let mut registration = sgl_node::register::Registration::new(wallet);
     registration.registration_code = Some(code);
-    registration.models = vec![MODEL.to_owned()];
+    registration.models = vec![engine.model()];
     let node = sgl_node::register::register(
         &coordinator,
         &config_dir,
@@ -232,7 +233,7 @@ async fn start_node(devnet: &devnet::Devnet, engine: Arc<dyn Engine>) -> TestNod
 }
 
 /// Waits (a bounded number of short polls) until `/grid/capacity` satisfies `ready`.
-async fn wait_for(devnet: &devnet::Devnet, ready: impl Fn(&Value) -> bool) -> Value {
+pub(super) async fn wait_for(devnet: &devnet::Devnet, ready: impl Fn(&Value) -> bool) -> Value {
     for _ in 0..200 {
         let capacity = get(devnet, "/grid/capacity").await;
         if ready(&capacity) {
@@ -247,7 +248,7 @@ async fn wait_for(devnet: &devnet::Devnet, ready: impl Fn(&Value) -> bool) -> Va
 }
 
 /// A user with $1 of credits and an API key.
-async fn keyed_user(devnet: &devnet::Devnet) -> (User, String) {
+pub(super) async fn keyed_user(devnet: &devnet::Devnet) -> (User, String) {
     let user = User::funded(devnet, 3).await;
     user.json(devnet, &["credits", "topup", "1", "--yes"], &[])
         .await;
@@ -260,7 +261,7 @@ async fn keyed_user(devnet: &devnet::Devnet) -> (User, String) {
 
 impl User {
     /// `x402c` against the devnet's grid with an API key and no payment keys.
-    async fn grid(&self, devnet: &devnet::Devnet, key: &str, args: &[&str]) -> Run {
+    pub(super) async fn grid(&self, devnet: &devnet::Devnet, key: &str, args: &[&str]) -> Run {
         self.x402c(
             devnet,
             args,
@@ -274,7 +275,7 @@ impl User {
         .await
     }
 
-    async fn balance_micros(&self, devnet: &devnet::Devnet) -> u64 {
+    pub(super) async fn balance_micros(&self, devnet: &devnet::Devnet) -> u64 {
         let balance = self.json(devnet, &["credits", "balance"], &[]).await;
         let text = match &balance["balance"] {
             Value::String(s) => s.clone(),
@@ -286,7 +287,7 @@ impl User {
 }
 
 /// The cost the grid must charge: per-1M prices in micro-dollars, rounded up once.
-fn cost_micros(usage: &Value, input_per_m_micros: u64, output_per_m_micros: u64) -> u64 {
+pub(super) fn cost_micros(usage: &Value, input_per_m_micros: u64, output_per_m_micros: u64) -> u64 {
     let prompt = u128::from(usage["prompt_tokens"].as_u64().unwrap());
     let completion = u128::from(usage["completion_tokens"].as_u64().unwrap());
     let total =
@@ -294,14 +295,20 @@ fn cost_micros(usage: &Value, input_per_m_micros: u64, output_per_m_micros: u64)
     u64::try_from(total.div_ceil(1_000_000)).unwrap()
 }
 
-/// The node's prices, micro-dollars per 1M tokens (from `/grid/nodes/{id}/prices`).
+/// The node's prices for the echo model, micro-dollars per 1M tokens.
 async fn prices(devnet: &devnet::Devnet, node: &str) -> (u64, u64) {
+    model_prices(devnet, node, MODEL).await
+}
+
+/// The node's prices for `model`, micro-dollars per 1M tokens (from
+/// `/grid/nodes/{id}/prices`).
+pub(super) async fn model_prices(devnet: &devnet::Devnet, node: &str, model: &str) -> (u64, u64) {
     let prices = get(devnet, &format!("/grid/nodes/{node}/prices")).await;
     let row = prices["prices"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|p| p["model"] == MODEL)
+        .find(|p| p["model"] == model)
         .unwrap()
         .clone();
     let micros = |v: &Value| -> u64 {
@@ -317,7 +324,7 @@ async fn prices(devnet: &devnet::Devnet, node: &str) -> (u64, u64) {
     )
 }
 
-fn job_id(run: &Run) -> String {
+pub(super) fn job_id(run: &Run) -> String {
     let start = run.stderr.find("job ").expect("a job id on stderr") + 4;
     run.stderr[start..]
         .split(|c: char| c.is_whitespace() || c == '·')
@@ -690,7 +697,7 @@ async fn the_official_openai_sdk_streams_a_plain_chat_by_base_url_alone() {
 }
 
 /// A `grid-api` client for `key` at the devnet.
-fn grid_client(devnet: &devnet::Devnet, key: &str) -> grid_api::client::GridClient {
+pub(super) fn grid_client(devnet: &devnet::Devnet, key: &str) -> grid_api::client::GridClient {
     grid_api::client::GridClient::new(
         devnet.url().parse().unwrap(),
         test_support::http(),

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod grid;
+mod llama;
 mod machines;
 
 use std::path::PathBuf;

@@ -360,9 +360,9 @@ async fn run_plain(
         let id = format!("chatcmpl-{job}");
         let created = grid.clock.now_unix();
         match first {
-            None | Some(JobEvent::Failed(_)) => {
+            None | Some(JobEvent::Failed { .. }) => {
                 let reason = match first {
-                    Some(JobEvent::Failed(reason)) => reason,
+                    Some(JobEvent::Failed { reason, .. }) => reason,
                     _ => "no answer".into(),
                 };
                 failures.push(format!("node {}: {reason}", node.id));
@@ -620,7 +620,7 @@ async fn sealed_chat(grid: Arc<Grid>, call: Call) -> ApiResult {
             quote,
         )?;
         match events.recv().await {
-            None | Some(JobEvent::Failed(_)) | Some(JobEvent::Plain { .. }) => {
+            None | Some(JobEvent::Failed { .. }) | Some(JobEvent::Plain { .. }) => {
                 let detail = grid
                     .store
                     .grid_job(&job)?
@@ -792,9 +792,19 @@ impl Sse {
     fn step(&mut self, event: Option<JobEvent>) -> String {
         let chunk = match event {
             Some(JobEvent::Chunk(chunk)) => chunk,
-            Some(JobEvent::Failed(reason)) => {
+            Some(JobEvent::Failed {
+                reason,
+                billed_micros,
+            }) => {
                 self.done = true;
-                return error_event(&format!("{reason}; nothing was billed"));
+                let billed = match billed_micros {
+                    0 => "nothing was billed".to_owned(),
+                    micros => format!(
+                        "billed {} USD for the tokens already delivered",
+                        pricing::usd(micros)
+                    ),
+                };
+                return error_event(&format!("{reason}; {billed}"));
             }
             _ => {
                 self.done = true;
@@ -958,7 +968,7 @@ pub(super) async fn embeddings(State(grid): State<Arc<Grid>>, call: Call) -> Api
                 });
                 return Ok(with_job(Json(body).into_response(), &job.id));
             }
-            Some(JobEvent::Failed(reason)) => {
+            Some(JobEvent::Failed { reason, .. }) => {
                 failures.push(format!("node {}: {reason}", candidate.node.id));
             }
             _ => failures.push(format!("node {}: no embeddings", candidate.node.id)),
@@ -1089,7 +1099,12 @@ pub(super) async fn job(
     {
         body["usage"] = usage;
     }
-    if let Some(cost) = job.cost_micros.filter(|_| job.status == "completed") {
+    // A failed job costs what it was billed: nothing, or (a stream the node's engine broke)
+    // the tokens that had reached the client.
+    if let Some(cost) = job
+        .cost_micros
+        .filter(|&cost| job.status == "completed" || cost > 0)
+    {
         body["cost_usd"] = pricing::usd(cost);
         body["cost_micros"] = json!(cost);
     }

@@ -32,8 +32,14 @@ pub(crate) enum JobEvent {
     },
     /// A stream chunk (verified); the final one is already billed.
     Chunk(Box<ChunkBody>),
-    /// The job failed (nothing billed).
-    Failed(String),
+    /// The job failed: why, and what was billed (micro-dollars: nothing, but for a stream
+    /// whose node reported the tokens already delivered).
+    Failed {
+        /// Why.
+        reason: String,
+        /// Billed for tokens already delivered.
+        billed_micros: u64,
+    },
 }
 
 #[derive(Default)]

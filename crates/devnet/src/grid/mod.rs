@@ -256,7 +256,13 @@ impl Grid {
         for job in jobs {
             let reason = job.error.clone().unwrap_or_else(|| "the job failed".into());
             tracing::info!(job = %job.id, node = %job.node_id, %reason, "grid job failed");
-            self.live.notify(&job.id, JobEvent::Failed(reason));
+            self.live.notify(
+                &job.id,
+                JobEvent::Failed {
+                    reason,
+                    billed_micros: job.cost_micros.unwrap_or(0),
+                },
+            );
         }
     }
 

@@ -3,7 +3,8 @@
 //!
 //! - [`find_llama_server`]: which binary (never `llama-cli`).
 //! - [`preset`]: threads, GPU layers and slots from the machine and `--resource-percent`,
-//!   and the wedge watchdog's threshold from the model's size.
+//!   and the wedge watchdog's threshold from the model's size; [`plan`] puts them together
+//!   with the operator's flags ([`EngineOptions`]).
 //! - [`ServerCommand`] and [`SpawnLauncher`]: the command line, a loopback port, a per-start
 //!   API key, and the child's stdout and stderr drained into the log.
 //! - [`LlamaServer`]: the [`crate::Engine`] — supervision, the watchdog, and the HTTP calls
@@ -14,10 +15,12 @@
 
 mod api;
 mod find;
+mod plan;
 pub mod preset;
 mod process;
 mod supervisor;
 
 pub use find::{WELL_KNOWN, find_llama_server};
+pub use plan::{EngineOptions, Plan, model_name, plan};
 pub use process::{Instance, Launch, MAX_LINE, Process, ServerCommand, SpawnLauncher};
 pub use supervisor::{EngineStatus, LlamaServer, Phase, Supervision};

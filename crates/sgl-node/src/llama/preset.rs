@@ -23,15 +23,14 @@ pub const DEFAULT_BATCH: u32 = 512;
 const GB: u64 = 1_000_000_000;
 
 /// How much of the machine the engine uses, from `--resource-percent` and the explicit
-/// overrides.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// overrides. (The reference also reports `1 − percent / 100` as its idle load; ours reports
+/// the measured slot use, §8.6.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Preset {
     /// CPU threads for generation (`-t`).
     pub threads: u32,
     /// Layers offloaded to a GPU (`-ngl`).
     pub gpu_layers: u32,
-    /// The load reported before any job runs: `1 − percent / 100`.
-    pub base_load: f64,
 }
 
 impl Preset {
@@ -48,7 +47,6 @@ impl Preset {
         Preset {
             threads: threads.unwrap_or(derived_threads).max(1),
             gpu_layers: gpu_layers.unwrap_or(derived_layers),
-            base_load: f64::from(100 - percent) / 100.0,
         }
     }
 }
@@ -101,10 +99,8 @@ mod tests {
     fn the_preset_follows_the_percent() {
         let full = Preset::new(100, 8, None, None);
         assert_eq!((full.threads, full.gpu_layers), (8, 99));
-        assert_eq!(full.base_load, 0.0);
         let half = Preset::new(50, 8, None, None);
         assert_eq!((half.threads, half.gpu_layers), (4, 99));
-        assert_eq!(half.base_load, 0.5);
         // ceil(3 × 0.3) = 1; round(29.7) = 30.
         let low = Preset::new(30, 3, None, None);
         assert_eq!((low.threads, low.gpu_layers), (1, 30));

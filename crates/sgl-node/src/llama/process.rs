@@ -181,6 +181,8 @@ impl Launch for SpawnLauncher {
                     .map(|(k, v)| (k.as_str(), v.as_str())),
             )
             .env("LLAMA_ARG_API_KEY", key.as_str())
+            // systemd's socket is for `sgl` alone (`NotifyAccess=main`).
+            .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -291,6 +291,16 @@ impl Inner {
         self.update(|s| s.wedges = 0);
     }
 
+    /// `error` from a request of `generation`, or, when the engine is being restarted (its
+    /// connection broke because the process died, say), the restart's reason: the supervisor
+    /// is given a moment to notice.
+    async fn explain(&self, generation: u64, error: Error) -> Error {
+        match tokio::time::timeout(RESTART_NOTICE, self.restarted(generation)).await {
+            Ok(restarted) => restarted,
+            Err(_) => error,
+        }
+    }
+
     /// Resolves when the engine is restarted after `generation`, with the reason.
     async fn restarted(&self, generation: u64) -> Error {
         let mut receiver = self.generation.subscribe();
@@ -306,6 +316,9 @@ impl Inner {
         ))
     }
 }
+
+/// How long a failed request waits to learn whether the engine is being restarted.
+const RESTART_NOTICE: Duration = Duration::from_secs(1);
 
 /// A job on the engine; counted in `in_flight` until dropped.
 struct Busy {
@@ -338,12 +351,13 @@ impl Engine for LlamaServer {
         let (generation, api) = self.inner.ready()?;
         let _busy = self.inner.busy();
         tokio::select! {
-            answer = api.chat(request) => {
-                if answer.is_ok() {
+            answer = api.chat(request) => match answer {
+                Ok(answer) => {
                     self.inner.completed();
+                    Ok(answer)
                 }
-                answer
-            }
+                Err(error) => Err(self.inner.explain(generation, error).await),
+            },
             error = self.inner.restarted(generation) => Err(error),
         }
     }
@@ -352,7 +366,10 @@ impl Engine for LlamaServer {
         let (generation, api) = self.inner.ready()?;
         let busy = self.inner.busy();
         let events = tokio::select! {
-            events = api.chat_stream(request) => events?,
+            events = api.chat_stream(request) => match events {
+                Ok(events) => events,
+                Err(error) => return Err(self.inner.explain(generation, error).await),
+            },
             error = self.inner.restarted(generation) => return Err(error),
         };
         let state = Watched {
@@ -397,6 +414,10 @@ impl Watched {
         let item = tokio::select! {
             item = self.events.next() => item,
             error = self.inner.restarted(self.generation) => Some(Err(error)),
+        };
+        let item = match item {
+            Some(Err(error)) => Some(Err(self.inner.explain(self.generation, error).await)),
+            other => other,
         };
         match &item {
             Some(Ok(StreamEvent::Delta(_))) => self.inner.progress(),
