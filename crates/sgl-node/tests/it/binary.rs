@@ -1,7 +1,9 @@
 //! The `sgl` binary against the devnet's coordinator, as an operator runs it: `init` with a
 //! registration code (files 0700/0600, no second init), `login` through the device flow
 //! approved on the devnet, `status --json`, `version`, `attest` (a signed report bound to the
-//! challenge, verified), `price show|set|reset` within the band, `off-grid` and `on-grid`.
+//! challenge, verified), `price show|set|reset` within the band, `off-grid` and `on-grid`;
+//! and `start` serving SmolLM2 through the real llama-server: systemd's readiness and status
+//! lines, `status` showing the engine through a killed llama-server, a clean SIGTERM.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
@@ -340,4 +342,225 @@ fn systemd_accepts_the_unit_where_it_is_installed() {
         .filter(|l| l.contains(sgl_node::service::LABEL))
         .collect();
     assert!(about_ours.is_empty(), "systemd-analyze: {complaints}");
+}
+
+/// Reads `sgl status --json`.
+async fn status_json(devnet: &devnet::Devnet, dir: &Path) -> Value {
+    let run = sgl(devnet, dir, &["status", "--json"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    serde_json::from_str(run.stdout.trim()).unwrap()
+}
+
+/// Polls `sgl status --json` until `check` holds (at most two minutes).
+async fn until_status(
+    devnet: &devnet::Devnet,
+    dir: &Path,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    for _ in 0..240 {
+        let report = status_json(devnet, dir).await;
+        if check(&report) {
+            return report;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    panic!(
+        "sgl status never showed: {what}: {}",
+        status_json(devnet, dir).await
+    );
+}
+
+/// What systemd would receive on `NOTIFY_SOCKET`, until `line` arrives.
+async fn until_notified(socket: &tokio::net::UnixDatagram, seen: &mut Vec<String>, line: &str) {
+    let mut buffer = vec![0u8; 4096];
+    while !seen.iter().any(|l| l == line) {
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(120),
+            socket.recv(&mut buffer),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("systemd was never told {line}; told {seen:?}"))
+        .unwrap();
+        seen.extend(
+            String::from_utf8_lossy(&buffer[..read])
+                .lines()
+                .map(str::to_owned),
+        );
+    }
+}
+
+#[tokio::test]
+async fn sgl_start_serves_a_model_tells_systemd_and_sgl_status_shows_the_engine_recover() {
+    let llama = test_support::llama().unwrap();
+    let devnet = test_support::start().await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("sgl-node");
+    let code = post(
+        &devnet,
+        "/devnet/grid/codes",
+        json!({ "wallet_address": WALLET }),
+    )
+    .await["registration_code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let init = sgl(
+        &devnet,
+        &dir,
+        &["init", "--wallet", WALLET, "--code", &code],
+    )
+    .await;
+    assert_eq!(init.code, 0, "{}", init.stderr);
+    let model = llama.model.display().to_string();
+    let server = llama.server.display().to_string();
+
+    // Bad engine settings are refused before anything starts.
+    let refused = tokio::process::Command::new(env!("CARGO_BIN_EXE_sgl"))
+        .arg("--config-dir")
+        .arg(&dir)
+        .args([
+            "--orchestrator-url",
+            devnet.url(),
+            "start",
+            "--model-path",
+            &model,
+        ])
+        .env("SGL_ENGINE", "gpu-magic")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("SGL_ENGINE=gpu-magic"));
+    let cli = home.path().join("llama-cli");
+    std::fs::copy(&llama.server, &cli).unwrap();
+    let refused = sgl(
+        &devnet,
+        &dir,
+        &[
+            "start",
+            "--model-path",
+            &model,
+            "--llama-server",
+            &cli.display().to_string(),
+        ],
+    )
+    .await;
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused.stderr.contains("not an HTTP server"),
+        "{}",
+        refused.stderr
+    );
+    assert!(status_json(&devnet, &dir).await["runtime"].is_null());
+
+    // Started as systemd would (its notify socket set): ready, then the engine's status line.
+    let socket_path = home.path().join("notify.sock");
+    let notify = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
+    let log = std::fs::File::create(home.path().join("sgl.log")).unwrap();
+    let mut start = tokio::process::Command::new(env!("CARGO_BIN_EXE_sgl"))
+        .arg("--config-dir")
+        .arg(&dir)
+        .args([
+            "--orchestrator-url",
+            devnet.url(),
+            "start",
+            "--model-path",
+            &model,
+            "--llama-server",
+            &server,
+            "--inference-port",
+            "0",
+            "--context-size",
+            "2048",
+            "--heartbeat-interval",
+            "1",
+        ])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env_remove("SGL_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut told = Vec::new();
+    until_notified(&notify, &mut told, "READY=1").await;
+
+    let ready = until_status(&devnet, &dir, "the engine ready", |r| {
+        r["runtime"]["engine"]["phase"] == "ready"
+    })
+    .await;
+    let runtime = &ready["runtime"];
+    assert_eq!(runtime["pid"], start.id().unwrap());
+    assert_eq!(ready["runtime_stale"], false);
+    assert_eq!(runtime["engine"]["model"], "SmolLM2-135M-Instruct.Q4_1");
+    assert_eq!(runtime["engine"]["total_restarts"], 0);
+    assert!(
+        runtime["engine"]["drained_bytes"].as_u64().unwrap() > 0,
+        "{ready}"
+    );
+    let engine_pid = runtime["engine"]["pid"].as_u64().unwrap().to_string();
+    until_notified(
+        &notify,
+        &mut told,
+        "STATUS=engine Ready (SmolLM2-135M-Instruct.Q4_1), 0 jobs running, 0 completed, 0 failed",
+    )
+    .await;
+    until_status(&devnet, &dir, "the heartbeat accepted", |r| {
+        r["runtime"]["node"]["last_heartbeat_ok"] == true
+    })
+    .await;
+
+    // llama-server killed under the node: restarted, and sgl status says what happened.
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &engine_pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let recovered = until_status(&devnet, &dir, "the engine restarted", |r| {
+        r["runtime"]["engine"]["total_restarts"] == 1 && r["runtime"]["engine"]["phase"] == "ready"
+    })
+    .await;
+    let last_error = recovered["runtime"]["engine"]["last_error"]
+        .as_str()
+        .unwrap();
+    assert!(last_error.contains("exited"), "{recovered}");
+    assert_ne!(
+        recovered["runtime"]["engine"]["pid"]
+            .as_u64()
+            .unwrap()
+            .to_string(),
+        engine_pid
+    );
+    let human = sgl(&devnet, &dir, &["status"]).await;
+    assert!(
+        human.stdout.contains("engine:      Ready"),
+        "{}",
+        human.stdout
+    );
+    assert!(human.stdout.contains("1 in all"), "{}", human.stdout);
+
+    // SIGTERM: drains, stops llama-server, tells systemd, and leaves no runtime behind.
+    let new_engine = recovered["runtime"]["engine"]["pid"].as_u64().unwrap();
+    let pid = start.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exited = tokio::time::timeout(std::time::Duration::from_secs(30), start.wait())
+        .await
+        .expect("sgl start did not stop on SIGTERM")
+        .unwrap();
+    let log = std::fs::read_to_string(home.path().join("sgl.log")).unwrap();
+    assert!(exited.success(), "{exited:?}: {log}");
+    until_notified(&notify, &mut told, "STOPPING=1").await;
+    assert!(
+        !Path::new(&format!("/proc/{new_engine}")).exists(),
+        "llama-server outlived the node"
+    );
+    assert!(status_json(&devnet, &dir).await["runtime"].is_null());
+    assert!(log.contains("llama-server is healthy"), "{log}");
 }

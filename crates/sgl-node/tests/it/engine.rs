@@ -360,3 +360,67 @@ async fn restarts_are_bounded() {
         "{status:?}"
     );
 }
+
+/// A llama-server that writes 16 MB to stderr before it starts (far more than a pipe holds):
+/// the node drains it, so the server neither blocks nor fails its health checks. The real
+/// pinned llama-server behind a shell wrapper, on the wall clock.
+#[tokio::test]
+async fn a_chatty_engine_is_drained_and_does_not_wedge() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let llama = test_support::llama().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("chatty-llama-server");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nhead -c 16000000 /dev/zero | tr '\\000' 'x' | fold -w 200 >&2\nexec '{}' \"$@\"\n",
+            llama.server.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut options = sgl_node::llama::EngineOptions::new(llama.model, wrapper);
+    options.port = 0;
+    options.context = 1024;
+    options.model_name = Some("smol".into());
+    let plan = sgl_node::llama::plan(&options, &sgl_node::hardware::Hardware::detect()).unwrap();
+    let launcher = sgl_node::llama::SpawnLauncher::new(plan.command.clone());
+    let drained = launcher.drained();
+    let engine = LlamaServer::start(
+        "smol".into(),
+        1024,
+        Box::new(launcher),
+        plan.supervision,
+        Some(drained),
+    );
+    let mut status = engine.subscribe();
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        status.wait_for(|s| s.phase == Phase::Ready),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the chatty engine never became healthy: {:?}",
+            engine.status()
+        )
+    })
+    .unwrap();
+    assert!(
+        engine.status().drained_bytes >= 16_000_000,
+        "{:?}",
+        engine.status()
+    );
+    let mut short = request(false);
+    short.max_tokens = 4;
+    let answer = engine.chat(&short).await.unwrap();
+    assert!(
+        (1..=4).contains(&answer.usage.completion_tokens),
+        "{answer:?}"
+    );
+    assert!(answer.usage.prompt_tokens > 0);
+    let status = engine.status();
+    assert_eq!((status.total_restarts, status.failed_probes), (0, 0));
+    engine.stop().await;
+}
