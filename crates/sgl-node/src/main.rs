@@ -272,6 +272,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
+        // A service's log file gets no colour codes.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     sgl_node::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -646,7 +648,7 @@ async fn run(cli: Cli) -> Result<()> {
                 Some(reason) => {
                     write_runtime(&dir, &last, server.as_deref());
                     bail!(
-                        "the engine gave up ({reason}); exiting for the service manager to restart the node"
+                        "the engine {reason}; exiting for the service manager to restart the node"
                     )
                 }
             }
@@ -668,7 +670,9 @@ async fn run(cli: Cli) -> Result<()> {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 coordinator,
                 coordinator_error,
-                runtime_stale: runtime.as_ref().is_some_and(|r| r.is_stale(unix_ms())),
+                runtime_stale: runtime
+                    .as_ref()
+                    .is_some_and(|r| r.is_stale(unix_ms()) || !process_alive(r.pid)),
                 runtime,
             };
             match json {
@@ -889,7 +893,7 @@ fn print_status(report: &StatusReport, dir: &ConfigDir) {
         return;
     };
     let state = match report.runtime_stale {
-        true => "NOT RUNNING (its last report is stale)",
+        true => "NOT RUNNING (this is its last report)",
         false => "running",
     };
     println!("runtime:       {state}, pid {}", runtime.pid);
@@ -937,6 +941,13 @@ fn print_status(report: &StatusReport, dir: &ConfigDir) {
     if let Some(error) = &engine.last_error {
         println!("  last error:  {error}");
     }
+}
+
+/// Whether process `pid` exists (Linux's `/proc`; elsewhere assumed, and the report's age
+/// decides).
+fn process_alive(pid: u32) -> bool {
+    let proc = std::path::Path::new("/proc");
+    !proc.join("self").exists() || proc.join(pid.to_string()).exists()
 }
 
 fn unix_ms() -> u64 {

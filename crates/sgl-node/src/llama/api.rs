@@ -110,7 +110,13 @@ impl Api {
             .timeout(timeout)
             .send()
             .await
-            .map_err(|e| format!("/health did not answer: {e}"))?;
+            .map_err(|e| match () {
+                () if e.is_timeout() => {
+                    format!("/health did not answer within {} s", timeout.as_secs())
+                }
+                () if e.is_connect() => "nothing listens on its port".to_owned(),
+                () => format!("/health failed: {e}"),
+            })?;
         let status = answer.status();
         let body: Value = answer
             .json()

@@ -194,11 +194,23 @@ impl Launch for SpawnLauncher {
             ))
         })?;
         let pid = child.id();
+        let last_error = Arc::new(std::sync::Mutex::new(None));
+        let mut drains = Vec::new();
         if let Some(stdout) = child.stdout.take() {
-            tokio::spawn(drain(stdout, "stdout", self.drained.clone()));
+            drains.push(tokio::spawn(drain(
+                stdout,
+                "stdout",
+                self.drained.clone(),
+                last_error.clone(),
+            )));
         }
         if let Some(stderr) = child.stderr.take() {
-            tokio::spawn(drain(stderr, "stderr", self.drained.clone()));
+            drains.push(tokio::spawn(drain(
+                stderr,
+                "stderr",
+                self.drained.clone(),
+                last_error.clone(),
+            )));
         }
         tracing::info!(
             pid,
@@ -209,14 +221,23 @@ impl Launch for SpawnLauncher {
         Ok(Instance {
             base_url: format!("http://127.0.0.1:{port}"),
             api_key: Some(key),
-            process: Box::new(ChildProcess { child }),
+            process: Box::new(ChildProcess {
+                child,
+                drains,
+                last_error,
+            }),
         })
     }
 }
 
 struct ChildProcess {
     child: Child,
+    drains: Vec<tokio::task::JoinHandle<()>>,
+    /// The last error line the server wrote, told with its exit.
+    last_error: LastError,
 }
+
+type LastError = Arc<std::sync::Mutex<Option<String>>>;
 
 #[async_trait::async_trait]
 impl Process for ChildProcess {
@@ -225,9 +246,26 @@ impl Process for ChildProcess {
     }
 
     async fn exited(&mut self) -> String {
-        match self.child.wait().await {
+        let how = match self.child.wait().await {
             Ok(status) => status.to_string(),
             Err(error) => format!("its status could not be read: {error}"),
+        };
+        // Its pipes close with it: let the drains read its last words (bounded, in case a
+        // child of its own holds them open).
+        let drains = std::mem::take(&mut self.drains);
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            futures_util::future::join_all(drains),
+        )
+        .await;
+        let last = self
+            .last_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        match last {
+            Some(line) => format!("{how}; its last error: {line}"),
+            None => how,
         }
     }
 
@@ -243,6 +281,7 @@ pub(crate) async fn drain(
     mut pipe: impl AsyncRead + Unpin,
     stream: &'static str,
     drained: Arc<AtomicU64>,
+    last_error: LastError,
 ) {
     let mut buffer = vec![0u8; 64 * 1024];
     let mut line = Vec::with_capacity(MAX_LINE);
@@ -259,7 +298,7 @@ pub(crate) async fn drain(
         drained.fetch_add(read as u64, Ordering::Relaxed);
         for &byte in &buffer[..read] {
             if byte == b'\n' {
-                log_line(stream, &line, cut);
+                log_line(stream, &line, cut, &last_error);
                 line.clear();
                 cut = false;
             } else if line.len() < MAX_LINE {
@@ -270,11 +309,14 @@ pub(crate) async fn drain(
         }
     }
     if !line.is_empty() {
-        log_line(stream, &line, cut);
+        log_line(stream, &line, cut, &last_error);
     }
 }
 
-fn log_line(stream: &'static str, line: &[u8], cut: bool) {
+/// The most of an error line kept for the status.
+const MAX_ERROR_LINE: usize = 300;
+
+fn log_line(stream: &'static str, line: &[u8], cut: bool, last_error: &LastError) {
     let text = String::from_utf8_lossy(line);
     let text = text.trim_end();
     if text.is_empty() {
@@ -285,6 +327,10 @@ fn log_line(stream: &'static str, line: &[u8], cut: bool) {
     // error.
     if text.contains(" E ") || text.starts_with("error") {
         tracing::warn!(target: "sgl_node::llama_server", stream, "{text}{cut}");
+        *last_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Some(text.chars().take(MAX_ERROR_LINE).collect());
     } else {
         tracing::debug!(target: "sgl_node::llama_server", stream, "{text}{cut}");
     }
@@ -339,7 +385,8 @@ mod tests {
     async fn draining_reads_everything_and_cuts_long_lines() {
         let (mut writer, reader) = tokio::io::duplex(1024);
         let drained = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(drain(reader, "stderr", drained.clone()));
+        let last_error = LastError::default();
+        let task = tokio::spawn(drain(reader, "stderr", drained.clone(), last_error.clone()));
         // Far more than the pipe holds, in lines longer than the cut.
         let line = format!("{}\n", "x".repeat(MAX_LINE * 3));
         let mut written = 0u64;
@@ -352,5 +399,20 @@ mod tests {
         drop(writer);
         task.await.unwrap();
         assert_eq!(drained.load(Ordering::Relaxed), written);
+        assert_eq!(*last_error.lock().unwrap(), None);
+        let (mut writer, reader) = tokio::io::duplex(64);
+        let task = tokio::spawn(drain(reader, "stderr", drained, last_error.clone()));
+        tokio::io::AsyncWriteExt::write_all(
+            &mut writer,
+            b"0.01 I loading\n0.02 E failed to load model 'x.gguf'\n0.03 I bye",
+        )
+        .await
+        .unwrap();
+        drop(writer);
+        task.await.unwrap();
+        assert_eq!(
+            last_error.lock().unwrap().as_deref(),
+            Some("0.02 E failed to load model 'x.gguf'")
+        );
     }
 }
