@@ -1,4 +1,5 @@
-//! `x402-devnet`: runs the devnet, or funds a wallet on a running one.
+//! `x402-devnet`: runs the devnet, funds a wallet on a running one, or gets a grid node
+//! registration code from it.
 //!
 //! ```text
 //! x402-devnet [serve] [--port N] [--data-dir DIR] [--anvil PATH] [--no-megaeth] [--no-solana]
@@ -6,6 +7,7 @@
 //!                     [--solana-5xx-permille N] [--hold-confirmation] [--crash-at POINT]
 //!                     [--json] [--print-test-key]
 //! x402-devnet fund ADDRESS --usdc N [--url URL]
+//! x402-devnet grid-code WALLET [--url URL]
 //! ```
 
 #![allow(clippy::print_stdout)]
@@ -36,6 +38,9 @@ enum Command {
     Serve(Serve),
     /// Mint devnet stablecoins (and gas) to a wallet on a running devnet.
     Fund(Fund),
+    /// Get a single-use grid node registration code for a wallet on a running devnet (for
+    /// `sgl init --wallet WALLET --code CODE`); prints the code.
+    GridCode(GridCode),
 }
 
 #[derive(Args, Clone)]
@@ -96,6 +101,15 @@ struct Fund {
     url: String,
 }
 
+#[derive(Args)]
+struct GridCode {
+    /// The operator's wallet: a Solana (base58) or EVM (0x…) address.
+    wallet: String,
+    /// The running devnet.
+    #[arg(long, default_value = "http://127.0.0.1:8402")]
+    url: String,
+}
+
 /// anvil's fourth default account (from its public test mnemonic): the test wallet that
 /// `--print-test-key` funds. Worthless outside a local chain.
 const TEST_WALLET: &str = "0x90F79bf6EB2c4f870365E785982E1f101E93b906";
@@ -125,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Some(Command::Fund(fund)) => run_fund(fund).await,
+        Some(Command::GridCode(code)) => run_grid_code(code).await,
         Some(Command::Serve(serve)) => run_serve(serve).await,
         None => run_serve(cli.serve).await,
     }
@@ -235,16 +250,21 @@ fn print_banner(devnet: &Devnet, test_key: bool) {
         "  fund a wallet: x402-devnet fund ADDRESS --usdc N --url {}",
         devnet.url()
     );
+    println!(
+        "  grid node registration code: x402-devnet grid-code WALLET --url {}",
+        devnet.url()
+    );
 }
 
-async fn run_fund(fund: Fund) -> anyhow::Result<()> {
+/// `POST {url}{path}` with a JSON body on a running devnet: its JSON answer.
+async fn post(url: &str, path: &str, body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
     devnet::install_crypto_provider();
     let response = reqwest::Client::new()
-        .post(format!("{}/devnet/fund", fund.url))
-        .json(&json!({ "address": fund.address, "usdc": fund.usdc }))
+        .post(format!("{url}{path}"))
+        .json(&body)
         .send()
         .await
-        .with_context(|| format!("is the devnet running at {}?", fund.url))?;
+        .with_context(|| format!("is the devnet running at {url}?"))?;
     let status = response.status();
     let body: serde_json::Value = response
         .json()
@@ -253,6 +273,30 @@ async fn run_fund(fund: Fund) -> anyhow::Result<()> {
     if !status.is_success() {
         bail!("the devnet refused: {}", body["error"]);
     }
+    Ok(body)
+}
+
+async fn run_fund(fund: Fund) -> anyhow::Result<()> {
+    let body = post(
+        &fund.url,
+        "/devnet/fund",
+        json!({ "address": fund.address, "usdc": fund.usdc }),
+    )
+    .await?;
     println!("{}", serde_json::to_string_pretty(&body)?);
+    Ok(())
+}
+
+async fn run_grid_code(code: GridCode) -> anyhow::Result<()> {
+    let body = post(
+        &code.url,
+        "/devnet/grid/codes",
+        json!({ "wallet_address": code.wallet }),
+    )
+    .await?;
+    let code = body["registration_code"]
+        .as_str()
+        .context("the devnet's answer has no registration_code")?;
+    println!("{code}");
     Ok(())
 }
