@@ -415,6 +415,49 @@ async fn sgl_start_serves_a_model_tells_systemd_and_sgl_status_shows_the_engine_
     let model = llama.model.display().to_string();
     let server = llama.server.display().to_string();
 
+    // The service runs this model with the llama-server found now, both readable in its
+    // sandbox, at the service's default of half the machine.
+    let unit = sgl(
+        &devnet,
+        &dir,
+        &[
+            "service",
+            "install",
+            "--print",
+            "--model-path",
+            &model,
+            "--llama-server",
+            &server,
+        ],
+    )
+    .await;
+    if cfg!(target_os = "linux") {
+        assert_eq!(unit.code, 0, "{}", unit.stderr);
+        let exec = unit
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("ExecStart="))
+            .unwrap();
+        for word in [
+            format!("\"--model-path\" \"{model}\""),
+            format!("\"--llama-server\" \"{server}\""),
+            "\"--resource-percent\" \"50\"".to_owned(),
+        ] {
+            assert!(exec.contains(&word), "{word} not in {exec}");
+        }
+        let bound = unit
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("BindReadOnlyPaths="))
+            .unwrap();
+        let bin_dir = llama.server.parent().unwrap().display().to_string();
+        assert!(
+            bound.contains(&model) && bound.contains(&bin_dir),
+            "{bound}"
+        );
+        assert!(unit.stdout.contains("Type=notify"));
+    }
+
     // Bad engine settings are refused before anything starts.
     let refused = tokio::process::Command::new(env!("CARGO_BIN_EXE_sgl"))
         .arg("--config-dir")
