@@ -586,6 +586,19 @@ async fn run(cli: Cli) -> Result<()> {
             config.drain_timeout = Duration::from_secs(drain_timeout);
             config.binary_hash = hardware::binary_hash();
             config.persist_token = Some(dir.token_persister());
+            if let Some(previous) = dir.load_runtime() {
+                let fresh = !previous.is_stale(unix_ms()) && process_alive(previous.pid);
+                if fresh && previous.pid != std::process::id() {
+                    bail!(
+                        "another `sgl start` (pid {}) runs with {}; stop it first (two processes with one node identity fight over its jobs)",
+                        previous.pid,
+                        dir.path().display()
+                    );
+                }
+                if let Some(orphan) = previous.engine.as_ref().and_then(|e| e.pid) {
+                    stop_orphaned_engine(orphan);
+                }
+            }
             let server = match engine.options(100)? {
                 Some(options) => {
                     let plan = sgl_node::llama::plan(&options, &Hardware::detect())?;
@@ -941,6 +954,28 @@ fn print_status(report: &StatusReport, dir: &ConfigDir) {
     if let Some(error) = &engine.last_error {
         println!("  last error:  {error}");
     }
+}
+
+/// Stops a llama-server that a previous `sgl start`, killed hard, left running (Linux: its
+/// command line must be one `sgl` writes, so a reused pid is left alone).
+fn stop_orphaned_engine(pid: u32) {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let ours = [b"--cont-batching".as_slice(), b"--alias", b"--host"]
+        .iter()
+        .all(|flag| args.contains(flag));
+    if !ours {
+        return;
+    }
+    tracing::warn!(
+        pid,
+        "a llama-server left by a previous sgl start is still running: stopping it"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
 }
 
 /// Whether process `pid` exists (Linux's `/proc`; elsewhere assumed, and the report's age

@@ -583,6 +583,28 @@ async fn sgl_start_serves_a_model_tells_systemd_and_sgl_status_shows_the_engine_
     );
     assert!(human.stdout.contains("1 in all"), "{}", human.stdout);
 
+    // A second node on the same identity is refused while this one runs.
+    let engine_args = [
+        "start",
+        "--model-path",
+        &model,
+        "--llama-server",
+        &server,
+        "--inference-port",
+        "0",
+        "--context-size",
+        "2048",
+        "--heartbeat-interval",
+        "1",
+    ];
+    let second = sgl(&devnet, &dir, &engine_args).await;
+    assert_eq!(second.code, 1);
+    assert!(
+        second.stderr.contains("another `sgl start`"),
+        "{}",
+        second.stderr
+    );
+
     // SIGTERM: drains, stops llama-server, tells systemd, and leaves no runtime behind.
     let new_engine = recovered["runtime"]["engine"]["pid"].as_u64().unwrap();
     let pid = start.id().unwrap().to_string();
@@ -606,4 +628,64 @@ async fn sgl_start_serves_a_model_tells_systemd_and_sgl_status_shows_the_engine_
     );
     assert!(status_json(&devnet, &dir).await["runtime"].is_null());
     assert!(log.contains("llama-server is healthy"), "{log}");
+
+    // Killed hard, the node leaves its llama-server behind; the next start stops it.
+    let mut start = tokio::process::Command::new(env!("CARGO_BIN_EXE_sgl"))
+        .arg("--config-dir")
+        .arg(&dir)
+        .args(["--orchestrator-url", devnet.url()])
+        .args(engine_args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let running = until_status(&devnet, &dir, "the engine ready", |r| {
+        r["runtime"]["engine"]["phase"] == "ready" && r["runtime"]["pid"] == start.id().unwrap()
+    })
+    .await;
+    let orphan = running["runtime"]["engine"]["pid"].as_u64().unwrap();
+    start.kill().await.unwrap();
+    start.wait().await.unwrap();
+    assert!(Path::new(&format!("/proc/{orphan}")).exists());
+    let stale = status_json(&devnet, &dir).await;
+    assert_eq!(stale["runtime_stale"], true, "{stale}");
+    let human = sgl(&devnet, &dir, &["status"]).await;
+    assert!(human.stdout.contains("NOT RUNNING"), "{}", human.stdout);
+    let mut again = tokio::process::Command::new(env!("CARGO_BIN_EXE_sgl"))
+        .arg("--config-dir")
+        .arg(&dir)
+        .args(["--orchestrator-url", devnet.url()])
+        .args(engine_args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    until_status(&devnet, &dir, "the engine ready again", |r| {
+        r["runtime"]["engine"]["phase"] == "ready" && r["runtime"]["pid"] == again.id().unwrap()
+    })
+    .await;
+    let gone = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        // Once stopped it is gone, or a zombie with no command line until init reaps it.
+        while Path::new(&format!("/proc/{orphan}/cmdline")).exists()
+            && std::fs::read(format!("/proc/{orphan}/cmdline")).is_ok_and(|c| !c.is_empty())
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        gone.is_ok(),
+        "the orphaned llama-server {orphan} is still running"
+    );
+    let pid = again.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(again.wait().await.unwrap().success());
 }

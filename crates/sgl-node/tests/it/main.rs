@@ -210,6 +210,8 @@ struct TestEngine {
     hang: bool,
     /// Serves embeddings.
     embeddings: bool,
+    /// The stream fails after this many deltas (the engine died).
+    fail_after: Option<usize>,
 }
 
 impl TestEngine {
@@ -220,6 +222,7 @@ impl TestEngine {
             generated: Arc::default(),
             hang: false,
             embeddings: false,
+            fail_after: None,
         }
     }
 
@@ -263,12 +266,20 @@ impl Engine for TestEngine {
         let delay = self.delay;
         let generated = self.generated.clone();
         let hang = self.hang;
+        let fail_after = self.fail_after;
         let events = futures_util::stream::unfold(0usize, move |n| {
             let deltas = deltas.clone();
             let generated = generated.clone();
             async move {
                 if hang {
                     std::future::pending::<()>().await;
+                }
+                if fail_after == Some(n) {
+                    let died = sgl_node::Error::Engine("llama-server exited (signal: 9)".into());
+                    return Some((Err(died), usize::MAX));
+                }
+                if n == usize::MAX {
+                    return None;
                 }
                 if n < deltas.len() {
                     tokio::time::sleep(delay).await;
@@ -377,6 +388,17 @@ fn open_stream(
     sealed: seal::SealedRequest,
     nonce: &str,
 ) -> Vec<String> {
+    open_chunks(job_id, chunks, sealed, nonce, true)
+}
+
+/// Opens `chunks` in order; with `complete`, the stream must also have ended.
+fn open_chunks(
+    job_id: &str,
+    chunks: &[Value],
+    sealed: seal::SealedRequest,
+    nonce: &str,
+    complete: bool,
+) -> Vec<String> {
     let public = keypair().public_b58();
     let mut opener = sealed.response.stream(nonce);
     let mut texts = Vec::new();
@@ -402,7 +424,13 @@ fn open_stream(
             .unwrap();
         texts.push(String::from_utf8(opened).unwrap());
     }
-    opener.finish().unwrap();
+    match complete {
+        true => opener.finish().unwrap(),
+        false => assert!(
+            opener.finish().is_err(),
+            "a cut stream must not look complete"
+        ),
+    }
     texts
 }
 
@@ -599,6 +627,45 @@ async fn a_closed_stream_stops_generating_and_bills_only_what_reached_the_client
     assert_eq!(texts, ["t0 ", "t1 t2 t3 t4 t5 t6 ", ""]);
     let last = within(node.shutdown()).await;
     assert_eq!((last.completed, last.failed), (1, 0));
+}
+
+#[tokio::test]
+async fn an_engine_dying_mid_stream_reports_why_and_the_tokens_already_delivered() {
+    let (coordinator, url) = coordinator().await;
+    let (job, sealed, nonce) = sealed_job("job-died", true);
+    coordinator.with(|s| s.pending = vec![job]);
+    let mut engine = TestEngine::new(40);
+    // Chunks of 1 and 6 deltas go out; the engine dies inside the third.
+    engine.fail_after = Some(10);
+    let mut config = config(&url);
+    config.websocket = false;
+    let node = start(config, engine);
+    eventually("the error chunk", || {
+        coordinator.with(|s| s.chunks.iter().any(|(_, c)| c["error"] == true))
+    })
+    .await;
+    let chunks: Vec<Value> =
+        coordinator.with(|s| s.chunks.iter().map(|(_, c)| c.clone()).collect());
+    assert_eq!(chunks.len(), 3, "{chunks:?}");
+    let error = &chunks[2];
+    assert_eq!(
+        error["reason"],
+        "engine error: llama-server exited (signal: 9)"
+    );
+    // Only the 1 + 6 tokens of the chunks the coordinator took; none of the three generated
+    // since.
+    assert_eq!(
+        error["usage"],
+        json!({"prompt_tokens": 0, "completion_tokens": 7, "total_tokens": 7})
+    );
+    let texts = open_chunks("job-died", &chunks[..2], sealed, &nonce, false);
+    assert_eq!(texts, ["t0 ", "t1 t2 t3 t4 t5 t6 "]);
+    let last = within(node.shutdown()).await;
+    assert_eq!((last.completed, last.failed), (0, 1));
+    assert!(
+        coordinator.with(|s| s.fails.is_empty()),
+        "no /fail after a reported error"
+    );
 }
 
 #[tokio::test]
