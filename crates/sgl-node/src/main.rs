@@ -30,7 +30,7 @@ use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
 use sgl_node::hardware::{self, Hardware};
-use sgl_node::llama::{EngineOptions, EngineStatus, LlamaServer, Phase, SpawnLauncher};
+use sgl_node::llama::{EngineOptions, EngineStatus, LlamaServer, Phase};
 use sgl_node::register::{self, Registration};
 use sgl_node::status::RuntimeReport;
 use sgl_node::status::StatusReport;
@@ -612,15 +612,7 @@ async fn run(cli: Cli) -> Result<()> {
                         context = plan.command.context,
                         "starting the engine"
                     );
-                    let launcher = SpawnLauncher::new(plan.command.clone());
-                    let drained = launcher.drained();
-                    Some(Arc::new(LlamaServer::start(
-                        plan.command.model_name.clone(),
-                        plan.command.context,
-                        Box::new(launcher),
-                        plan.supervision,
-                        Some(drained),
-                    )))
+                    Some(Arc::new(LlamaServer::spawn(&plan)))
                 }
                 None => {
                     tracing::warn!(

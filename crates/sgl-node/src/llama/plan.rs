@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use super::preset::{self, Preset};
-use super::process::ServerCommand;
-use super::supervisor::Supervision;
+use super::process::{ServerCommand, SpawnLauncher};
+use super::supervisor::{LlamaServer, Supervision};
 use crate::hardware::Hardware;
 use crate::{Error, Result};
 
@@ -66,6 +66,21 @@ pub struct Plan {
     pub model_bytes: u64,
     /// The supervision, with the wedge threshold for this model's size.
     pub supervision: Supervision,
+}
+
+impl LlamaServer {
+    /// Starts supervising a real `llama-server` run as `plan` says (see [`LlamaServer::start`]).
+    pub fn spawn(plan: &Plan) -> LlamaServer {
+        let launcher = SpawnLauncher::new(plan.command.clone());
+        let drained = launcher.drained();
+        LlamaServer::start(
+            plan.command.model_name.clone(),
+            plan.command.context,
+            Box::new(launcher),
+            plan.supervision,
+            Some(drained),
+        )
+    }
 }
 
 /// The model name a GGUF path gives: its file stem.

@@ -385,15 +385,7 @@ async fn a_chatty_engine_is_drained_and_does_not_wedge() {
     options.context = 1024;
     options.model_name = Some("smol".into());
     let plan = sgl_node::llama::plan(&options, &sgl_node::hardware::Hardware::detect()).unwrap();
-    let launcher = sgl_node::llama::SpawnLauncher::new(plan.command.clone());
-    let drained = launcher.drained();
-    let engine = LlamaServer::start(
-        "smol".into(),
-        1024,
-        Box::new(launcher),
-        plan.supervision,
-        Some(drained),
-    );
+    let engine = LlamaServer::spawn(&plan);
     let mut status = engine.subscribe();
     tokio::time::timeout(
         Duration::from_secs(120),
