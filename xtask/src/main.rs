@@ -3,8 +3,9 @@
 //! - `cargo xtask ci`: exactly what CI runs (`.ci/run` calls it).
 //! - `cargo xtask interop`: cross-checks x402-core's payment headers with independent
 //!   implementations (Python eth-account and solders, in a pinned venv).
-//! - `cargo xtask bench [SECONDS]`: the criterion benchmarks, then the load test of durable
-//!   settlement (8 concurrent payers for SECONDS, default 60).
+//! - `cargo xtask bench [SECONDS]`: the criterion benchmarks, the grid's overhead with the real
+//!   model, then the load test of durable settlement (8 concurrent payers for SECONDS, default
+//!   60).
 //! - `cargo xtask fuzz [SECONDS]`: runs the cargo-fuzz target for a while (not part of CI).
 //! - `cargo xtask tools`: installs the pinned anvil, solc and OpenZeppelin into `.tools/npm`,
 //!   and the pinned llama-server and SmolLM2 GGUF into `.tools/llama`.
@@ -333,7 +334,8 @@ fn json_string(line: &str, key: &str) -> Option<String> {
     Some(line[start..end].to_owned())
 }
 
-/// The criterion benchmarks, then the load test of durable settlement for `seconds`.
+/// The criterion benchmarks, the grid's overhead with the real model (`grid_engine`), then the
+/// load test of durable settlement for `seconds`.
 fn bench(seconds: &str) -> anyhow::Result<()> {
     run(cargo().args([
         "bench",
@@ -345,6 +347,17 @@ fn bench(seconds: &str) -> anyhow::Result<()> {
         "x402-reqwest",
         "-p",
         "grid-api",
+        "--features",
+        FEATURES,
+    ]))?;
+    // The grid against the same llama-server called directly, with the real model.
+    tools()?;
+    run(cargo().args([
+        "bench",
+        "-p",
+        "cli",
+        "--bench",
+        "grid_engine",
         "--features",
         FEATURES,
     ]))?;
