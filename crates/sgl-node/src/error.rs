@@ -57,6 +57,9 @@ pub enum Error {
     /// The inference engine failed.
     #[error("engine error: {0}")]
     Engine(String),
+    /// The connection to the engine failed or broke (it may have died).
+    #[error("engine error: {0}")]
+    EngineUnreachable(String),
     /// The engine does not do what was asked.
     #[error("{0}")]
     Unsupported(String),

@@ -182,10 +182,9 @@ impl EngineFlags {
         let env = std::env::var_os("SGL_LLAMA_SERVER").filter(|v| !v.is_empty());
         let explicit = self.llama_server.clone().or(env.map(PathBuf::from));
         let path = std::env::var_os("PATH");
-        Ok(sgl_node::llama::find_llama_server(
-            explicit.as_deref(),
-            path.as_deref(),
-        )?)
+        let found = sgl_node::llama::find_llama_server(explicit.as_deref(), path.as_deref())?;
+        // Absolute and with symlinks resolved: the service unit runs and binds the real file.
+        std::fs::canonicalize(&found).with_context(|| format!("cannot resolve {}", found.display()))
     }
 
     /// The engine's options, when a model is given.
@@ -200,8 +199,13 @@ impl EngineFlags {
             ),
             Some(other) => bail!("SGL_ENGINE={other} is not an engine; use server"),
         }
-        let model_path = std::path::absolute(model_path)
-            .with_context(|| format!("cannot resolve {}", model_path.display()))?;
+        // Absolute, symlinks resolved: the unit binds and names the real file.
+        let model_path = std::fs::canonicalize(model_path).with_context(|| {
+            format!(
+                "cannot read the model {}; give --model-path a GGUF file",
+                model_path.display()
+            )
+        })?;
         let mut options = EngineOptions::new(model_path, self.llama_server()?);
         options.model_name = self.model_name.clone();
         options.port = self.inference_port;
@@ -358,7 +362,16 @@ fn service_spec(
     let exe = std::env::current_exe().context("cannot find this executable")?;
     let mut spec = sgl_node::service::ServiceSpec::new(exe, args);
     if let Some(options) = options {
-        spec.engine_dir = options.llama_server.parent().map(PathBuf::from);
+        // The binary's real directory, and a `lib` beside it (Homebrew's and most prefixes'
+        // layout), so the sandbox can load it.
+        if let Some(bin) = options.llama_server.parent() {
+            spec.engine_dirs.push(bin.to_path_buf());
+            if let Some(lib) = bin.parent().map(|prefix| prefix.join("lib"))
+                && lib.is_dir()
+            {
+                spec.engine_dirs.push(lib);
+            }
+        }
         spec.model_path = Some(options.model_path);
     }
     Ok(spec)
@@ -586,18 +599,11 @@ async fn run(cli: Cli) -> Result<()> {
             config.drain_timeout = Duration::from_secs(drain_timeout);
             config.binary_hash = hardware::binary_hash();
             config.persist_token = Some(dir.token_persister());
-            if let Some(previous) = dir.load_runtime() {
-                let fresh = !previous.is_stale(unix_ms()) && process_alive(previous.pid);
-                if fresh && previous.pid != std::process::id() {
-                    bail!(
-                        "another `sgl start` (pid {}) runs with {}; stop it first (two processes with one node identity fight over its jobs)",
-                        previous.pid,
-                        dir.path().display()
-                    );
-                }
-                if let Some(orphan) = previous.engine.as_ref().and_then(|e| e.pid) {
-                    stop_orphaned_engine(orphan);
-                }
+            // One node per identity: the lock is held until this process ends.
+            let _lock = lock_config_dir(&dir)?;
+            // Holding it, any earlier node is gone; a llama-server it left is stopped.
+            if let Some(engine) = dir.load_runtime().and_then(|previous| previous.engine) {
+                stop_orphaned_engine(&engine).await;
             }
             let server = match engine.options(100)? {
                 Some(options) => {
@@ -948,26 +954,73 @@ fn print_status(report: &StatusReport, dir: &ConfigDir) {
     }
 }
 
-/// Stops a llama-server that a previous `sgl start`, killed hard, left running (Linux: its
-/// command line must be one `sgl` writes, so a reused pid is left alone).
-fn stop_orphaned_engine(pid: u32) {
+/// Takes the config directory's `sgl.lock` for this process's life.
+fn lock_config_dir(dir: &ConfigDir) -> Result<std::fs::File> {
+    let path = dir.path().join("sgl.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another `sgl start` runs with {} (it holds {}); stop it first: two processes with one node identity fight over its jobs",
+            dir.path().display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(error).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+/// Whether process `pid` runs with a command line (a zombie has none).
+fn running(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+}
+
+/// Stops the llama-server a previous `sgl start`, killed hard, left running: the process must
+/// still be the one `sgl` started (Linux: its command line has that engine's `--port` and
+/// `--alias`), so a reused pid is left alone. SIGTERM, up to 10 s, then SIGKILL; the new
+/// engine starts once it is gone (its memory free).
+async fn stop_orphaned_engine(engine: &EngineStatus) {
+    let (Some(pid), Some(base)) = (engine.pid, engine.base_url.as_deref()) else {
+        return;
+    };
+    let Some(port) = base.rsplit(':').next() else {
+        return;
+    };
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return;
     };
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let ours = [b"--cont-batching".as_slice(), b"--alias", b"--host"]
-        .iter()
-        .all(|flag| args.contains(flag));
-    if !ours {
+    let follows = |flag: &str, value: &str| {
+        args.windows(2)
+            .any(|pair| pair[0] == flag.as_bytes() && pair[1] == value.as_bytes())
+    };
+    if !follows("--port", port) || !follows("--alias", &engine.model) {
         return;
     }
     tracing::warn!(
         pid,
         "a llama-server left by a previous sgl start is still running: stopping it"
     );
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
+    let signal = |name: &str| {
+        let _ = std::process::Command::new("kill")
+            .args([name, &pid.to_string()])
+            .status();
+    };
+    signal("-TERM");
+    for _ in 0..100 {
+        if !running(pid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tracing::warn!(pid, "the old llama-server ignored SIGTERM: killing it");
+    signal("-KILL");
 }
 
 /// Whether process `pid` exists (Linux's `/proc`; elsewhere assumed, and the report's age
@@ -1015,10 +1068,18 @@ async fn report_runtime(
             write_runtime(dir, &snapshot, server);
             return engine.last_error.clone().unwrap_or_default();
         }
-        let current = (snapshot, engine);
+        // The engine's log volume alone is no reason to rewrite the file.
+        let current = (
+            snapshot,
+            engine.map(|mut engine| {
+                engine.drained_bytes = 0;
+                engine
+            }),
+        );
         let due = written.elapsed() >= Duration::from_secs(RuntimeReport::REFRESH_SECS);
         if due || last.as_ref() != Some(&current) {
-            write_runtime(dir, &current.0, server);
+            // A small file written and synced: off the async workers' way.
+            tokio::task::block_in_place(|| write_runtime(dir, &current.0, server));
             written = tokio::time::Instant::now();
             let status = match &current.1 {
                 Some(engine) => format!(

@@ -3,7 +3,9 @@
 //! log and model paths bound back in, instead of `ProtectHome=true`, which hides an `sgl` or a
 //! model kept under `$HOME` (the reference's documented pitfall) while still keeping the rest
 //! of the home directory (SSH keys, wallets) out of the node's sight. The llama-server's
-//! directory is bound in read-only too. `Type=notify`: `sgl start` says when it is ready
+//! directory is bound in read-only too. `KillMode=mixed`: SIGTERM reaches `sgl` alone, which
+//! lets running jobs finish (30 s) and hands back the rest before it stops llama-server;
+//! `TimeoutStopSec=180` covers that drain and the hand-back posts. `Type=notify`: `sgl start` says when it is ready
 //! (`sd-notify`) and keeps a `STATUS=` line with its engine's phase for `systemctl status`.
 //! A plain function, tested on every OS; `systemd-analyze verify` checks it where systemd is
 //! installed.
@@ -28,9 +30,9 @@ pub struct ServiceSpec {
     pub args: Vec<String>,
     /// The model file, made readable inside the sandbox.
     pub model_path: Option<PathBuf>,
-    /// The directory of the `llama-server` the node runs (the binary and the libraries beside
-    /// it), made readable inside the sandbox.
-    pub engine_dir: Option<PathBuf>,
+    /// The directories of the `llama-server` the node runs (its own, and its libraries'),
+    /// made readable inside the sandbox.
+    pub engine_dirs: Vec<PathBuf>,
 }
 
 impl ServiceSpec {
@@ -40,7 +42,7 @@ impl ServiceSpec {
             exe,
             args,
             model_path: None,
-            engine_dir: None,
+            engine_dirs: Vec::new(),
         }
     }
 }
@@ -88,9 +90,7 @@ pub fn systemd_unit(spec: &ServiceSpec) -> String {
     if let Some(model) = &spec.model_path {
         read_only.push(path_item(model));
     }
-    if let Some(engine) = &spec.engine_dir {
-        read_only.push(path_item(engine));
-    }
+    read_only.extend(spec.engine_dirs.iter().map(|dir| path_item(dir)));
     format!(
         "# Written by `sgl service install`; `sgl service uninstall` removes it.
 [Unit]
@@ -104,6 +104,8 @@ NotifyAccess=main
 ExecStart={exec}
 Restart=always
 RestartSec=15
+KillMode=mixed
+TimeoutStopSec=180
 StandardOutput=append:%h/.local/share/sgl-node/sgl-node.log
 StandardError=append:%h/.local/share/sgl-node/sgl-node.log
 NoNewPrivileges=yes
@@ -197,7 +199,7 @@ mod tests {
             ],
         );
         spec.model_path = Some(PathBuf::from("/models/my model.gguf"));
-        spec.engine_dir = Some(PathBuf::from("/opt/llama/bin"));
+        spec.engine_dirs = vec![PathBuf::from("/opt/llama/bin")];
         spec
     }
 
@@ -207,6 +209,8 @@ mod tests {
         for line in [
             "Restart=always",
             "RestartSec=15",
+            "KillMode=mixed",
+            "TimeoutStopSec=180",
             "NoNewPrivileges=yes",
             "ProtectSystem=strict",
             "ProtectHome=tmpfs",

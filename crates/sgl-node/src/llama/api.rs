@@ -1,6 +1,8 @@
 //! The parts of llama-server's HTTP API the node calls (§4.2): `GET /health`,
-//! `POST /v1/chat/completions` (whole and streamed, with `stream_options.include_usage`) and
-//! `POST /tokenize`.
+//! `POST /v1/chat/completions` (streamed, with `stream_options.include_usage`; the engine
+//! collects whole answers from the stream, so every token is progress for its watchdog) and
+//! `POST /tokenize`. A connection that fails or breaks is [`Error::EngineUnreachable`], an
+//! answer the server refuses [`Error::Engine`].
 //!
 //! A stream yields the content deltas, then [`StreamEvent::Done`] with the server's usage when
 //! `data: [DONE]` arrives; usage missing from the stream counts the deltas (as the reference
@@ -15,11 +17,8 @@ use grid_proto::node::ChatRequest;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::engine::{Completion, StreamEvent};
+use crate::engine::StreamEvent;
 use crate::{Error, Result};
-
-/// The largest whole answer read from the engine.
-const MAX_ANSWER: usize = 16 * 1024 * 1024;
 
 /// One instance's API.
 #[derive(Clone, Debug)]
@@ -59,6 +58,10 @@ fn body(request: &ChatRequest, stream: bool) -> Value {
 
 fn engine_error(context: &str, error: impl std::fmt::Display) -> Error {
     Error::Engine(format!("{context}: {error}"))
+}
+
+fn unreachable(context: &str, error: impl std::fmt::Display) -> Error {
+    Error::EngineUnreachable(format!("{context}: {error}"))
 }
 
 /// The message of an `{"error": {...}}` answer, or the text.
@@ -134,7 +137,7 @@ impl Api {
             .json(body)
             .send()
             .await
-            .map_err(|e| engine_error("llama-server did not answer", e))?;
+            .map_err(|e| unreachable("llama-server did not answer", e))?;
         if answer.status().is_success() {
             return Ok(answer);
         }
@@ -144,53 +147,6 @@ impl Api {
             "llama-server answered {status}: {}",
             error_message(&text)
         )))
-    }
-
-    /// A whole chat completion.
-    pub(crate) async fn chat(&self, request: &ChatRequest) -> Result<Completion> {
-        #[derive(Deserialize)]
-        struct Answer {
-            choices: Vec<Choice>,
-            usage: Option<WireUsage>,
-        }
-        #[derive(Deserialize)]
-        struct Choice {
-            message: Message,
-        }
-        #[derive(Deserialize)]
-        struct Message {
-            #[serde(default)]
-            content: Option<String>,
-        }
-        let answer = self
-            .send("/v1/chat/completions", &body(request, false))
-            .await?;
-        if answer
-            .content_length()
-            .is_some_and(|n| n > MAX_ANSWER as u64)
-        {
-            return Err(Error::Engine("llama-server's answer is too large".into()));
-        }
-        let bytes = answer
-            .bytes()
-            .await
-            .map_err(|e| engine_error("llama-server's answer was cut", e))?;
-        if bytes.len() > MAX_ANSWER {
-            return Err(Error::Engine("llama-server's answer is too large".into()));
-        }
-        let answer: Answer = serde_json::from_slice(&bytes)
-            .map_err(|e| engine_error("unreadable answer from llama-server", e))?;
-        let content = answer
-            .choices
-            .into_iter()
-            .next()
-            .and_then(|c| c.message.content)
-            .unwrap_or_default();
-        let usage = answer
-            .usage
-            .map(Usage::from)
-            .ok_or_else(|| Error::Engine("llama-server's answer carries no usage".into()))?;
-        Ok(Completion { content, usage })
     }
 
     /// A streamed chat completion: deltas, then `Done` with the usage.
@@ -282,11 +238,11 @@ impl StreamState {
                 Some(Ok(event)) => event,
                 Some(Err(error)) => {
                     self.done = true;
-                    return Some(Err(engine_error("llama-server's stream broke", error)));
+                    return Some(Err(unreachable("llama-server's stream broke", error)));
                 }
                 None => {
                     self.done = true;
-                    return Some(Err(Error::Engine(
+                    return Some(Err(Error::EngineUnreachable(
                         "llama-server's stream ended before [DONE]".into(),
                     )));
                 }

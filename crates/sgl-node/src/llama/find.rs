@@ -47,6 +47,9 @@ pub fn find_llama_server(explicit: Option<&Path>, path: Option<&OsStr>) -> Resul
     let on_path = path
         .map(|path| {
             std::env::split_paths(path)
+                // A relative entry (`.`, or an empty one) would run whatever is in the
+                // current directory.
+                .filter(|dir| dir.is_absolute())
                 .map(|dir| dir.join("llama-server"))
                 .collect::<Vec<_>>()
         })

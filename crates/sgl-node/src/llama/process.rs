@@ -7,7 +7,9 @@
 //! `sgl_node::llama_server` — error lines at `warn`, the rest at `debug` — cut at
 //! [`MAX_LINE`] bytes; the bytes read are counted for `sgl status`.
 //!
-//! The server listens on 127.0.0.1 only, with a fresh random API key per start passed in its
+//! The server runs in a process group of its own, so a terminal's Ctrl-C (or a service
+//! manager's SIGTERM, with `KillMode=mixed`) reaches only `sgl`, which drains its running jobs
+//! before it stops the engine. The server listens on 127.0.0.1 only, with a fresh random API key per start passed in its
 //! environment (`LLAMA_ARG_API_KEY`, readable only by the operator's own user), so another
 //! local user cannot use the engine behind the node's back. `/health` needs no key.
 
@@ -187,6 +189,10 @@ impl Launch for SpawnLauncher {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        // Its own process group: a Ctrl-C at the terminal reaches `sgl`, which drains its jobs
+        // and then stops the engine, not both at once.
+        #[cfg(unix)]
+        command.process_group(0);
         let mut child = command.spawn().map_err(|e| {
             Error::Engine(format!(
                 "cannot start {}: {e}",

@@ -145,8 +145,8 @@ struct Inner {
     launcher: Box<dyn Launch>,
     drained: Option<Arc<AtomicU64>>,
     status: watch::Sender<EngineStatus>,
-    /// Bumped at every restart: requests of an older generation are cut.
-    generation: watch::Sender<u64>,
+    /// Bumped at every restart or stop, with why: requests of an older generation are cut.
+    generation: watch::Sender<(u64, String)>,
     /// The API of the ready instance, with its generation.
     api: Mutex<Option<(u64, Api)>>,
     last_progress: Mutex<Instant>,
@@ -186,7 +186,7 @@ impl LlamaServer {
             launcher,
             drained,
             status: watch::channel(status).0,
-            generation: watch::channel(0).0,
+            generation: watch::channel((0, String::new())).0,
             api: Mutex::new(None),
             last_progress: Mutex::new(Instant::now()),
             stop: watch::channel(false).0,
@@ -197,9 +197,11 @@ impl LlamaServer {
             let run = std::panic::AssertUnwindSafe(supervise(supervisor.clone()));
             if futures_util::FutureExt::catch_unwind(run).await.is_err() {
                 tracing::error!("llama-server's supervisor panicked: the engine is stopped");
+                let why = "the engine's supervisor panicked (a bug)";
+                supervisor.retire(why);
                 supervisor.update(|s| {
                     s.phase = Phase::Failed;
-                    s.last_error = Some("the engine's supervisor panicked (a bug)".into());
+                    s.last_error = Some(why.into());
                 });
             }
         });
@@ -240,6 +242,18 @@ impl Drop for LlamaServer {
 impl Inner {
     fn update(&self, change: impl FnOnce(&mut EngineStatus)) {
         self.status.send_modify(change);
+    }
+
+    /// Takes the model off and cuts the requests of the current instance, saying `why`.
+    fn retire(&self, why: &str) {
+        self.api
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        self.generation.send_modify(|(g, reason)| {
+            *g += 1;
+            why.clone_into(reason);
+        });
     }
 
     fn progress(&self) {
@@ -291,26 +305,26 @@ impl Inner {
         self.update(|s| s.wedges = 0);
     }
 
-    /// `error` from a request of `generation`, or, when the engine is being restarted (its
-    /// connection broke because the process died, say), the restart's reason: the supervisor
-    /// is given a moment to notice.
+    /// `error` from a request of `generation`; when the connection to the engine failed (the
+    /// process died, say), the supervisor is given a moment to notice, and the restart's reason
+    /// is told instead.
     async fn explain(&self, generation: u64, error: Error) -> Error {
+        if !matches!(error, Error::EngineUnreachable(_)) {
+            return error;
+        }
         match tokio::time::timeout(RESTART_NOTICE, self.restarted(generation)).await {
             Ok(restarted) => restarted,
             Err(_) => error,
         }
     }
 
-    /// Resolves when the engine is restarted after `generation`, with the reason.
+    /// Resolves when the engine is restarted or stopped after `generation`, with why.
     async fn restarted(&self, generation: u64) -> Error {
         let mut receiver = self.generation.subscribe();
-        let _ = receiver.wait_for(|g| *g != generation).await;
-        let reason = self
-            .status
-            .borrow()
-            .last_error
-            .clone()
-            .unwrap_or_else(|| "it was stopped".into());
+        let reason = match receiver.wait_for(|(g, _)| *g != generation).await {
+            Ok(current) => current.1.clone(),
+            Err(_) => "the engine is gone".into(),
+        };
         Error::Engine(format!(
             "llama-server was restarted while the job ran ({reason})"
         ))
@@ -347,19 +361,20 @@ impl Engine for LlamaServer {
         self.inner.context
     }
 
+    /// Collected from a stream: every token is progress for the watchdog, so a long whole
+    /// answer is not taken for a wedge.
     async fn chat(&self, request: &ChatRequest) -> Result<Completion> {
-        let (generation, api) = self.inner.ready()?;
-        let _busy = self.inner.busy();
-        tokio::select! {
-            answer = api.chat(request) => match answer {
-                Ok(answer) => {
-                    self.inner.completed();
-                    Ok(answer)
-                }
-                Err(error) => Err(self.inner.explain(generation, error).await),
-            },
-            error = self.inner.restarted(generation) => Err(error),
+        let mut events = self.chat_stream(request).await?;
+        let mut content = String::new();
+        while let Some(event) = events.next().await {
+            match event? {
+                StreamEvent::Delta(text) => content.push_str(&text),
+                StreamEvent::Done(usage) => return Ok(Completion { content, usage }),
+            }
         }
+        Err(Error::Engine(
+            "llama-server's answer ended before it was complete".into(),
+        ))
     }
 
     async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream> {
@@ -524,18 +539,16 @@ async fn run_instance(
     };
     let leave = watch_instance(inner, &mut instance, &api, stop, backoff, policy).await;
     // Take the model off and cut the running requests before the process goes.
-    inner
-        .api
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .take();
-    if let Leave::Restart(reason) = &leave {
-        inner.update(|s| {
-            s.phase = Phase::Restarting;
-            s.last_error = Some(reason.clone());
-        });
+    match &leave {
+        Leave::Restart(reason) => {
+            inner.update(|s| {
+                s.phase = Phase::Restarting;
+                s.last_error = Some(reason.clone());
+            });
+            inner.retire(reason);
+        }
+        Leave::Stop => inner.retire("the node is stopping"),
     }
-    inner.generation.send_modify(|g| *g += 1);
     instance.process.kill().await;
     inner.update(|s| s.pid = None);
     leave
@@ -582,7 +595,7 @@ async fn watch_instance(
         .api
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner()) =
-        Some((*inner.generation.borrow(), api.clone()));
+        Some((inner.generation.borrow().0, api.clone()));
     inner.progress();
     inner.update(|s| {
         s.phase = Phase::Ready;

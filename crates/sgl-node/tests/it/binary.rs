@@ -438,9 +438,14 @@ async fn sgl_start_serves_a_model_tells_systemd_and_sgl_status_shows_the_engine_
             .lines()
             .find(|l| l.starts_with("ExecStart="))
             .unwrap();
+        // Absolute with symlinks resolved: the real files.
+        let real_model = std::fs::canonicalize(&llama.model).unwrap();
+        let real_model = real_model.display().to_string();
+        let real_server = std::fs::canonicalize(&llama.server).unwrap();
+        let real_server = real_server.display().to_string();
         for word in [
-            format!("\"--model-path\" \"{model}\""),
-            format!("\"--llama-server\" \"{server}\""),
+            format!("\"--model-path\" \"{real_model}\""),
+            format!("\"--llama-server\" \"{real_server}\""),
             "\"--resource-percent\" \"50\"".to_owned(),
         ] {
             assert!(exec.contains(&word), "{word} not in {exec}");
@@ -450,9 +455,10 @@ async fn sgl_start_serves_a_model_tells_systemd_and_sgl_status_shows_the_engine_
             .lines()
             .find(|l| l.starts_with("BindReadOnlyPaths="))
             .unwrap();
-        let bin_dir = llama.server.parent().unwrap().display().to_string();
+        let bin_dir = std::fs::canonicalize(llama.server.parent().unwrap()).unwrap();
+        let bin_dir = bin_dir.display().to_string();
         assert!(
-            bound.contains(&model) && bound.contains(&bin_dir),
+            bound.contains(&real_model) && bound.contains(&bin_dir),
             "{bound}"
         );
         assert!(unit.stdout.contains("Type=notify"));
@@ -652,20 +658,29 @@ async fn sgl_start_serves_a_model_tells_systemd_and_sgl_status_shows_the_engine_
     assert_eq!(stale["runtime_stale"], true, "{stale}");
     let human = sgl(&devnet, &dir, &["status"]).await;
     assert!(human.stdout.contains("NOT RUNNING"), "{}", human.stdout);
+    let again_log = home.path().join("again.log");
     let mut again = tokio::process::Command::new(env!("CARGO_BIN_EXE_sgl"))
         .arg("--config-dir")
         .arg(&dir)
         .args(["--orchestrator-url", devnet.url()])
         .args(engine_args)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&again_log).unwrap())
+        // As at a terminal: a process group that a Ctrl-C is sent to.
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    until_status(&devnet, &dir, "the engine ready again", |r| {
+    let ready = until_status(&devnet, &dir, "the engine ready again", |r| {
         r["runtime"]["engine"]["phase"] == "ready" && r["runtime"]["pid"] == again.id().unwrap()
     })
     .await;
+    // The engine leads a process group of its own (`/proc/<pid>/stat`'s fifth field).
+    let engine = ready["runtime"]["engine"]["pid"].as_u64().unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{engine}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let group: u64 = after_name.split(' ').nth(2).unwrap().parse().unwrap();
+    assert_eq!(group, engine, "{stat}");
     let gone = tokio::time::timeout(std::time::Duration::from_secs(10), async {
         // Once stopped it is gone, or a zombie with no command line until init reaps it.
         while Path::new(&format!("/proc/{orphan}/cmdline")).exists()
@@ -679,13 +694,22 @@ async fn sgl_start_serves_a_model_tells_systemd_and_sgl_status_shows_the_engine_
         gone.is_ok(),
         "the orphaned llama-server {orphan} is still running"
     );
-    let pid = again.id().unwrap().to_string();
+    // Ctrl-C at the terminal (SIGINT to the whole foreground group) reaches sgl, not its
+    // engine (a group of its own): the node stops it after draining, never seeing it crash.
+    let group = format!("-{}", again.id().unwrap());
     assert!(
         std::process::Command::new("kill")
-            .args(["-TERM", &pid])
+            .args(["-INT", "--", &group])
             .status()
             .unwrap()
             .success()
     );
-    assert!(again.wait().await.unwrap().success());
+    let exited = tokio::time::timeout(std::time::Duration::from_secs(30), again.wait())
+        .await
+        .expect("sgl start did not stop on Ctrl-C")
+        .unwrap();
+    let log = std::fs::read_to_string(&again_log).unwrap();
+    assert!(exited.success(), "{exited:?}: {log}");
+    assert!(!log.contains("restarting"), "{log}");
+    assert!(log.contains("llama-server stopped"), "{log}");
 }
