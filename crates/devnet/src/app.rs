@@ -220,6 +220,13 @@ impl Devnet {
         if let Some(solana) = &chains.solana {
             app = app.merge(solana_rpc::routes(solana.clone()));
         }
+        // Answers and stream events go out as written: without TCP_NODELAY, a small SSE event
+        // right after another waits for the first one's delayed ACK (up to 40 ms on Linux).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
+            }
+        });
         let server = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, app).await {
                 tracing::error!(%error, "devnet server stopped");
