@@ -214,6 +214,11 @@ async fn killing_llama_server_fails_the_running_job_bills_what_was_delivered_and
         reason.contains("llama-server") && reason.contains("restarted"),
         "{reason} / client saw: {error}"
     );
+    // The client is told what it paid for the part it received.
+    assert!(
+        error.contains("billed") && error.contains("tokens already delivered"),
+        "{error}"
+    );
     let usage = failed.usage.expect("the delivered tokens");
     assert_eq!(usage.prompt_tokens, 0);
     assert_eq!(
