@@ -490,6 +490,30 @@ fn job_in(c: &Connection, id: &str) -> rusqlite::Result<Option<GridJob>> {
     .optional()
 }
 
+/// Ends a job billed `cost` (its status row just `changed`, or not, when it was no longer
+/// active): the rest of the hold back to its wallet and the node's `counter` up by one, then
+/// commits. The job as it now stands, or `None` when nothing changed.
+fn settled_in(
+    tx: rusqlite::Transaction<'_>,
+    job: &GridJob,
+    changed: usize,
+    cost: u64,
+    counter: &str,
+) -> rusqlite::Result<Option<GridJob>> {
+    if changed == 0 {
+        return Ok(None);
+    }
+    refund_in(&tx, &wallet_key(&job.wallet), job.hold_micros - cost)?;
+    // `counter` is one of two column names fixed in this file, never input.
+    tx.execute(
+        &format!("UPDATE grid_nodes SET {counter} = {counter} + 1 WHERE id = ?1"),
+        params![job.node_id],
+    )?;
+    let settled = job_in(&tx, &job.id)?;
+    tx.commit()?;
+    Ok(settled)
+}
+
 /// Fails an active job inside the caller's transaction: the whole hold goes back. `None` when
 /// it was not active (or not `node`'s).
 fn fail_in(
@@ -930,17 +954,7 @@ impl Store {
                  WHERE id = ?1 AND status IN ('queued', 'running')",
                 params![id, int(cost)?, usage_json, result.text, result.kind, result.sha256, result.signature, int(now_ms)?],
             )?;
-            if changed == 0 {
-                return Ok(None);
-            }
-            refund_in(&tx, &wallet_key(&job.wallet), job.hold_micros - cost)?;
-            tx.execute(
-                "UPDATE grid_nodes SET jobs_completed = jobs_completed + 1 WHERE id = ?1",
-                params![node],
-            )?;
-            let job = job_in(&tx, id)?;
-            tx.commit()?;
-            Ok(job)
+            settled_in(tx, &job, changed, cost, "jobs_completed")
         })
     }
 
@@ -993,17 +1007,7 @@ impl Store {
                  WHERE id = ?1 AND status IN ('queued', 'running')",
                 params![id, reason, int(cost)?, usage_json, int(now_ms)?],
             )?;
-            if changed == 0 {
-                return Ok(None);
-            }
-            refund_in(&tx, &wallet_key(&job.wallet), job.hold_micros - cost)?;
-            tx.execute(
-                "UPDATE grid_nodes SET jobs_failed = jobs_failed + 1 WHERE id = ?1",
-                params![node],
-            )?;
-            let job = job_in(&tx, id)?;
-            tx.commit()?;
-            Ok(job)
+            settled_in(tx, &job, changed, cost, "jobs_failed")
         })
     }
 

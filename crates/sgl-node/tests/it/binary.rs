@@ -46,6 +46,19 @@ async fn post(devnet: &devnet::Devnet, path: &str, body: Value) -> Value {
     response.json().await.unwrap()
 }
 
+/// A single-use registration code for [`WALLET`].
+async fn code(devnet: &devnet::Devnet) -> String {
+    post(
+        devnet,
+        "/devnet/grid/codes",
+        json!({ "wallet_address": WALLET }),
+    )
+    .await["registration_code"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
@@ -57,15 +70,7 @@ async fn an_operator_runs_sgl_against_the_devnet() {
     let dir = home.path().join("sgl-node");
 
     // init with a single-use code.
-    let code = post(
-        &devnet,
-        "/devnet/grid/codes",
-        json!({ "wallet_address": WALLET }),
-    )
-    .await["registration_code"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let code = code(&devnet).await;
     let init = sgl(
         &devnet,
         &dir,
@@ -396,19 +401,10 @@ async fn sgl_start_serves_a_model_tells_systemd_and_sgl_status_shows_the_engine_
     let devnet = test_support::start().await.unwrap();
     let home = tempfile::tempdir().unwrap();
     let dir = home.path().join("sgl-node");
-    let code = post(
-        &devnet,
-        "/devnet/grid/codes",
-        json!({ "wallet_address": WALLET }),
-    )
-    .await["registration_code"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let init = sgl(
         &devnet,
         &dir,
-        &["init", "--wallet", WALLET, "--code", &code],
+        &["init", "--wallet", WALLET, "--code", &code(&devnet).await],
     )
     .await;
     assert_eq!(init.code, 0, "{}", init.stderr);
