@@ -46,6 +46,15 @@ async fn post(devnet: &devnet::Devnet, path: &str, body: Value) -> Value {
     response.json().await.unwrap()
 }
 
+/// `kill SIGNAL -- TARGET` (a pid, or `-PGID` for a process group), which must succeed.
+fn signal(name: &str, target: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([name, "--", target])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill {name} {target}");
+}
+
 /// A single-use registration code for [`WALLET`].
 async fn code(devnet: &devnet::Devnet) -> String {
     post(
@@ -262,11 +271,7 @@ async fn an_operator_runs_sgl_against_the_devnet() {
     }
     assert!(seen, "sgl start never heartbeated");
     let pid = start.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    signal("-TERM", &pid);
     let exited = tokio::time::timeout(std::time::Duration::from_secs(20), start.wait())
         .await
         .expect("sgl start did not stop on SIGTERM")
@@ -557,11 +562,7 @@ async fn sgl_start_serves_a_model_tells_systemd_and_sgl_status_shows_the_engine_
     .await;
 
     // llama-server killed under the node: restarted, and sgl status says what happened.
-    let killed = std::process::Command::new("kill")
-        .args(["-9", &engine_pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    signal("-9", &engine_pid);
     let recovered = until_status(&devnet, &dir, "the engine restarted", |r| {
         r["runtime"]["engine"]["total_restarts"] == 1 && r["runtime"]["engine"]["phase"] == "ready"
     })
@@ -610,13 +611,7 @@ async fn sgl_start_serves_a_model_tells_systemd_and_sgl_status_shows_the_engine_
     // SIGTERM: drains, stops llama-server, tells systemd, and leaves no runtime behind.
     let new_engine = recovered["runtime"]["engine"]["pid"].as_u64().unwrap();
     let pid = start.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal("-TERM", &pid);
     let exited = tokio::time::timeout(std::time::Duration::from_secs(30), start.wait())
         .await
         .expect("sgl start did not stop on SIGTERM")
@@ -693,13 +688,7 @@ async fn sgl_start_serves_a_model_tells_systemd_and_sgl_status_shows_the_engine_
     // Ctrl-C at the terminal (SIGINT to the whole foreground group) reaches sgl, not its
     // engine (a group of its own): the node stops it after draining, never seeing it crash.
     let group = format!("-{}", again.id().unwrap());
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-INT", "--", &group])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal("-INT", &group);
     let exited = tokio::time::timeout(std::time::Duration::from_secs(30), again.wait())
         .await
         .expect("sgl start did not stop on Ctrl-C")
