@@ -508,24 +508,24 @@ async fn sgl_start_serves_a_model_tells_systemd_and_sgl_status_shows_the_engine_
     let socket_path = home.path().join("notify.sock");
     let notify = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
     let log = std::fs::File::create(home.path().join("sgl.log")).unwrap();
+    let engine_args = [
+        "start",
+        "--model-path",
+        &model,
+        "--llama-server",
+        &server,
+        "--inference-port",
+        "0",
+        "--context-size",
+        "2048",
+        "--heartbeat-interval",
+        "1",
+    ];
     let mut start = tokio::process::Command::new(env!("CARGO_BIN_EXE_sgl"))
         .arg("--config-dir")
         .arg(&dir)
-        .args([
-            "--orchestrator-url",
-            devnet.url(),
-            "start",
-            "--model-path",
-            &model,
-            "--llama-server",
-            &server,
-            "--inference-port",
-            "0",
-            "--context-size",
-            "2048",
-            "--heartbeat-interval",
-            "1",
-        ])
+        .args(["--orchestrator-url", devnet.url()])
+        .args(engine_args)
         .env("NOTIFY_SOCKET", &socket_path)
         .env_remove("SGL_LOG")
         .stdout(std::process::Stdio::null())
@@ -587,19 +587,6 @@ async fn sgl_start_serves_a_model_tells_systemd_and_sgl_status_shows_the_engine_
     assert!(human.stdout.contains("1 in all"), "{}", human.stdout);
 
     // A second node on the same identity is refused while this one runs.
-    let engine_args = [
-        "start",
-        "--model-path",
-        &model,
-        "--llama-server",
-        &server,
-        "--inference-port",
-        "0",
-        "--context-size",
-        "2048",
-        "--heartbeat-interval",
-        "1",
-    ];
     let second = sgl(&devnet, &dir, &engine_args).await;
     assert_eq!(second.code, 1);
     assert!(
