@@ -181,9 +181,17 @@ impl ConfigDir {
             path: path.clone(),
             reason: e.to_string(),
         })?;
+        // A relative path is the directory's; an older `sgl` wrote it relative to where it
+        // ran, so the file's name in the directory is tried too.
         let keypair_path = match wire.keypair_path.is_absolute() {
             true => wire.keypair_path.clone(),
-            false => self.dir.join(&wire.keypair_path),
+            false => {
+                let joined = self.dir.join(&wire.keypair_path);
+                match (joined.exists(), wire.keypair_path.file_name()) {
+                    (false, Some(name)) => self.dir.join(name),
+                    _ => joined,
+                }
+            }
         };
         let keypair = load_keypair(&keypair_path)?;
         let node = NodeFile {

@@ -561,8 +561,10 @@ fn registered(
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    // Absolute: node.json records the key's path, and a service runs from another directory.
     let dir = ConfigDir::new(match cli.config_dir {
-        Some(dir) => dir,
+        Some(dir) => std::path::absolute(&dir)
+            .with_context(|| format!("cannot resolve --config-dir {}", dir.display()))?,
         None => default_config_dir()?,
     });
     let url_flag = cli.orchestrator_url.as_deref();

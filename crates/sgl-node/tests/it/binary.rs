@@ -685,3 +685,38 @@ async fn sgl_start_serves_a_model_tells_systemd_and_sgl_status_shows_the_engine_
     assert!(!log.contains("restarting"), "{log}");
     assert!(log.contains("llama-server stopped"), "{log}");
 }
+
+#[tokio::test]
+async fn a_relative_config_dir_is_taken_from_where_sgl_runs() {
+    let devnet = test_support::start().await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: Vec<String>| {
+        let home = home.path().to_path_buf();
+        let url = devnet.url().to_owned();
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_sgl"))
+                .current_dir(&home)
+                .args(["--config-dir", "cfg", "--orchestrator-url", &url])
+                .args(args)
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let code = code(&devnet).await;
+    let init = run(vec![
+        "init".into(),
+        "--wallet".into(),
+        WALLET.into(),
+        "--code".into(),
+        code,
+    ])
+    .await;
+    assert!(init.status.success(), "{init:?}");
+    let node: Value =
+        serde_json::from_slice(&std::fs::read(home.path().join("cfg/node.json")).unwrap()).unwrap();
+    let keypair = node["keypair_path"].as_str().unwrap();
+    assert!(Path::new(keypair).is_absolute(), "{node}");
+    let status = run(vec!["status".into(), "--json".into()]).await;
+    assert!(status.status.success(), "{status:?}");
+}
