@@ -421,14 +421,62 @@ fn cpu_time(pid: &str) -> Duration {
     Duration::from_nanos(nanos)
 }
 
+/// llama-server's own decode rates, read from its `eval time = … tokens per second` log lines
+/// as the node drains them (so they are known for grid runs too, whose usage carries none).
+static ENGINE_RATES: Mutex<Vec<f64>> = Mutex::new(Vec::new());
+
+/// The decode rate of an `eval time` line (not `prompt eval time`).
+fn eval_rate(line: &str) -> Option<f64> {
+    let at = line.find(" eval time")?;
+    if line[..at].trim_end().ends_with("prompt") {
+        return None;
+    }
+    let tail = &line[at..];
+    let end = tail.find(" tokens per second")?;
+    tail[..end]
+        .rsplit(|c: char| c == ',' || c.is_whitespace())
+        .find(|word| !word.is_empty())?
+        .parse()
+        .ok()
+}
+
+/// Where the node's log of llama-server's output goes: only the decode rates are kept.
+struct RateWriter;
+
+impl std::io::Write for RateWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for line in String::from_utf8_lossy(buf).lines() {
+            if let Some(rate) = eval_rate(line) {
+                ENGINE_RATES.lock().unwrap().push(rate);
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Runs one timed request, adding the CPU time this process and llama-server (`engine_pid`)
-/// spent meanwhile.
+/// spent meanwhile, and llama-server's own decode rate for it.
 async fn with_cpu(engine_pid: Option<u32>, run: impl Future<Output = Sample>) -> Sample {
     let engine_pid = engine_pid.map_or_else(|| "none".to_owned(), |pid| pid.to_string());
+    let rates_before = ENGINE_RATES.lock().unwrap().len();
     let (own, engine) = (cpu_time("self"), cpu_time(&engine_pid));
     let mut sample = run.await;
     sample.own_cpu = cpu_time("self").saturating_sub(own);
     sample.engine_cpu = cpu_time(&engine_pid).saturating_sub(engine);
+    // Its timing line follows the answer by a moment.
+    for _ in 0..50 {
+        if ENGINE_RATES.lock().unwrap().len() > rates_before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if let Some(&rate) = ENGINE_RATES.lock().unwrap()[rates_before..].last() {
+        sample.engine_tps = Some(rate);
+    }
     sample
 }
 
@@ -540,6 +588,13 @@ async fn main() {
         return;
     }
     devnet::install_crypto_provider();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "sgl_node::llama_server=debug",
+        ))
+        .with_ansi(false)
+        .with_writer(|| RateWriter)
+        .init();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let (cpu, processors) = machine();
     let parallelism = std::thread::available_parallelism().map_or(0, usize::from);
@@ -704,10 +759,23 @@ async fn main() {
         g.engine_cpu_ms,
         g.engine_cpu_ms - d.engine_cpu_ms
     );
-    if let Some(engine_tps) = d.engine_tps {
+    if let (Some(direct), Some(grid)) = (d.engine_tps, g.engine_tps) {
         println!(
-            "{:<28} {:>10.1}",
-            "llama-server's own decode t/s", engine_tps
+            "{:<28} {:>10.1} {:>10.1} {:>14.1} %",
+            "llama-server's own decode t/s",
+            direct,
+            grid,
+            grid / direct * 100.0
+        );
+        println!(
+            "{:<28} {:>10.1} % {:>8.1} %",
+            "delivered / engine's own",
+            d.decode_tps / direct * 100.0,
+            g.decode_tps / grid * 100.0
+        );
+        println!(
+            "(the grid path's own cost is the last row; the engine's slowdown beside it is the \
+             CPU and cache it shares with the client, coordinator and node on this machine)"
         );
     }
     println!();
@@ -794,6 +862,7 @@ async fn main() {
                 "decode_tokens_per_s": g.decode_tps,
                 "e2e_tokens_per_s": g.e2e_tps,
                 "total_ms": g.total_ms,
+                "engine_tokens_per_s": g.engine_tps,
                 "own_cpu_ms": g.own_cpu_ms,
                 "engine_cpu_ms": g.engine_cpu_ms,
             },
