@@ -490,6 +490,22 @@ fn job_in(c: &Connection, id: &str) -> rusqlite::Result<Option<GridJob>> {
     .optional()
 }
 
+/// `node`'s job `id` with what `usage` costs at its prices (capped at its hold) and the usage
+/// as JSON; `None` when there is no such job of `node`'s.
+fn billable_in(
+    c: &Connection,
+    id: &str,
+    node: &str,
+    usage: &grid_proto::Usage,
+) -> rusqlite::Result<Option<(GridJob, u64, String)>> {
+    let Some(job) = job_in(c, id)?.filter(|job| job.node_id == node) else {
+        return Ok(None);
+    };
+    let cost = cost_micros(usage, job.input_micros, job.output_micros).min(job.hold_micros);
+    let usage_json = serde_json::to_string(usage).unwrap_or_default();
+    Ok(Some((job, cost, usage_json)))
+}
+
 /// Ends a job billed `cost` (its status row just `changed`, or not, when it was no longer
 /// active): the rest of the hold back to its wallet and the node's `counter` up by one, then
 /// commits. The job as it now stands, or `None` when nothing changed.
@@ -940,14 +956,9 @@ impl Store {
     ) -> Result<Option<GridJob>> {
         self.with(|c| {
             let tx = c.transaction()?;
-            let Some(job) = job_in(&tx, id)? else {
+            let Some((job, cost, usage_json)) = billable_in(&tx, id, node, usage)? else {
                 return Ok(None);
             };
-            if job.node_id != node {
-                return Ok(None);
-            }
-            let cost = cost_micros(usage, job.input_micros, job.output_micros).min(job.hold_micros);
-            let usage_json = serde_json::to_string(usage).unwrap_or_default();
             let changed = tx.execute(
                 "UPDATE grid_jobs SET status = 'completed', cost_micros = ?2, usage = ?3, result = ?4, result_kind = ?5,
                  result_sha256 = ?6, result_signature = ?7, updated_ms = ?8, completed_ms = ?8
@@ -994,14 +1005,9 @@ impl Store {
     ) -> Result<Option<GridJob>> {
         self.with(|c| {
             let tx = c.transaction()?;
-            let Some(job) = job_in(&tx, id)? else {
+            let Some((job, cost, usage_json)) = billable_in(&tx, id, node, usage)? else {
                 return Ok(None);
             };
-            if job.node_id != node {
-                return Ok(None);
-            }
-            let cost = cost_micros(usage, job.input_micros, job.output_micros).min(job.hold_micros);
-            let usage_json = serde_json::to_string(usage).unwrap_or_default();
             let changed = tx.execute(
                 "UPDATE grid_jobs SET status = 'failed', error = ?2, cost_micros = ?3, usage = ?4, updated_ms = ?5, completed_ms = ?5
                  WHERE id = ?1 AND status IN ('queued', 'running')",

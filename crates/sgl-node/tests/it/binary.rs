@@ -55,6 +55,13 @@ fn signal(name: &str, target: &str) {
     assert!(sent.success(), "kill {name} {target}");
 }
 
+/// The line of a printed unit that starts with `key`.
+fn unit_line<'a>(unit: &'a str, key: &str) -> &'a str {
+    unit.lines()
+        .find(|l| l.starts_with(key))
+        .unwrap_or_else(|| panic!("no {key} in the unit:\n{unit}"))
+}
+
 /// A single-use registration code for [`WALLET`].
 async fn code(devnet: &devnet::Devnet) -> String {
     post(
@@ -133,11 +140,7 @@ async fn an_operator_runs_sgl_against_the_devnet() {
     .await;
     if cfg!(target_os = "linux") {
         assert_eq!(unit.code, 0, "{}", unit.stderr);
-        let exec = unit
-            .stdout
-            .lines()
-            .find(|l| l.starts_with("ExecStart="))
-            .unwrap();
+        let exec = unit_line(&unit.stdout, "ExecStart=");
         assert!(exec.contains(&format!("\"{}\"", dir.display())), "{exec}");
         assert!(
             exec.contains("\"start\" \"--heartbeat-interval\" \"5\""),
@@ -434,11 +437,7 @@ async fn sgl_start_serves_a_model_tells_systemd_and_sgl_status_shows_the_engine_
     .await;
     if cfg!(target_os = "linux") {
         assert_eq!(unit.code, 0, "{}", unit.stderr);
-        let exec = unit
-            .stdout
-            .lines()
-            .find(|l| l.starts_with("ExecStart="))
-            .unwrap();
+        let exec = unit_line(&unit.stdout, "ExecStart=");
         // Absolute with symlinks resolved: the real files.
         let real_model = std::fs::canonicalize(&llama.model).unwrap();
         let real_model = real_model.display().to_string();
@@ -451,11 +450,7 @@ async fn sgl_start_serves_a_model_tells_systemd_and_sgl_status_shows_the_engine_
         ] {
             assert!(exec.contains(&word), "{word} not in {exec}");
         }
-        let bound = unit
-            .stdout
-            .lines()
-            .find(|l| l.starts_with("BindReadOnlyPaths="))
-            .unwrap();
+        let bound = unit_line(&unit.stdout, "BindReadOnlyPaths=");
         let bin_dir = std::fs::canonicalize(llama.server.parent().unwrap()).unwrap();
         let bin_dir = bin_dir.display().to_string();
         assert!(
